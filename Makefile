@@ -1,0 +1,54 @@
+# paxline developer entry points. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STATE  ?= .paxline
+export PYTHON := $(abspath $(BIN)/python)
+
+.PHONY: venv deps lint test test-fast sim-long demo demo-stop clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON_BOOT) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	rm -f $(VENV)/.installed-* && touch $@
+
+PYTHON_BOOT ?= python3
+
+venv: $(STAMP)
+
+## System packages (Java, Maven, redis-server) and the Kafka jars from Maven Central.
+deps: venv
+	scripts/install-deps
+	scripts/kafka fetch
+	scripts/redis install
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## The whole suite: pure, simulator and integration tests against real Kafka and Redis.
+test: deps lint
+	$(BIN)/pytest -m "not chaos and not bench" --durations=15
+
+## Pure and simulator tests only (no Kafka, no Redis).
+test-fast: venv
+	$(BIN)/pytest -m "not integration and not e2e and not chaos and not bench"
+
+sim-long: venv
+	$(BIN)/python -m coordinator.sim --seeds 20000
+
+## Start Kafka and Redis locally and show that they answer (state under $(STATE)/).
+demo: deps
+	scripts/kafka start --data-dir $(STATE)/kafka
+	scripts/redis start --data-dir $(STATE)/redis
+	$(BIN)/python scripts/demo_check.py --kafka-dir $(STATE)/kafka --redis-dir $(STATE)/redis
+	@echo "stop with: make demo-stop"
+
+demo-stop:
+	-scripts/kafka stop --data-dir $(STATE)/kafka
+	-scripts/redis stop --data-dir $(STATE)/redis
+
+clean: demo-stop
+	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache

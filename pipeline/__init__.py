@@ -1,0 +1,3 @@
+"""paxline pipeline runtime: job API, workers, Kafka and Redis adapters, CLI."""
+
+__all__: list[str] = []

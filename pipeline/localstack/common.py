@@ -1,0 +1,102 @@
+"""Helpers shared by the Kafka and Redis launchers: pid files, port probes, waits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "ServiceError",
+    "free_port",
+    "port_open",
+    "process_alive",
+    "read_pid",
+    "stop_pid",
+    "wait_until",
+]
+
+
+class ServiceError(Exception):
+    """A local service could not be fetched, started, reached or stopped.
+
+    Defined here rather than in `pipeline.errors` because this package must import nothing
+    outside the standard library (the scripts run it with the system Python).
+    """
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> float:
+    """Poll `condition` until it holds; returns the seconds it took or raises naming `what`."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        if condition():
+            return time.monotonic() - start
+        if time.monotonic() > deadline:
+            raise ServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead once reaped-able.
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def stop_pid(pid_file: Path, timeout: float = 30.0) -> bool:
+    """SIGTERM the recorded process, wait for it to exit, SIGKILL as a last resort.
+
+    Returns False when nothing was running. A clean stop matters for Kafka: it lets the broker
+    close its log segments so the next start does not run recovery.
+    """
+    pid = read_pid(pid_file)
+    if pid is None or not process_alive(pid):
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not process_alive(pid), timeout, f"pid {pid} to exit")
+    except ServiceError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not process_alive(pid), 10, f"pid {pid} to die after SIGKILL")
+    pid_file.unlink(missing_ok=True)
+    return True

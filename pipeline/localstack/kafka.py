@@ -1,0 +1,358 @@
+"""Fetch, format, start and stop a real Apache Kafka broker (KRaft, one combined node).
+
+The broker comes from Maven Central (`org.apache.kafka:kafka_2.13` and its runtime
+dependencies, plus a log4j2 backend) via `mvn`, into a cache outside the repository, so the
+second start needs no network. It runs on the machine's Java 17.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.localstack.common import (
+    ServiceError,
+    free_port,
+    port_open,
+    process_alive,
+    read_pid,
+    stop_pid,
+    wait_until,
+)
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "KafkaBroker",
+    "fetch",
+    "metadata_brokers",
+    "start",
+    "status",
+    "stop",
+]
+
+DEFAULT_VERSION = "4.4.0"
+LOG4J_VERSION = "2.25.5"
+# A 2-core, 24 GiB machine that also runs the test-suite: 1 GiB is plenty for a test broker
+# and leaves room for coordinators, workers and Redis.
+DEFAULT_HEAP = "-Xms256m -Xmx1g"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.paxline</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{version}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+def cache_root() -> Path:
+    env = os.environ.get("PAXLINE_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "paxline"
+
+
+def libs_dir(version: str = DEFAULT_VERSION) -> Path:
+    return cache_root() / "kafka" / version / "libs"
+
+
+def fetch(version: str = DEFAULT_VERSION, quiet: bool = False) -> Path:
+    """Download the broker's jars once; later calls return the cached directory at once."""
+    libs = libs_dir(version)
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise ServiceError("`mvn` (Apache Maven) is not on PATH; install it to fetch Kafka")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with open(libs.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test sessions may fetch at once
+        if marker.exists():
+            return libs
+        if not quiet:
+            print(f"fetching Apache Kafka {version} from Maven Central ...", flush=True)
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=libs.parent) as tmp:
+            pom = Path(tmp) / "pom.xml"
+            pom.write_text(_POM.format(version=version, log4j=LOG4J_VERSION))
+            out = Path(tmp) / "libs"
+            proc = subprocess.run(
+                [
+                    "mvn", "-B", "-q", "-f", str(pom),
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={out}", "-DincludeScope=runtime",
+                ],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                tail = (proc.stdout + proc.stderr)[-3000:]
+                raise ServiceError(f"mvn could not fetch kafka_2.13:{version}:\n{tail}")
+            if not list(out.glob(f"kafka_2.13-{version}.jar")):
+                raise ServiceError(f"mvn finished but kafka_2.13-{version}.jar is missing")
+            shutil.rmtree(libs, ignore_errors=True)
+            out.rename(libs)
+        marker.write_text(version)
+        if not quiet:
+            print(f"fetched {len(list(libs.glob('*.jar')))} jars in {time.monotonic() - t0:.1f}s")
+    return libs
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    """Where a started broker listens and keeps its files."""
+
+    port: int
+    controller_port: int
+    data_dir: Path
+    version: str
+    pid: int
+    startup_seconds: float
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "kafka.log"
+
+
+def _properties(data_dir: Path, port: int, controller_port: int) -> str:
+    # Internal topics get few partitions: a test broker creates them on first use and 50
+    # partitions each would add seconds to the first transaction and the first group commit.
+    return f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data_dir / "logs"}
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.flush.interval.messages=9223372036854775807
+"""
+
+
+def _java(libs: Path, main: str, args: list[str], log_cfg: Path | None) -> list[str]:
+    java = os.environ.get("JAVA_HOME")
+    exe = str(Path(java) / "bin" / "java") if java else (shutil.which("java") or "java")
+    cmd = [exe, *os.environ.get("PAXLINE_KAFKA_HEAP", DEFAULT_HEAP).split()]
+    cmd += ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
+    if log_cfg is not None:
+        cmd.append(f"-Dlog4j2.configurationFile={log_cfg}")
+    cmd += ["-cp", str(libs / "*"), main, *args]
+    return cmd
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _format(libs: Path, data_dir: Path, props: Path) -> None:
+    if (data_dir / "logs" / "meta.properties").exists():
+        return
+    proc = subprocess.run(
+        _java(libs, "kafka.tools.StorageTool",
+              ["format", "-t", _cluster_id(), "-c", str(props), "--ignore-formatted"], None),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise ServiceError(f"kafka storage format failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
+def _state_file(data_dir: Path) -> Path:
+    return data_dir / "kafka.ports"
+
+
+def start(
+    data_dir: Path,
+    port: int | None = None,
+    version: str = DEFAULT_VERSION,
+    timeout: float = 120.0,
+) -> KafkaBroker:
+    """Start a broker on `data_dir` (formatting it the first time) and wait until it serves
+    metadata. Idempotent: a broker already running from `data_dir` is returned as is."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "kafka.pid"
+    running = _running(data_dir)
+    if running is not None:
+        return running
+    libs = fetch(version)
+    t0 = time.monotonic()
+    port = port or _previous_port(data_dir) or free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    props = data_dir / "server.properties"
+    props.write_text(_properties(data_dir, port, controller_port))
+    log_cfg = data_dir / "log4j2.properties"
+    log_file = data_dir / "kafka.log"
+    log_cfg.write_text(_LOG4J2.format(log=log_file))
+    _format(libs, data_dir, props)
+    with open(data_dir / "kafka.out", "ab") as out:
+        proc = subprocess.Popen(
+            _java(libs, "kafka.Kafka", [str(props)], log_cfg),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    pid_file.write_text(str(proc.pid))
+    _state_file(data_dir).write_text(f"{port} {controller_port} {version}\n")
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise ServiceError(
+                f"kafka exited with code {proc.returncode} during start-up; see {log_file} "
+                f"and {data_dir / 'kafka.out'}"
+            )
+        return metadata_brokers("127.0.0.1", port) > 0
+
+    try:
+        wait_until(ready, timeout, f"kafka on 127.0.0.1:{port} to answer metadata requests")
+    except ServiceError:
+        stop(data_dir)
+        raise
+    return KafkaBroker(port, controller_port, data_dir, version, proc.pid, time.monotonic() - t0)
+
+
+def _previous_port(data_dir: Path) -> int | None:
+    """Reuse the last client port so that a restarted broker keeps its address."""
+    try:
+        previous = int(_state_file(data_dir).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if port_open(previous) else previous
+
+
+def _running(data_dir: Path) -> KafkaBroker | None:
+    pid = read_pid(data_dir / "kafka.pid")
+    state = _state_file(data_dir)
+    if pid is None or not process_alive(pid) or not state.exists():
+        return None
+    port_s, cport_s, version = state.read_text().split()
+    if metadata_brokers("127.0.0.1", int(port_s)) <= 0:
+        return None
+    return KafkaBroker(int(port_s), int(cport_s), data_dir, version, pid, 0.0)
+
+
+def status(data_dir: Path) -> KafkaBroker | None:
+    return _running(data_dir.resolve())
+
+
+def stop(data_dir: Path) -> bool:
+    return stop_pid(data_dir.resolve() / "kafka.pid", timeout=60.0)
+
+
+def metadata_brokers(host: str, port: int, timeout: float = 2.0) -> int:
+    """Number of brokers a Metadata (v4) request to host:port reports; 0 if it does not answer.
+
+    Spoken on the wire with the standard library so that the launcher needs no Kafka client.
+    """
+    client_id = b"paxline-probe"
+    # Request header v1: api_key, api_version, correlation_id, client_id (int16 string).
+    header = struct.pack(">hhih", 3, 4, 7, len(client_id)) + client_id
+    body = struct.pack(">ib", 0, 0)  # topics: empty array; allow_auto_topic_creation: false
+    payload = header + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(struct.pack(">i", len(payload)) + payload)
+            size = struct.unpack(">i", _recv_exact(s, 4))[0]
+            resp = _recv_exact(s, size)
+    except (OSError, struct.error, ConnectionError):
+        return 0
+    if len(resp) < 12:
+        return 0
+    correlation, _throttle, brokers = struct.unpack(">iii", resp[:12])
+    return brokers if correlation == 7 else 0
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/kafka", description=__doc__)
+    parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
+    parser.add_argument("--data-dir", type=Path, default=Path(".paxline/kafka"))
+    parser.add_argument("--port", type=int, default=None, help="client port (default: free)")
+    parser.add_argument(
+        "--version", default=os.environ.get("PAXLINE_KAFKA_VERSION", DEFAULT_VERSION)
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(f"kafka {args.version} jars in {fetch(args.version)}")
+        elif args.command == "start":
+            b = start(args.data_dir, args.port, args.version)
+            how = f"ready in {b.startup_seconds:.1f}s" if b.startup_seconds else "already running"
+            print(f"kafka {b.version} {how} on {b.bootstrap} (pid {b.pid}, data {b.data_dir})")
+        elif args.command == "stop":
+            print("kafka stopped" if stop(args.data_dir) else "kafka was not running")
+        else:
+            running = status(args.data_dir)
+            if running is None:
+                print("kafka is not running")
+                return 3
+            print(f"kafka {running.version} running on {running.bootstrap} (pid {running.pid})")
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

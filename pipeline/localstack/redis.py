@@ -1,0 +1,168 @@
+"""Start and stop a local `redis-server` with AOF on (the exactly-once design relies on it).
+
+`redis-server` comes from Debian's package; when it is missing and we run as root it is
+installed, otherwise the error says what to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.localstack.common import (
+    ServiceError,
+    free_port,
+    port_open,
+    process_alive,
+    read_pid,
+    stop_pid,
+    wait_until,
+)
+
+__all__ = ["RedisServer", "ensure_installed", "ping", "start", "status", "stop"]
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    port: int
+    data_dir: Path
+    pid: int
+    version: str
+    startup_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def ensure_installed() -> str:
+    """Path of `redis-server`, installing the Debian package when that is possible."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServiceError(
+            "redis-server is not installed; install it with `sudo apt-get install -y "
+            "redis-server` (Debian/Ubuntu) or your platform's redis package (>= 6.2)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        # Package lists may be missing on a fresh machine.
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        proc = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ServiceError(f"apt-get install redis-server failed:\n{proc.stderr[-2000:]}")
+    found = shutil.which("redis-server")
+    if not found:
+        raise ServiceError("redis-server still missing after apt-get install")
+    return found
+
+
+def ping(port: int, timeout: float = 1.0) -> bool:
+    """True when a Redis on 127.0.0.1:port answers PING (spoken raw, no client library)."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _version(binary: str) -> str:
+    if not binary:
+        return "unknown"
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    for part in out.stdout.split():
+        if part.startswith("v="):
+            return part[2:]
+    return "unknown"
+
+
+def start(data_dir: Path, port: int | None = None, timeout: float = 30.0) -> RedisServer:
+    """Start redis-server on `data_dir` with appendonly yes / appendfsync everysec;
+    idempotent for a server already running from the same directory."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    existing = status(data_dir)
+    if existing is not None:
+        return existing
+    binary = ensure_installed()
+    t0 = time.monotonic()
+    port_file = data_dir / "redis.port"
+    if port is None and port_file.exists():
+        previous = int(port_file.read_text().strip() or 0)
+        port = previous if previous and not port_open(previous) else None
+    port = port or free_port()
+    pid_file = data_dir / "redis.pid"
+    args = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+        "--appendonly", "yes", "--appendfsync", "everysec",
+        "--daemonize", "yes", "--pidfile", str(pid_file),
+        "--logfile", str(data_dir / "redis.log"), "--save", "",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ServiceError(f"redis-server failed to start: {proc.stdout}{proc.stderr}")
+    port_file.write_text(str(port))
+    wait_until(lambda: ping(port), timeout, f"redis on 127.0.0.1:{port} to answer PING")
+    wait_until(lambda: read_pid(pid_file) is not None, timeout, "redis pid file")
+    pid = read_pid(pid_file) or 0
+    return RedisServer(port, data_dir, pid, _version(binary), time.monotonic() - t0)
+
+
+def status(data_dir: Path) -> RedisServer | None:
+    data_dir = data_dir.resolve()
+    pid = read_pid(data_dir / "redis.pid")
+    port_file = data_dir / "redis.port"
+    if pid is None or not process_alive(pid) or not port_file.exists():
+        return None
+    port = int(port_file.read_text().strip())
+    if not ping(port):
+        return None
+    return RedisServer(port, data_dir, pid, _version(shutil.which("redis-server") or ""), 0.0)
+
+
+def stop(data_dir: Path) -> bool:
+    return stop_pid(data_dir.resolve() / "redis.pid", timeout=30.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/redis", description=__doc__)
+    parser.add_argument("command", choices=["install", "start", "stop", "status"])
+    parser.add_argument("--data-dir", type=Path, default=Path(".paxline/redis"))
+    parser.add_argument("--port", type=int, default=None, help="port (default: free)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "install":
+            print(f"redis-server at {ensure_installed()}")
+        elif args.command == "start":
+            r = start(args.data_dir, args.port)
+            how = f"ready in {r.startup_seconds:.1f}s" if r.startup_seconds else "already running"
+            print(f"redis {r.version} {how} on 127.0.0.1:{r.port} with AOF (data {r.data_dir})")
+        elif args.command == "stop":
+            print("redis stopped" if stop(args.data_dir) else "redis was not running")
+        else:
+            running = status(args.data_dir)
+            if running is None:
+                print("redis is not running")
+                return 3
+            print(f"redis running on 127.0.0.1:{running.port} (pid {running.pid})")
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Session fixtures: one real Apache Kafka broker and one real Redis per test run.
+
+Both start lazily (only when an integration test asks), on free ports, in pytest's temporary
+directory. Pytest keeps the last three base temp dirs, so after a failure the broker log is
+still there; its path is printed in the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.localstack import kafka as kafka_launcher
+from pipeline.localstack import redis as redis_launcher
+
+_started: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_launcher.KafkaBroker]:
+    data_dir = tmp_path_factory.mktemp("kafka")
+    broker = kafka_launcher.start(data_dir)
+    _started["kafka"] = (
+        f"Apache Kafka {broker.version} (real broker, KRaft) on {broker.bootstrap}, "
+        f"ready in {broker.startup_seconds:.1f}s; log: {broker.log_file}"
+    )
+    try:
+        yield broker
+    finally:
+        kafka_launcher.stop(data_dir)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: kafka_launcher.KafkaBroker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis_launcher.RedisServer]:
+    data_dir = tmp_path_factory.mktemp("redis")
+    server = redis_launcher.start(data_dir)
+    _started["redis"] = (
+        f"Redis {server.version} (AOF on) on 127.0.0.1:{server.port}; "
+        f"log: {Path(data_dir) / 'redis.log'}"
+    )
+    try:
+        yield server
+    finally:
+        redis_launcher.stop(data_dir)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    if not _started:
+        return
+    terminalreporter.section("paxline services")
+    for line in _started.values():
+        terminalreporter.write_line(line)
+    if exitstatus != 0 and "kafka" in _started:
+        terminalreporter.write_line("tests failed: the broker log above is kept for inspection")
