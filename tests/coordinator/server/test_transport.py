@@ -1,0 +1,85 @@
+"""Peer transport over real loopback sockets: authenticated frames arrive; garbage,
+oversized frames and frames signed with the wrong secret are dropped and counted, and the
+node keeps serving afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Callable
+
+import pytest
+
+from coordinator.server.transport import PeerTransport, encode_frame
+
+SECRET = b"cluster-secret"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _eventually(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def _raw(port: int, data: bytes) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+
+
+def test_frames_are_authenticated_and_bad_ones_are_counted_not_fatal() -> None:
+    async def scenario() -> None:
+        p1, p2 = _port(), _port()
+        peers = {1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2)}
+        got: list[tuple[int, bytes]] = []
+
+        def on_frame(sender: int, body: bytes) -> None:
+            if body == b"explode":
+                raise ValueError("malformed body")
+            got.append((sender, body))
+
+        a = PeerTransport(1, peers[1], peers, SECRET, lambda s, b: None)
+        b = PeerTransport(2, peers[2], peers, SECRET, on_frame, max_frame=1024)
+        await a.start()
+        await b.start()
+        try:
+            a.send(2, b"hello")
+            await _eventually(lambda: got == [(1, b"hello")], "the first frame")
+
+            await _raw(p2, encode_frame(b"wrong-secret", 1, b"forged"))
+            await _raw(p2, encode_frame(SECRET, 9, b"from a stranger"))
+            await _raw(p2, struct.pack(">I", 10_000_000) + b"x" * 64)
+            await _raw(p2, b"\x00\x00\x00\x05garbage and more garbage")
+            await _raw(p2, encode_frame(SECRET, 1, b"explode"))
+            await _eventually(lambda: sum(b.dropped.values()) >= 5, "five bad frames to be counted")
+            assert b.dropped == {
+                "bad_mac": 1,
+                "unknown_sender": 1,
+                "oversized": 1,
+                "undersized": 1,
+                "malformed": 1,
+            }
+
+            a.send(2, b"still serving")
+            await _eventually(lambda: (1, b"still serving") in got, "a frame after the attack")
+            assert [body for _, body in got] == [b"hello", b"still serving"]
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="secret"):
+        PeerTransport(1, ("127.0.0.1", 0), {}, b"", lambda s, b: None)
