@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
+from pathlib import Path
 
 import typer
 
@@ -33,6 +34,91 @@ def version() -> None:
         typer.echo(dist_version("paxline"))
     except PackageNotFoundError:
         typer.echo("unknown (not installed)")
+
+
+coordinator_app = typer.Typer(help="Run a coordinator node.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Inspect the coordinator cluster.", no_args_is_help=True)
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(cluster_app, name="cluster")
+
+_ENDPOINTS = typer.Option(
+    "http://127.0.0.1:8701,http://127.0.0.1:8702,http://127.0.0.1:8703",
+    "--coordinators",
+    envvar="PAXLINE_COORDINATORS",
+    help="Comma-separated coordinator API URLs.",
+)
+
+
+@coordinator_app.command("run")
+def coordinator_run(
+    node_id: int = typer.Option(..., "--id", help="This node's id (one of --peers)."),
+    peers: str = typer.Option(..., help="All nodes: 1=host:port,2=host:port,3=host:port"),
+    api: str = typer.Option("0.0.0.0:8701", help="HOST:PORT for the HTTP API."),
+    data_dir: Path = typer.Option(..., help="Directory for the durable log and snapshots."),
+    no_fsync: bool = typer.Option(
+        False, "--no-fsync", help="Skip fsync (unsafe; benchmarks only)."
+    ),
+) -> None:
+    """Run one coordinator node until SIGTERM.
+
+    Needs PAXLINE_CLUSTER_SECRET (same on every node) and PAXLINE_API_TOKEN.
+
+    Example:
+
+        paxline coordinator run --id 1 --api 127.0.0.1:8701 --data-dir var/c1 \\
+            --peers 1=127.0.0.1:9701,2=127.0.0.1:9702,3=127.0.0.1:9703
+    """
+    from coordinator.server.main import ConfigError, config_from_env, run
+
+    try:
+        cfg = config_from_env(node_id, peers, api, data_dir, fsync=not no_fsync)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    run(cfg)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    coordinators: str = _ENDPOINTS,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """A table of nodes: role, ballot, commit index, applied index, lag."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from coordinator.client import CoordinatorClient
+
+    endpoints = [e.strip() for e in coordinators.split(",") if e.strip()]
+    rows: list[dict[str, object]] = []
+    with CoordinatorClient(endpoints) as client:
+        for endpoint in endpoints:
+            try:
+                rows.append({"endpoint": endpoint, **client.node_status(endpoint)})
+            except Exception as exc:
+                rows.append({"endpoint": endpoint, "role": "unreachable", "error": str(exc)})
+    top = max((int(str(r.get("commit_index", 0))) for r in rows if "commit_index" in r), default=0)
+    for r in rows:
+        if "applied_index" in r:
+            r["lag"] = top - int(str(r["applied_index"]))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        table = Table(title="paxline coordinators")
+        for col in ("endpoint", "node", "role", "ballot", "commit", "applied", "lag"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                str(r["endpoint"]), str(r.get("node_id", "-")), str(r.get("role", "-")),
+                str(r.get("ballot") or r.get("promised") or "-"), str(r.get("commit_index", "-")),
+                str(r.get("applied_index", "-")), str(r.get("lag", "-")),
+            )  # fmt: skip
+        Console().print(table)
+    if not any(r.get("role") == "leader" for r in rows):
+        typer.echo("no leader among the reachable nodes", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

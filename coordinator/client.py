@@ -1,0 +1,175 @@
+"""Python client of the coordinator API, used by workers and the CLI.
+
+It hides leader changes: any node accepts a request (followers forward to the leader), and
+when a node is down or no leader is elected yet the client moves on to the next node until
+its deadline. Mutations carry a stable session `(client_id, seq)`: a retry after a timeout
+re-sends the same seq, so the cluster applies the command at most once and answers the retry
+with the first result. One session allows one outstanding mutation, hence the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from coordinator.errors import CoordinatorError
+
+__all__ = ["CoordinatorClient", "CoordinatorUnavailable", "RequestRejected"]
+
+_RETRYABLE_STATUS = {502, 503, 504}
+
+
+class CoordinatorUnavailable(CoordinatorError):
+    """No node answered successfully before the deadline."""
+
+
+class RequestRejected(CoordinatorError):
+    """The cluster answered with a 4xx: the request is wrong, or a command's result is an
+    error value (fenced, unknown job, ...). `body` holds the JSON answer."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+        self.result = str(body.get("result", ""))
+        self.field = body.get("field")
+        super().__init__(f"HTTP {status}: {body.get('error', body)}")
+
+
+class CoordinatorClient:
+    def __init__(
+        self,
+        endpoints: list[str],
+        token: str | None = None,
+        timeout: float = 10.0,
+        client_id: str | None = None,
+        request_timeout: float = 3.0,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one coordinator endpoint is required")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.token = token
+        self.timeout = timeout
+        self.client_id = client_id or f"client-{uuid.uuid4().hex}"
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._preferred = 0
+        self._http = httpx.Client(timeout=request_timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------- transport
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        mutation: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        if mutation:
+            with self._lock:
+                self._seq += 1
+                return self._attempts(method, path, body, self._seq, timeout)
+        return self._attempts(method, path, body, None, timeout)
+
+    def _attempts(
+        self, method: str, path: str, body: Any, seq: int | None, timeout: float | None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        headers: dict[str, str] = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if seq is not None:
+            headers["Paxline-Client-Id"] = self.client_id
+            headers["Paxline-Seq"] = str(seq)
+        last_error = "no attempt made"
+        attempt = 0
+        while True:
+            endpoint = self.endpoints[(self._preferred + attempt) % len(self.endpoints)]
+            try:
+                resp = self._http.request(method, endpoint + path, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                last_error = f"{endpoint}: {type(exc).__name__}"
+            else:
+                if resp.status_code not in _RETRYABLE_STATUS:
+                    self._preferred = (self._preferred + attempt) % len(self.endpoints)
+                    data = resp.json() if resp.content else {}
+                    if resp.status_code >= 400:
+                        raise RequestRejected(resp.status_code, data)
+                    return data if isinstance(data, dict) else {"value": data}
+                last_error = f"{endpoint}: HTTP {resp.status_code} {resp.text[:200]}"
+            attempt += 1
+            if time.monotonic() >= deadline:
+                raise CoordinatorUnavailable(
+                    f"{method} {path} failed on every coordinator until the deadline "
+                    f"({timeout or self.timeout:.1f}s); last error: {last_error}"
+                )
+            if attempt % len(self.endpoints) == 0:
+                time.sleep(min(0.05 * attempt, 0.25))  # back off after a full round
+
+    # ------------------------------------------------------------------------- commands
+    def submit_job(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/jobs", dict(spec), mutation=True)
+
+    def cancel_job(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/jobs/{name}", mutation=True)
+
+    def pause_job(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/jobs/{name}/pause", mutation=True)
+
+    def resume_job(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/jobs/{name}/resume", mutation=True)
+
+    def reset_offsets(self, job: str, offsets: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+        body = {"offsets": _offset_list(offsets)}
+        return self._call("POST", f"/v1/jobs/{job}/offsets:reset", body, mutation=True)
+
+    def commit_checkpoint(
+        self, job: str, worker_id: str, epoch: int, offsets: Mapping[tuple[str, int], int]
+    ) -> dict[str, Any]:
+        body = {"worker_id": worker_id, "epoch": epoch, "offsets": _offset_list(offsets)}
+        return self._call("POST", f"/v1/jobs/{job}/checkpoints", body, mutation=True)
+
+    def heartbeat(self, worker_id: str, capacity: int = 1024) -> dict[str, Any]:
+        return self._call(
+            "POST", f"/v1/workers/{worker_id}/heartbeat", {"capacity": capacity}, mutation=True
+        )
+
+    def deregister(self, worker_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/workers/{worker_id}", mutation=True)
+
+    # ---------------------------------------------------------------------------- reads
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/jobs")["jobs"])
+
+    def job(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{name}")
+
+    def offsets(self, job: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/jobs/{job}/offsets")["partitions"])
+
+    def workers(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/workers")["workers"])
+
+    def node_status(self, endpoint: str, timeout: float = 2.0) -> dict[str, Any]:
+        """One node's own view (not forwarded), for `paxline cluster status`."""
+        resp = self._http.get(endpoint.rstrip("/") + "/v1/cluster", timeout=timeout)
+        resp.raise_for_status()
+        data = resp.json()
+        return data if isinstance(data, dict) else {}
+
+
+def _offset_list(offsets: Mapping[tuple[str, int], int]) -> list[dict[str, Any]]:
+    return [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(offsets.items())]

@@ -1,0 +1,593 @@
+"""The metadata state machine replicated by Multi-Paxos.
+
+Every replica applies the same chosen commands in slot order, so everything here is a pure,
+deterministic function of (state, command bytes, slot): no clocks, no randomness, and every
+collection is walked in sorted order. Errors are result values; a command that fails
+validation changes nothing, so a bad client can never stop or fork the log.
+
+Decisions where DESIGN.md is silent:
+
+* **Epochs.** Each (job, topic, partition) carries an owner and an epoch. Whenever a
+  command changes the owner of one or more partitions (including to or from "nobody"), those
+  partitions get the epoch ``max(slot, last_epoch + 1)``. With one command per slot this is
+  exactly the slot; if the log batches several commands into one slot, epochs still grow
+  strictly, so a fencing token is never handed out twice. An epoch changes iff the owner
+  changes; re-registering a live worker keeps its epochs, so worker ids must be unique per
+  worker process incarnation.
+* **Paused jobs** own nothing: pausing revokes every partition (new epoch, owner ``None``),
+  which fences all in-flight commits before an operator resets offsets; resuming assigns
+  again under a newer epoch.
+* **Offsets** follow Kafka: the agreed offset is the next one to read. A partition that has
+  never been committed has offset ``None``: the worker starts from the earliest available
+  offset (offset 0 may already be deleted by retention).
+* **Capacity** is a worker's limit across all jobs. Jobs are assigned in name order, each
+  with what earlier jobs left; when capacity is scarce, earlier names win and the rest stay
+  unassigned. Capacity 0 is allowed and drains a worker before it deregisters.
+* **Cancel** deletes the job and its offsets; the name can be submitted again, and its
+  partitions then start from ``None`` offsets with fresh (higher) epochs.
+* **Pause/Resume/Register** are idempotent; re-registering a live worker may change its
+  capacity. ``UpdatePartitions`` to the current count is a successful no-op.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import msgspec
+
+from coordinator.assignor import assign
+from coordinator.commands import (
+    AssignedPartition,
+    CancelJob,
+    CheckpointCommitted,
+    Command,
+    CommandDecodeError,
+    CommitCheckpoint,
+    DeregisterWorker,
+    ExpireWorker,
+    Fenced,
+    InvalidCommand,
+    JobCancelled,
+    JobExists,
+    JobInfo,
+    JobNotPaused,
+    JobPaused,
+    JobResumed,
+    JobSpec,
+    JobSubmitted,
+    OffsetRegression,
+    OffsetsReset,
+    PartitionsShrink,
+    PartitionStatus,
+    PartitionsUpdated,
+    PauseJob,
+    RegisterWorker,
+    ResetOffsets,
+    Result,
+    ResumeJob,
+    StaleExpiry,
+    Status,
+    SubmitJob,
+    UnknownJob,
+    UnknownPartition,
+    UnknownTopic,
+    UnknownWorker,
+    UpdatePartitions,
+    WorkerDeregistered,
+    WorkerExpired,
+    WorkerInfo,
+    WorkerRegistered,
+    decode_command,
+    encode_result,
+)
+from coordinator.errors import CoordinatorError
+
+__all__ = [
+    "MAX_CAPACITY",
+    "MAX_PARTITIONS",
+    "SNAPSHOT_VERSION",
+    "MetadataMachine",
+    "SnapshotError",
+    "validate_spec",
+]
+
+SNAPSHOT_VERSION = 1
+#: Upper bounds keep one command from making every replica allocate without limit.
+MAX_PARTITIONS = 100_000
+MAX_CAPACITY = 1_000_000
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_GUARANTEES = ("at-least-once", "exactly-once")
+
+TopicPartition = tuple[str, int]
+
+
+class SnapshotError(CoordinatorError, ValueError):
+    """A snapshot that cannot be restored; the machine is left unchanged."""
+
+
+class _Partition(msgspec.Struct):
+    owner: str | None = None
+    epoch: int = 0
+    offset: int | None = None
+
+
+class _Job(msgspec.Struct):
+    spec: JobSpec
+    paused: bool
+    submitted_at: int
+    partitions: dict[str, list[_Partition]]
+
+
+class _Worker(msgspec.Struct):
+    capacity: int
+    registered_at: int
+
+
+class _State(msgspec.Struct):
+    version: int
+    applied_slot: int
+    last_epoch: int
+    jobs: dict[str, _Job]
+    workers: dict[str, _Worker]
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_snapshot_decoder = msgspec.msgpack.Decoder(_State)
+
+
+# --------------------------------------------------------------------------------------
+# Validation (shared by the typed API and the byte API: both end in apply_command)
+# --------------------------------------------------------------------------------------
+
+
+def _json_problem(value: object, path: str) -> str | None:
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} must be a finite number"
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problem = _json_problem(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}"
+            problem = _json_problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+    return f"{path} must be JSON-like, got {type(value).__name__}"
+
+
+def _topic_problem(topic: object, path: str) -> str | None:
+    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        return f"{path} must be a Kafka topic name ([A-Za-z0-9._-], 1-249 chars), got {topic!r}"
+    return None
+
+
+def _count_problem(count: object, path: str) -> str | None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+        return f"{path} must be an integer in 1..{MAX_PARTITIONS}, got {count!r}"
+    return None
+
+
+def validate_spec(spec: JobSpec) -> str | None:
+    """Return why ``spec`` is unacceptable, naming the field, or ``None`` if it is fine."""
+    if not isinstance(spec.name, str) or not _JOB_NAME.fullmatch(spec.name):
+        return f"spec.name must match [A-Za-z0-9._-]{{1,128}}, got {spec.name!r}"
+    ep = spec.entrypoint
+    module, _, attr = ep.partition(":") if isinstance(ep, str) else ("", "", "")
+    if not module.strip() or not attr.strip() or any(c.isspace() for c in ep):
+        return f"spec.entrypoint must look like 'module:attr' or 'path.py:attr', got {ep!r}"
+    if not spec.sources:
+        return "spec.sources must name at least one topic"
+    seen: set[str] = set()
+    for i, source in enumerate(spec.sources):
+        problem = _topic_problem(source.topic, f"spec.sources[{i}].topic") or _count_problem(
+            source.partitions, f"spec.sources[{i}].partitions"
+        )
+        if problem:
+            return problem
+        if source.topic in seen:
+            return f"spec.sources[{i}].topic {source.topic!r} is listed twice"
+        seen.add(source.topic)
+    if not isinstance(spec.sink, dict) or not spec.sink:
+        return "spec.sink must be a non-empty object"
+    if spec.guarantee not in _GUARANTEES:
+        return f"spec.guarantee must be one of {', '.join(_GUARANTEES)}, got {spec.guarantee!r}"
+    if not isinstance(spec.settings, dict):
+        return "spec.settings must be an object"
+    return _json_problem(spec.sink, "spec.sink") or _json_problem(spec.settings, "spec.settings")
+
+
+def _worker_id_problem(worker_id: object) -> str | None:
+    if (
+        not isinstance(worker_id, str)
+        or not 1 <= len(worker_id) <= 255
+        or not worker_id.isprintable()
+        or any(c.isspace() for c in worker_id)
+    ):
+        return f"worker_id must be 1-255 printable characters without spaces, got {worker_id!r}"
+    return None
+
+
+def _offsets_problem(offsets: object) -> str | None:
+    if not isinstance(offsets, dict) or not offsets:
+        return "offsets must name at least one partition"
+    for key, offset in offsets.items():
+        if (
+            not isinstance(key, tuple)
+            or len(key) != 2
+            or not isinstance(key[0], str)
+            or isinstance(key[1], bool)
+            or not isinstance(key[1], int)
+        ):
+            return f"offsets keys must be (topic, partition), got {key!r}"
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            return f"offset for {key[0]}[{key[1]}] must be an integer >= 0, got {offset!r}"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# The machine
+# --------------------------------------------------------------------------------------
+
+
+class MetadataMachine:
+    """Jobs, live workers, partition ownership with fencing epochs, and agreed offsets.
+
+    The byte protocol (``apply``/``snapshot``/``restore``) is what the Paxos core drives;
+    the typed methods are what the HTTP API, the simulator and the tests use.
+    """
+
+    def __init__(self) -> None:
+        self._state = _State(
+            version=SNAPSHOT_VERSION, applied_slot=0, last_epoch=0, jobs={}, workers={}
+        )
+
+    # ---- byte protocol -----------------------------------------------------------------
+
+    def apply(self, command: bytes, slot: int) -> bytes:
+        """Apply one chosen command; undecodable bytes yield an ``InvalidCommand`` result."""
+        try:
+            cmd = decode_command(command)
+        except CommandDecodeError as exc:
+            self._state.applied_slot = max(self._state.applied_slot, slot)
+            return encode_result(InvalidCommand(str(exc)))
+        return encode_result(self.apply_command(cmd, slot))
+
+    def snapshot(self) -> bytes:
+        """Serialise the whole state; equal states give byte-identical snapshots."""
+        return _snapshot_encoder.encode(self._state)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with a snapshot; raises :class:`SnapshotError` and keeps the
+        current state if the snapshot is malformed."""
+        try:
+            state = _snapshot_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise SnapshotError(f"malformed snapshot: {exc}") from exc
+        if state.version != SNAPSHOT_VERSION:
+            raise SnapshotError(
+                f"snapshot version {state.version} is not supported (expected {SNAPSHOT_VERSION})"
+            )
+        for name, job in state.jobs.items():
+            counts = {s.topic: s.partitions for s in job.spec.sources}
+            actual = {topic: len(parts) for topic, parts in job.partitions.items()}
+            if name != job.spec.name or counts != actual:
+                raise SnapshotError(f"snapshot job {name!r} disagrees with its spec")
+        self._state = state
+
+    # ---- typed command API ---------------------------------------------------------------
+
+    def apply_command(self, cmd: Command, slot: int) -> Result:
+        """Apply a decoded command at ``slot``; never raises for bad input."""
+        self._state.applied_slot = max(self._state.applied_slot, slot)
+        match cmd:
+            case SubmitJob():
+                return self._submit(cmd, slot)
+            case CancelJob():
+                return self._cancel(cmd, slot)
+            case PauseJob():
+                return self._pause(cmd, slot)
+            case ResumeJob():
+                return self._resume(cmd, slot)
+            case UpdatePartitions():
+                return self._update_partitions(cmd, slot)
+            case RegisterWorker():
+                return self._register(cmd, slot)
+            case DeregisterWorker():
+                return self._deregister(cmd, slot)
+            case ExpireWorker():
+                return self._expire(cmd, slot)
+            case CommitCheckpoint():
+                return self._commit(cmd)
+            case ResetOffsets():
+                return self._reset(cmd)
+        return InvalidCommand(f"unknown command type {type(cmd).__name__}")
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    @property
+    def applied_slot(self) -> int:
+        """Highest slot applied so far (0 before the first command)."""
+        return self._state.applied_slot
+
+    def jobs(self) -> list[JobInfo]:
+        return [self._job_info(name) for name in sorted(self._state.jobs)]
+
+    def job(self, name: str) -> JobInfo | None:
+        return self._job_info(name) if name in self._state.jobs else None
+
+    def workers(self) -> list[WorkerInfo]:
+        loads = self._loads()
+        return [
+            WorkerInfo(
+                worker_id=w,
+                capacity=info.capacity,
+                registered_at=info.registered_at,
+                assigned=loads.get(w, 0),
+            )
+            for w, info in sorted(self._state.workers.items())
+        ]
+
+    def worker(self, worker_id: str) -> WorkerInfo | None:
+        info = self._state.workers.get(worker_id)
+        if info is None:
+            return None
+        return WorkerInfo(
+            worker_id=worker_id,
+            capacity=info.capacity,
+            registered_at=info.registered_at,
+            assigned=self._loads().get(worker_id, 0),
+        )
+
+    def assignment(self, worker_id: str) -> list[AssignedPartition]:
+        """What ``worker_id`` owns, with the epoch to commit under and where to resume."""
+        out = []
+        for name, job in sorted(self._state.jobs.items()):
+            for topic, parts in sorted(job.partitions.items()):
+                for i, p in enumerate(parts):
+                    if p.owner == worker_id:
+                        out.append(AssignedPartition(name, topic, i, p.epoch, p.offset))
+        return out
+
+    def offsets(self, job: str) -> list[PartitionStatus] | None:
+        """Agreed offset, owner and epoch of every partition, or ``None`` for no such job."""
+        state = self._state.jobs.get(job)
+        if state is None:
+            return None
+        return [
+            PartitionStatus(topic, i, p.offset, p.owner, p.epoch)
+            for topic, parts in sorted(state.partitions.items())
+            for i, p in enumerate(parts)
+        ]
+
+    def status(self) -> Status:
+        total = assigned = 0
+        for job in self._state.jobs.values():
+            for parts in job.partitions.values():
+                total += len(parts)
+                assigned += sum(1 for p in parts if p.owner is not None)
+        return Status(
+            applied_slot=self._state.applied_slot,
+            last_epoch=self._state.last_epoch,
+            jobs=len(self._state.jobs),
+            paused_jobs=sum(1 for j in self._state.jobs.values() if j.paused),
+            workers=len(self._state.workers),
+            partitions=total,
+            assigned_partitions=assigned,
+            unassigned_partitions=total - assigned,
+        )
+
+    # ---- command handlers: validate everything first, then mutate -------------------------
+
+    def _submit(self, cmd: SubmitJob, slot: int) -> Result:
+        if not isinstance(cmd.spec, JobSpec):
+            return InvalidCommand("spec must be a JobSpec")
+        problem = validate_spec(cmd.spec)
+        if problem:
+            return InvalidCommand(problem)
+        name = cmd.spec.name
+        if name in self._state.jobs:
+            return JobExists(name)
+        try:
+            spec = _canonical_spec(cmd.spec)
+        except msgspec.ValidationError as exc:
+            return InvalidCommand(f"spec: {exc}")
+        self._state.jobs[name] = _Job(
+            spec=spec,
+            paused=False,
+            submitted_at=slot,
+            partitions={s.topic: [_Partition() for _ in range(s.partitions)] for s in spec.sources},
+        )
+        self._reassign(slot)
+        return JobSubmitted(name)
+
+    def _cancel(self, cmd: CancelJob, slot: int) -> Result:
+        if cmd.name not in self._state.jobs:
+            return UnknownJob(cmd.name)
+        del self._state.jobs[cmd.name]
+        self._reassign(slot)
+        return JobCancelled(cmd.name)
+
+    def _pause(self, cmd: PauseJob, slot: int) -> Result:
+        job = self._state.jobs.get(cmd.name)
+        if job is None:
+            return UnknownJob(cmd.name)
+        if job.paused:
+            return JobPaused(cmd.name, changed=False)
+        job.paused = True
+        self._reassign(slot)
+        return JobPaused(cmd.name, changed=True)
+
+    def _resume(self, cmd: ResumeJob, slot: int) -> Result:
+        job = self._state.jobs.get(cmd.name)
+        if job is None:
+            return UnknownJob(cmd.name)
+        if not job.paused:
+            return JobResumed(cmd.name, changed=False)
+        job.paused = False
+        self._reassign(slot)
+        return JobResumed(cmd.name, changed=True)
+
+    def _update_partitions(self, cmd: UpdatePartitions, slot: int) -> Result:
+        job = self._state.jobs.get(cmd.job)
+        if job is None:
+            return UnknownJob(cmd.job)
+        problem = _count_problem(cmd.count, "count")
+        if problem:
+            return InvalidCommand(problem)
+        parts = job.partitions.get(cmd.topic)
+        if parts is None:
+            return UnknownTopic(cmd.job, cmd.topic)
+        if cmd.count < len(parts):
+            return PartitionsShrink(cmd.job, cmd.topic, len(parts), cmd.count)
+        if cmd.count > len(parts):
+            parts.extend(_Partition() for _ in range(cmd.count - len(parts)))
+            sources = tuple(
+                msgspec.structs.replace(s, partitions=cmd.count) if s.topic == cmd.topic else s
+                for s in job.spec.sources
+            )
+            job.spec = msgspec.structs.replace(job.spec, sources=sources)
+            self._reassign(slot)
+        return PartitionsUpdated(cmd.job, cmd.topic, cmd.count)
+
+    def _register(self, cmd: RegisterWorker, slot: int) -> Result:
+        problem = _worker_id_problem(cmd.worker_id)
+        if problem:
+            return InvalidCommand(problem)
+        cap = cmd.capacity
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= MAX_CAPACITY:
+            return InvalidCommand(f"capacity must be an integer in 0..{MAX_CAPACITY}, got {cap!r}")
+        worker = self._state.workers.get(cmd.worker_id)
+        if worker is None:
+            worker = self._state.workers[cmd.worker_id] = _Worker(cap, registered_at=slot)
+            self._reassign(slot)
+        elif worker.capacity != cap:
+            worker.capacity = cap
+            self._reassign(slot)
+        return WorkerRegistered(cmd.worker_id, cap, worker.registered_at)
+
+    def _deregister(self, cmd: DeregisterWorker, slot: int) -> Result:
+        if cmd.worker_id not in self._state.workers:
+            return UnknownWorker(cmd.worker_id)
+        del self._state.workers[cmd.worker_id]
+        self._reassign(slot)
+        return WorkerDeregistered(cmd.worker_id)
+
+    def _expire(self, cmd: ExpireWorker, slot: int) -> Result:
+        worker = self._state.workers.get(cmd.worker_id)
+        if worker is None:
+            return UnknownWorker(cmd.worker_id)
+        if cmd.registered_at is not None and cmd.registered_at != worker.registered_at:
+            return StaleExpiry(cmd.worker_id, worker.registered_at, cmd.registered_at)
+        del self._state.workers[cmd.worker_id]
+        self._reassign(slot)
+        return WorkerExpired(cmd.worker_id)
+
+    def _commit(self, cmd: CommitCheckpoint) -> Result:
+        job = self._state.jobs.get(cmd.job)
+        if job is None:
+            return UnknownJob(cmd.job)
+        problem = _offsets_problem(cmd.offsets)
+        if problem:
+            return InvalidCommand(problem)
+        targets = self._lookup(cmd.job, job, cmd.offsets)
+        if not isinstance(targets, list):
+            return targets
+        for (topic, partition), p, _ in targets:
+            if p.owner != cmd.worker_id or p.epoch != cmd.epoch:
+                return Fenced(cmd.job, topic, partition, cmd.worker_id, cmd.epoch, p.owner, p.epoch)
+        for (topic, partition), p, offset in targets:
+            if p.offset is not None and offset < p.offset:
+                return OffsetRegression(cmd.job, topic, partition, p.offset, offset)
+        for _, p, offset in targets:
+            p.offset = offset
+        return CheckpointCommitted(cmd.job, cmd.worker_id, cmd.epoch)
+
+    def _reset(self, cmd: ResetOffsets) -> Result:
+        job = self._state.jobs.get(cmd.job)
+        if job is None:
+            return UnknownJob(cmd.job)
+        problem = _offsets_problem(cmd.offsets)
+        if problem:
+            return InvalidCommand(problem)
+        targets = self._lookup(cmd.job, job, cmd.offsets)
+        if not isinstance(targets, list):
+            return targets
+        if not job.paused:
+            return JobNotPaused(cmd.job)
+        for _, p, offset in targets:
+            p.offset = offset
+        return OffsetsReset(cmd.job)
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _lookup(
+        self, name: str, job: _Job, offsets: dict[TopicPartition, int]
+    ) -> list[tuple[TopicPartition, _Partition, int]] | UnknownPartition:
+        found = []
+        for tp, offset in sorted(offsets.items()):
+            topic, partition = tp
+            parts = job.partitions.get(topic)
+            if parts is None or not 0 <= partition < len(parts):
+                return UnknownPartition(name, topic, partition)
+            found.append((tp, parts[partition], offset))
+        return found
+
+    def _reassign(self, slot: int) -> None:
+        """Recompute every job's owners; partitions whose owner changes get one new epoch."""
+        remaining = {w: info.capacity for w, info in self._state.workers.items()}
+        epoch: int | None = None
+        for _, job in sorted(self._state.jobs.items()):
+            current: dict[TopicPartition, _Partition] = {
+                (topic, i): p
+                for topic, parts in sorted(job.partitions.items())
+                for i, p in enumerate(parts)
+            }
+            if job.paused:
+                wanted: dict[TopicPartition, str | None] = dict.fromkeys(current)
+            else:
+                wanted = assign(current, remaining, {tp: p.owner for tp, p in current.items()})
+            for tp, owner in sorted(wanted.items()):
+                p = current[tp]
+                if owner is not None:
+                    remaining[owner] -= 1
+                if p.owner != owner:
+                    if epoch is None:
+                        epoch = max(slot, self._state.last_epoch + 1)
+                        self._state.last_epoch = epoch
+                    p.owner = owner
+                    p.epoch = epoch
+
+    def _loads(self) -> dict[str, int]:
+        loads: dict[str, int] = {}
+        for job in self._state.jobs.values():
+            for parts in job.partitions.values():
+                for p in parts:
+                    if p.owner is not None:
+                        loads[p.owner] = loads.get(p.owner, 0) + 1
+        return loads
+
+    def _job_info(self, name: str) -> JobInfo:
+        job = self._state.jobs[name]
+        return JobInfo(spec=job.spec, paused=job.paused, submitted_at=job.submitted_at)
+
+
+def _canonical_spec(spec: JobSpec) -> JobSpec:
+    """Round-trip through builtins so the stored spec holds only plain lists/dicts.
+
+    A spec built in Python may hold tuples where a decoded one holds lists; normalising
+    keeps ``job()`` reads identical on a replica that applied bytes and on one that was
+    driven through the typed API.
+    """
+    builtins: Any = msgspec.to_builtins(spec)
+    return msgspec.convert(builtins, JobSpec)

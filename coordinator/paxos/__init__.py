@@ -1,0 +1,72 @@
+"""Multi-Paxos core, sans I/O: feed it messages and ticks, drain `Ready`s.
+
+See `node` for the driver contract and `storage` for what must be durable.
+"""
+
+from coordinator.paxos.codec import decode, encode
+from coordinator.paxos.errors import ConfigError, DecodeError, PaxosError
+from coordinator.paxos.machine import SessionMachine, StateMachine
+from coordinator.paxos.node import Node, NodeConfig, RandomSource, Role
+from coordinator.paxos.storage import MemoryStorage, Storage
+from coordinator.paxos.types import (
+    NOOP,
+    Accept,
+    Accepted,
+    AcceptedEntry,
+    Ballot,
+    Batch,
+    Command,
+    DurableState,
+    Heartbeat,
+    HeartbeatAck,
+    InstallSnapshot,
+    Learn,
+    Message,
+    Nack,
+    PersistUpdate,
+    Prepare,
+    Promise,
+    ProposalResult,
+    ReadResult,
+    Ready,
+    SlotValue,
+    Snapshot,
+)
+
+__all__ = [
+    "NOOP",
+    "Accept",
+    "Accepted",
+    "AcceptedEntry",
+    "Ballot",
+    "Batch",
+    "Command",
+    "ConfigError",
+    "DecodeError",
+    "DurableState",
+    "Heartbeat",
+    "HeartbeatAck",
+    "InstallSnapshot",
+    "Learn",
+    "MemoryStorage",
+    "Message",
+    "Nack",
+    "Node",
+    "NodeConfig",
+    "PaxosError",
+    "PersistUpdate",
+    "Prepare",
+    "Promise",
+    "ProposalResult",
+    "RandomSource",
+    "ReadResult",
+    "Ready",
+    "Role",
+    "SessionMachine",
+    "SlotValue",
+    "Snapshot",
+    "StateMachine",
+    "Storage",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,538 @@
+"""The replica façade: one object per node, driven by `step`, `tick`, `propose`, `read`,
+`ready` and `advance`, and doing no I/O of its own.
+
+Driver contract (one loop iteration)::
+
+    rd = node.ready()
+    storage.save(rd.persist)          # 1. durable first
+    transport.send(rd.messages)       # 2. only then tell anyone
+    node.advance(rd)                  # 3. apply chosen slots, serve reads
+    deliver(rd.results, rd.reads)     #    answers to clients
+
+Do not call `step`/`tick`/`propose`/`read` between `ready()` and `advance()`: `ready()` hands
+over the pending outputs, and `advance()` is where the applied index moves.
+
+Safety notes that the code relies on:
+
+* A follower treats slot s as chosen from a leader's commit index only if its own accepted entry
+  for s carries that leader's ballot. A leader sends one value per slot per ballot, and while it
+  leads it learns chosen values only from a majority of its own ballot (it ignores `Learn` and
+  `InstallSnapshot`), so that entry is the chosen value.
+* Ballots are never reused: a candidate durably promises its own ballot before sending Prepare.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from coordinator.paxos.acceptor import Acceptor
+from coordinator.paxos.errors import ConfigError
+from coordinator.paxos.leader import Leadership, PendingRead, best_snapshot, merge_promises
+from coordinator.paxos.machine import SessionMachine, StateMachine
+from coordinator.paxos.types import (
+    NOOP,
+    Accept,
+    Accepted,
+    Ballot,
+    Batch,
+    Command,
+    DurableState,
+    Heartbeat,
+    HeartbeatAck,
+    InstallSnapshot,
+    Learn,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    ProposalResult,
+    ReadResult,
+    Ready,
+    SlotValue,
+    Snapshot,
+)
+
+__all__ = ["Node", "NodeConfig", "RandomSource", "Role"]
+
+
+class RandomSource(Protocol):
+    """The only randomness the core uses; pass a seeded `random.Random`."""
+
+    def randint(self, a: int, b: int) -> int: ...
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Timeouts are in ticks. `max_batch=1` disables batching; `snapshot_every=0` disables
+    snapshots (and therefore log truncation)."""
+
+    node_id: int
+    peers: tuple[int, ...]
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    window: int = 32
+    max_batch: int = 64
+    snapshot_every: int = 64
+    max_learn: int = 128
+
+    def validate(self) -> None:
+        if self.node_id not in self.peers:
+            raise ConfigError(f"node_id {self.node_id} not in peers {self.peers}")
+        if len(set(self.peers)) != len(self.peers) or len(self.peers) % 2 == 0:
+            raise ConfigError(f"peers must be an odd number of distinct ids, got {self.peers}")
+        if self.heartbeat_ticks < 1 or self.election_ticks <= 2 * self.heartbeat_ticks:
+            raise ConfigError("election_ticks must exceed two heartbeat intervals")
+        if self.window < 1 or self.max_batch < 1 or self.max_learn < 1:
+            raise ConfigError("window, max_batch and max_learn must be positive")
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig,
+        durable: DurableState,
+        app: StateMachine,
+        rng: RandomSource,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.id = config.node_id
+        self.others = tuple(p for p in config.peers if p != config.node_id)
+        self.quorum = len(config.peers) // 2 + 1
+        self._rng = rng
+        self.acceptor = Acceptor(durable)
+        self.machine = SessionMachine(app)
+        snap = self.acceptor.snapshot
+        if snap is not None:
+            self.machine.restore(snap.data)
+        self.applied = self.acceptor.snap_index
+        self.first_unchosen = self.applied + 1
+        self._handed = self.applied
+        self.log: dict[int, Batch] = {}
+        self.role = Role.FOLLOWER
+        self.leader_id: int | None = None
+        self.lead: Leadership | None = None
+        self._ticks = 0
+        self._elapsed = 0
+        self._hb_elapsed = 0
+        self._timeout = self._new_timeout()
+        self._max_round = self.acceptor.promised.round
+        self._outbox: list[Message] = []
+        self._results: list[ProposalResult] = []
+        self._reads: list[ReadResult] = []
+        self._waiting: dict[tuple[str, int], None] = {}
+
+    # ---------------------------------------------------------------------------- queries
+    @property
+    def commit_index(self) -> int:
+        return self.first_unchosen - 1
+
+    @property
+    def snap_index(self) -> int:
+        return self.acceptor.snap_index
+
+    @property
+    def ballot(self) -> Ballot | None:
+        return self.lead.ballot if self.lead is not None else None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    # ------------------------------------------------------------------------- client API
+    def propose(self, cmd: Command) -> None:
+        """Queue a command; its outcome arrives as a `ProposalResult` in a later `Ready`."""
+        if self.role is Role.LEADER and self.lead is not None:
+            self._waiting[(cmd.client_id, cmd.seq)] = None
+            self.lead.queue.append(cmd)
+        else:
+            self._results.append(
+                ProposalResult(
+                    cmd.client_id, cmd.seq, False, error="not_leader", leader_hint=self.leader_id
+                )
+            )
+
+    def read(self, read_id: int, query: bytes) -> None:
+        """Linearizable read via read-index: remember the commit index, confirm leadership
+        with a heartbeat round started after this call, serve once applied."""
+        lead = self.lead
+        if self.role is not Role.LEADER or lead is None:
+            self._reads.append(
+                ReadResult(read_id, False, error="not_leader", leader_hint=self.leader_id)
+            )
+            return
+        index = max(self.commit_index, lead.recovery_target)
+        lead.reads.append(PendingRead(read_id, query, index, lead.read_round()))
+        lead.hb_wanted = True
+
+    # ------------------------------------------------------------------------------- time
+    def tick(self) -> None:
+        self._ticks += 1
+        lead = self.lead
+        if self.role is Role.LEADER and lead is not None:
+            self._hb_elapsed += 1
+            if self._hb_elapsed >= self.config.heartbeat_ticks:
+                self._broadcast_heartbeat(lead)
+            horizon = self._ticks - self.config.election_ticks
+            live = 1 + sum(1 for p in self.others if lead.last_ack_tick.get(p, 0) >= horizon)
+            if live < self.quorum:
+                self._step_down()  # check-quorum: an isolated leader stops serving
+            return
+        self._elapsed += 1
+        if (
+            self.role is Role.CANDIDATE
+            and lead is not None
+            and self._elapsed % self.config.heartbeat_ticks == 0
+        ):
+            for p in self.others:
+                if p not in lead.promises:
+                    self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
+        if self._elapsed >= self._timeout:
+            self._campaign()
+
+    def _new_timeout(self) -> int:
+        e = self.config.election_ticks
+        return self._rng.randint(e, 2 * e - 1)
+
+    # ------------------------------------------------------------------------- elections
+    def _campaign(self) -> None:
+        self._step_down()
+        self._max_round = max(self._max_round, self.acceptor.promised.round) + 1
+        ballot = Ballot(self._max_round, self.id)
+        self.acceptor.promise_self(ballot)
+        lead = Leadership(ballot=ballot, from_slot=self.first_unchosen)
+        self.lead = lead
+        self.role = Role.CANDIDATE
+        self.leader_id = None
+        _, entries, snap = self.acceptor.prepare(ballot, lead.from_slot)
+        lead.promises[self.id] = Promise(self.id, self.id, ballot, lead.from_slot, entries, snap)
+        for p in self.others:
+            self._outbox.append(Prepare(self.id, p, ballot, lead.from_slot))
+        if len(lead.promises) >= self.quorum:
+            self._become_leader(lead)
+
+    def _step_down(self) -> None:
+        lead = self.lead
+        if lead is not None:
+            for cmd in lead.queue:
+                self._waiting.pop((cmd.client_id, cmd.seq), None)
+                self._results.append(
+                    ProposalResult(cmd.client_id, cmd.seq, False, error="not_leader")
+                )
+            for r in lead.reads:
+                self._reads.append(ReadResult(r.read_id, False, error="not_leader"))
+        self.lead = None
+        self.role = Role.FOLLOWER
+        self._elapsed = 0
+        self._timeout = self._new_timeout()
+
+    def _follow(self, ballot: Ballot) -> None:
+        """Called only for ballots >= our promise: that sender is the live leader."""
+        if self.lead is not None and self.lead.ballot < ballot:
+            self._step_down()
+        if self.lead is None:
+            self.role = Role.FOLLOWER
+            self.leader_id = ballot.node
+            self._elapsed = 0
+
+    def _become_leader(self, lead: Leadership) -> None:
+        promises = list(lead.promises.values())
+        snap = best_snapshot(promises)
+        if snap is not None and snap.index > self.applied:
+            self._install_snapshot(snap)
+        start = self.first_unchosen
+        values = merge_promises(promises, start)
+        top = max([start - 1, *values, *(s for s in self.log if s >= start)])
+        lead.next_slot = start
+        for slot in range(start, top + 1):
+            known = self.log.get(slot)
+            value = known if known is not None else values.get(slot, NOOP)
+            lead.open_slot(value)
+        lead.recovery_target = top
+        lead.active = True
+        for p in self.others:
+            lead.last_ack_tick[p] = self._ticks
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self._send_accepts(lead, list(range(start, top + 1)))
+        self._broadcast_heartbeat(lead)
+
+    # ------------------------------------------------------------------------- messages
+    def step(self, msg: Message) -> None:
+        if isinstance(msg, Accept):
+            self._on_accept(msg)
+        elif isinstance(msg, Accepted):
+            self._on_accepted(msg)
+        elif isinstance(msg, Heartbeat):
+            self._on_heartbeat(msg)
+        elif isinstance(msg, HeartbeatAck):
+            self._on_heartbeat_ack(msg)
+        elif isinstance(msg, Prepare):
+            self._on_prepare(msg)
+        elif isinstance(msg, Promise):
+            self._on_promise(msg)
+        elif isinstance(msg, Nack):
+            self._on_nack(msg)
+        elif isinstance(msg, Learn):
+            self._on_learn(msg)
+        elif isinstance(msg, InstallSnapshot):
+            self._on_install_snapshot(msg)
+
+    def _observe(self, ballot: Ballot) -> None:
+        if ballot.round > self._max_round:
+            self._max_round = ballot.round
+
+    def _on_prepare(self, m: Prepare) -> None:
+        self._observe(m.ballot)
+        ok, entries, snap = self.acceptor.prepare(m.ballot, m.from_slot)
+        if not ok:
+            self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
+            return
+        if self.lead is not None and self.lead.ballot < m.ballot:
+            self._step_down()
+        if self.lead is None:
+            self.leader_id = None
+            self._elapsed = 0  # give the candidate a chance before competing with it
+        self._outbox.append(Promise(self.id, m.src, m.ballot, m.from_slot, entries, snap))
+
+    def _on_promise(self, m: Promise) -> None:
+        lead = self.lead
+        if lead is None or lead.active or m.ballot != lead.ballot:
+            return
+        lead.promises[m.src] = m
+        if len(lead.promises) >= self.quorum:
+            self._become_leader(lead)
+
+    def _on_nack(self, m: Nack) -> None:
+        self._observe(m.promised)
+        lead = self.lead
+        if lead is not None and m.ballot == lead.ballot and m.promised > lead.ballot:
+            self._step_down()
+
+    def _on_accept(self, m: Accept) -> None:
+        self._observe(m.ballot)
+        if not self.acceptor.accept(m.ballot, m.entries):
+            self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
+            return
+        self._follow(m.ballot)
+        self._learn_commit(m.ballot, m.commit)
+        slots = tuple(sv.slot for sv in m.entries)
+        self._outbox.append(Accepted(self.id, m.src, m.ballot, slots))
+
+    def _on_accepted(self, m: Accepted) -> None:
+        lead = self.lead
+        if self.role is not Role.LEADER or lead is None or m.ballot != lead.ballot:
+            return
+        lead.last_ack_tick[m.src] = self._ticks
+        for slot in m.slots:
+            self._vote(lead, slot, m.src)
+
+    def _vote(self, lead: Leadership, slot: int, voter: int) -> None:
+        votes = lead.votes.get(slot)
+        if votes is None:
+            return
+        votes.add(voter)
+        if len(votes) >= self.quorum:
+            del lead.votes[slot]
+            self._chosen(slot, lead.proposals.pop(slot))
+
+    def _on_heartbeat(self, m: Heartbeat) -> None:
+        self._observe(m.ballot)
+        if m.ballot < self.acceptor.promised:
+            self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
+            return
+        self._follow(m.ballot)
+        self._learn_commit(m.ballot, m.commit)
+        self._outbox.append(HeartbeatAck(self.id, m.src, m.ballot, m.round, self.first_unchosen))
+
+    def _on_heartbeat_ack(self, m: HeartbeatAck) -> None:
+        lead = self.lead
+        if self.role is not Role.LEADER or lead is None or m.ballot != lead.ballot:
+            return
+        lead.last_ack_tick[m.src] = self._ticks
+        if m.round > lead.acked_round.get(m.src, 0):
+            lead.acked_round[m.src] = m.round
+        if m.need <= self.commit_index:
+            self._catch_up(lead, m.src, m.need)
+
+    def _catch_up(self, lead: Leadership, peer: int, need: int) -> None:
+        snap = self.acceptor.snapshot
+        if snap is not None and need <= snap.index:
+            self._outbox.append(InstallSnapshot(self.id, peer, lead.ballot, snap))
+            return
+        last = min(self.commit_index, need + self.config.max_learn - 1)
+        entries = tuple(SlotValue(s, self.log[s]) for s in range(need, last + 1))
+        self._outbox.append(Learn(self.id, peer, lead.ballot, entries))
+
+    def _on_learn(self, m: Learn) -> None:
+        self._observe(m.ballot)
+        if self.role is Role.LEADER:
+            return  # a leader learns only from its own majority; see module docstring
+        if m.ballot >= self.acceptor.promised:
+            self._follow(m.ballot)
+        for sv in m.entries:
+            self._chosen(sv.slot, sv.value)
+
+    def _on_install_snapshot(self, m: InstallSnapshot) -> None:
+        self._observe(m.ballot)
+        if self.role is Role.LEADER:
+            return
+        if m.ballot >= self.acceptor.promised:
+            self._follow(m.ballot)
+        if m.snapshot.index > self.applied:
+            self._install_snapshot(m.snapshot)
+
+    # ------------------------------------------------------------------------ choosing
+    def _chosen(self, slot: int, value: Batch) -> None:
+        if slot <= self.snap_index or slot in self.log or slot < self.first_unchosen:
+            return
+        self.log[slot] = value
+        while self.first_unchosen in self.log:
+            self.first_unchosen += 1
+
+    def _learn_commit(self, ballot: Ballot, commit: int) -> None:
+        lo = self.first_unchosen
+        if commit < lo:
+            return
+        acc = self.acceptor.accepted
+        if commit - lo + 1 <= len(acc):
+            slots: list[int] | range = range(lo, commit + 1)
+        else:
+            slots = sorted(s for s in acc if lo <= s <= commit)
+        for s in slots:
+            e = acc.get(s)
+            if e is not None and e.ballot == ballot:
+                self._chosen(s, e.value)
+
+    def _send_accepts(self, lead: Leadership, slots: list[int]) -> None:
+        if not slots:
+            return
+        entries = tuple(SlotValue(s, lead.proposals[s]) for s in slots)
+        if self.acceptor.accept(lead.ballot, entries):
+            for s in slots:
+                self._vote(lead, s, self.id)
+        for p in self.others:
+            self._outbox.append(Accept(self.id, p, lead.ballot, entries, self.commit_index))
+
+    def _broadcast_heartbeat(self, lead: Leadership) -> None:
+        """Also retransmits open slots to peers that have not accepted them, which is how lost
+        Accepts (and followers that restarted) are repaired."""
+        lead.hb_round += 1
+        lead.hb_wanted = False
+        self._hb_elapsed = 0
+        commit = self.commit_index
+        for p in self.others:
+            missing = tuple(
+                SlotValue(s, v) for s, v in lead.proposals.items() if p not in lead.votes[s]
+            )
+            if missing:
+                self._outbox.append(Accept(self.id, p, lead.ballot, missing, commit))
+            self._outbox.append(Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round))
+
+    def _install_snapshot(self, snap: Snapshot) -> None:
+        self.machine.restore(snap.data)
+        self.applied = snap.index
+        self._handed = max(self._handed, snap.index)
+        self.acceptor.install_snapshot(snap)
+        for slot in [s for s in self.log if s <= snap.index]:
+            del self.log[slot]
+        if self.first_unchosen <= snap.index:
+            self.first_unchosen = snap.index + 1
+        while self.first_unchosen in self.log:
+            self.first_unchosen += 1
+
+    # -------------------------------------------------------------------- driver handoff
+    def has_ready(self) -> bool:
+        if self._outbox or self._results or self._reads or self.acceptor.has_persist():
+            return True
+        if self.commit_index > self._handed:
+            return True
+        lead = self.lead
+        if self.role is Role.LEADER and lead is not None:
+            if lead.hb_wanted:
+                return True
+            if lead.queue and len(lead.proposals) < self.config.window:
+                return True
+            if lead.reads and self._servable(lead):
+                return True
+        return False
+
+    def ready(self) -> Ready:
+        lead = self.lead
+        if self.role is Role.LEADER and lead is not None:
+            opened: list[int] = []
+            while lead.queue and len(lead.proposals) < self.config.window:
+                opened.append(lead.open_slot(lead.take_batch(self.config.max_batch)))
+            self._send_accepts(lead, opened)
+            if lead.hb_wanted:
+                self._broadcast_heartbeat(lead)
+            self._serve_reads(lead)
+        committed = tuple(
+            SlotValue(s, self.log[s]) for s in range(self._handed + 1, self.first_unchosen)
+        )
+        self._handed = max(self._handed, self.commit_index)
+        rd = Ready(
+            persist=self.acceptor.take_persist(),
+            messages=tuple(self._outbox),
+            committed=committed,
+            results=tuple(self._results),
+            reads=tuple(self._reads),
+        )
+        self._outbox = []
+        self._results = []
+        self._reads = []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        for sv in rd.committed:
+            if sv.slot == self.applied + 1:
+                self._apply(sv.value)
+                self.applied = sv.slot
+        lead = self.lead
+        if self.role is Role.LEADER and lead is not None:
+            self._serve_reads(lead)
+        every = self.config.snapshot_every
+        if every > 0 and self.applied - self.snap_index >= every:
+            self._take_snapshot()
+
+    def _apply(self, batch: Batch) -> None:
+        for cmd in batch.commands:
+            out = self.machine.apply(cmd)
+            key = (cmd.client_id, cmd.seq)
+            if key in self._waiting:
+                del self._waiting[key]
+                err = "stale_seq" if out.stale else ""
+                self._results.append(
+                    ProposalResult(cmd.client_id, cmd.seq, not out.stale, out.result, err)
+                )
+
+    def _take_snapshot(self) -> None:
+        snap = Snapshot(self.applied, self.machine.snapshot())
+        self.acceptor.install_snapshot(snap)
+        for slot in [s for s in self.log if s <= snap.index]:
+            del self.log[slot]
+
+    def _servable(self, lead: Leadership) -> bool:
+        confirmed = lead.confirmed_round(self.others, self.quorum)
+        return any(r.round <= confirmed and self.applied >= r.read_index for r in lead.reads)
+
+    def _serve_reads(self, lead: Leadership) -> None:
+        if not lead.reads:
+            return
+        confirmed = lead.confirmed_round(self.others, self.quorum)
+        keep: list[PendingRead] = []
+        for r in lead.reads:
+            if r.round <= confirmed and self.applied >= r.read_index:
+                value = self.machine.app.query(r.query)
+                self._reads.append(ReadResult(r.read_id, True, value))
+            else:
+                keep.append(r)
+        lead.reads = keep

@@ -1,0 +1,120 @@
+"""Run one coordinator node: the Paxos runtime and the HTTP API in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+import uvicorn
+
+from coordinator.errors import CoordinatorError
+from coordinator.server.api import build_app
+from coordinator.server.runtime import NodeRuntime, ServerConfig
+
+__all__ = ["ConfigError", "parse_address", "parse_peers", "run", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(CoordinatorError):
+    """A command-line or environment setting is missing or malformed."""
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} must look like HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def parse_peers(text: str) -> dict[int, tuple[str, int]]:
+    """`1=host:port,2=host:port,3=host:port` -> {1: (host, port), ...}"""
+    peers: dict[int, tuple[str, int]] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        ident, sep, addr = item.partition("=")
+        if not sep or not ident.isdigit() or int(ident) < 1:
+            raise ConfigError(f"--peers entry {item!r} must look like ID=HOST:PORT with ID >= 1")
+        if int(ident) in peers:
+            raise ConfigError(f"--peers lists node {ident} twice")
+        peers[int(ident)] = parse_address(addr, f"--peers entry for node {ident}")
+    if len(peers) not in (1, 3, 5):
+        raise ConfigError(
+            f"--peers must list 3 or 5 nodes (or 1 for a toy cluster), got {len(peers)}"
+        )
+    return peers
+
+
+def config_from_env(
+    node_id: int, peers: str, api: str, data_dir: Path, fsync: bool = True
+) -> ServerConfig:
+    peer_map = parse_peers(peers)
+    if node_id not in peer_map:
+        raise ConfigError(f"--id {node_id} is not one of the --peers ({sorted(peer_map)})")
+    secret = os.environ.get("PAXLINE_CLUSTER_SECRET", "")
+    if len(secret) < 16:
+        raise ConfigError(
+            "PAXLINE_CLUSTER_SECRET must be set to the same secret (16+ characters) on every node"
+        )
+    token = os.environ.get("PAXLINE_API_TOKEN", "")
+    if len(token) < 8:
+        raise ConfigError("PAXLINE_API_TOKEN must be set (8+ characters) to protect mutations")
+    return ServerConfig(
+        node_id=node_id,
+        peers=peer_map,
+        api=parse_address(api, "--api"),
+        data_dir=data_dir,
+        secret=secret.encode(),
+        api_token=token,
+        advertise_api=os.environ.get("PAXLINE_ADVERTISE_API", ""),
+        fsync=fsync,
+        worker_session_timeout=float(os.environ.get("PAXLINE_WORKER_SESSION_TIMEOUT", "10")),
+    )
+
+
+async def serve(cfg: ServerConfig) -> None:
+    rt = NodeRuntime(cfg)
+    app = build_app(rt)
+    await rt.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=cfg.api[0], port=cfg.api[1], log_level="warning", access_log=False,
+            lifespan="off",
+        )
+    )  # fmt: skip
+    # uvicorn captures SIGINT/SIGTERM while serving and re-raises them when it returns; the
+    # loop handlers below make that re-raise harmless so the runtime closes cleanly.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: None)
+
+    async def expiry() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                await app.state.expire_lapsed()
+            except Exception:
+                log.exception("worker-session expiry failed")
+
+    expiry_task = asyncio.create_task(expiry())
+    log.info(
+        "node %d: peers on %s, API on %s:%d, data in %s",
+        cfg.node_id, cfg.peers[cfg.node_id], *cfg.api, cfg.data_dir,
+    )  # fmt: skip
+    await server.serve()
+    expiry_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await expiry_task
+    await app.state.forward_client.aclose()
+    await rt.stop()
+
+
+def run(cfg: ServerConfig) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s node{cfg.node_id} %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(cfg))

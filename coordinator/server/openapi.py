@@ -1,0 +1,110 @@
+"""The OpenAPI document of the coordinator API (served at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from coordinator.commands import JobSpec
+
+__all__ = ["openapi_document"]
+
+_MUTATION: dict[str, Any] = {"security": [{"bearer": []}]}
+
+
+def _op(summary: str, mutation: bool = False, body: str | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {"200": {"description": "OK"}}}
+    if mutation:
+        op.update(_MUTATION)
+        op["responses"]["401"] = {"description": "missing or wrong bearer token"}
+        op["responses"]["400"] = {"description": "invalid request; `field` names the problem"}
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    (spec_schema,), components = msgspec.json.schema_components([JobSpec])
+    offsets = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["topic", "partition", "offset"],
+            "properties": {
+                "topic": {"type": "string"},
+                "partition": {"type": "integer", "minimum": 0},
+                "offset": {"type": "integer", "minimum": 0},
+            },
+        },
+    }
+    components["Checkpoint"] = {
+        "type": "object",
+        "required": ["worker_id", "epoch", "offsets"],
+        "properties": {
+            "worker_id": {"type": "string"},
+            "epoch": {"type": "integer", "minimum": 1},
+            "offsets": offsets,
+        },
+    }
+    components["OffsetsReset"] = {
+        "type": "object",
+        "required": ["offsets"],
+        "properties": {"offsets": offsets},
+    }
+    components["Heartbeat"] = {
+        "type": "object",
+        "properties": {"capacity": {"type": "integer", "minimum": 1}},
+    }
+    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    worker = [{"name": "worker_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "paxline coordinator API", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/v1/cluster": {"get": _op("This node's view: role, ballot, commit/applied index")},
+            "/v1/jobs": {
+                "get": _op("List jobs (linearizable)"),
+                "post": _op("Submit a job", True, "JobSpec"),
+            },
+            "/v1/jobs/{name}": {
+                "parameters": name,
+                "get": _op("One job's spec and state"),
+                "delete": _op("Cancel a job", True),
+            },
+            "/v1/jobs/{name}/pause": {"parameters": name, "post": _op("Pause a job", True)},
+            "/v1/jobs/{name}/resume": {"parameters": name, "post": _op("Resume a job", True)},
+            "/v1/jobs/{name}/offsets": {
+                "parameters": name,
+                "get": _op("Agreed offsets, owners and epochs per partition"),
+            },
+            "/v1/jobs/{name}/offsets:reset": {
+                "parameters": name,
+                "post": _op("Reset offsets of a paused job", True, "OffsetsReset"),
+            },
+            "/v1/jobs/{name}/checkpoints": {
+                "parameters": name,
+                "post": _op("Commit a fenced checkpoint", True, "Checkpoint"),
+            },
+            "/v1/workers": {"get": _op("Registered workers")},
+            "/v1/workers/{worker_id}/heartbeat": {
+                "parameters": worker,
+                "post": _op(
+                    "Heartbeat; returns the worker's assignment and epochs", True, "Heartbeat"
+                ),
+            },
+            "/v1/workers/{worker_id}": {
+                "parameters": worker,
+                "delete": _op("Deregister a worker", True),
+            },
+            "/metrics": {"get": _op("Prometheus metrics")},
+        },
+        "x-job-spec": spec_schema,
+    }

@@ -1,0 +1,280 @@
+"""The asyncio driver of one coordinator node: persist, then send, then apply.
+
+One loop owns the Paxos `Node`. Frames from peers and client requests only enqueue work; the
+loop steps everything queued, asks for a `Ready`, makes its `persist` part durable (fsync in a
+worker thread so the event loop keeps accepting frames meanwhile — those frames become the
+next batch: group commit), sends its messages, then hands results back to waiting requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator.paxos.codec import decode, encode
+from coordinator.paxos.errors import DecodeError
+from coordinator.paxos.node import Node, NodeConfig
+from coordinator.paxos.types import Command, Message, ProposalResult, ReadResult, Ready
+from coordinator.server.app import MetadataApp
+from coordinator.server.storage import DiskStorage
+from coordinator.server.transport import PeerTransport
+
+__all__ = ["NodeRuntime", "ServerConfig"]
+
+log = logging.getLogger(__name__)
+
+# Frame kinds on the peer transport: Paxos messages, and the gossip that tells every node
+# where the others serve their HTTP API (so followers can forward to the leader).
+_PAXOS = b"P"
+_HELLO = b"H"
+
+
+@dataclass
+class ServerConfig:
+    node_id: int
+    peers: dict[int, tuple[str, int]]
+    api: tuple[str, int]
+    data_dir: Path
+    secret: bytes
+    api_token: str
+    advertise_api: str = ""
+    tick_ms: int = 25
+    election_ticks: int = 12
+    heartbeat_ticks: int = 2
+    fsync: bool = True
+    snapshot_every: int = 1024
+    max_batch: int = 256
+    window: int = 32
+    worker_session_timeout: float = 10.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class NodeRuntime:
+    """Owns the core, the disk and the peer connections of one node."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.storage = DiskStorage(cfg.data_dir / "paxos", fsync=cfg.fsync)
+        self.app = MetadataApp()
+        self.node = Node(
+            NodeConfig(
+                node_id=cfg.node_id,
+                peers=tuple(sorted(cfg.peers)),
+                election_ticks=cfg.election_ticks,
+                heartbeat_ticks=cfg.heartbeat_ticks,
+                window=cfg.window,
+                max_batch=cfg.max_batch,
+                snapshot_every=cfg.snapshot_every,
+            ),
+            self.storage.load(),
+            self.app,
+            random.Random(),  # election jitter only; nothing replicated depends on it
+        )
+        self.transport = PeerTransport(
+            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame
+        )
+        self.api_urls: dict[int, str] = {cfg.node_id: self.advertised_api()}
+        self._inbox: list[Message] = []
+        self._wake = asyncio.Event()
+        self._proposals: dict[tuple[str, int], asyncio.Future[ProposalResult]] = {}
+        self._reads: dict[int, asyncio.Future[ReadResult]] = {}
+        self._read_ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.leader_since: float | None = None
+        self.on_leadership: list[Callable[[], None]] = []
+        # Metrics the API exports.
+        self.fsync_seconds: list[float] = []
+        self.proposals_total = 0
+        self.reads_total = 0
+        self.ready_total = 0
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------------ lifecycle
+    def advertised_api(self) -> str:
+        if self.cfg.advertise_api:
+            return self.cfg.advertise_api
+        host, port = self.cfg.api
+        if host in ("0.0.0.0", "::", ""):
+            host = self.cfg.peers[self.cfg.node_id][0]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        await self.transport.start()
+        self._tasks.append(asyncio.create_task(self._loop(), name="paxos-loop"))
+        self._tasks.append(asyncio.create_task(self._ticker(), name="paxos-ticker"))
+        self._tasks.append(asyncio.create_task(self._gossip(), name="api-gossip"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.transport.stop()
+        self.storage.close()
+
+    # -------------------------------------------------------------------------- inbound
+    def _on_frame(self, sender: int, body: bytes) -> None:
+        kind, payload = body[:1], body[1:]
+        if kind == _HELLO:
+            url = json.loads(payload)["api"]
+            if not isinstance(url, str) or not url.startswith("http"):
+                raise DecodeError("hello frame without an http api url")
+            self.api_urls[sender] = url
+            return
+        if kind != _PAXOS:
+            raise DecodeError(f"unknown frame kind {kind!r}")
+        msg = decode(payload)
+        if msg.src != sender or msg.dst != self.cfg.node_id:
+            raise DecodeError(f"frame from {sender} claims src={msg.src} dst={msg.dst}")
+        self._inbox.append(msg)
+        self._wake.set()
+
+    async def _gossip(self) -> None:
+        hello = _HELLO + json.dumps({"api": self.advertised_api()}).encode()
+        while True:
+            for peer in self.transport.peers:
+                self.transport.send(peer, hello)
+            # Quickly until every peer's address is known (a follower cannot forward to a
+            # leader it cannot locate), then slowly to refresh after restarts.
+            known = all(p in self.api_urls for p in self.transport.peers)
+            await asyncio.sleep(2.0 if known else 0.1)
+
+    async def _ticker(self) -> None:
+        interval = self.cfg.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self._pending_ticks += 1
+            self._wake.set()
+
+    _pending_ticks = 0
+
+    # ----------------------------------------------------------------------------- loop
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            inbox, self._inbox = self._inbox, []
+            for msg in inbox:
+                self.node.step(msg)
+            ticks, self._pending_ticks = self._pending_ticks, 0
+            for _ in range(ticks):
+                self.node.tick()
+            was_leader = self.leader_since is not None
+            while self.node.has_ready():
+                await self._handle(self.node.ready())
+            self._track_leadership(was_leader)
+
+    async def _handle(self, rd: Ready) -> None:
+        self.ready_total += 1
+        if rd.persist is not None:
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.storage.save, rd.persist)
+            self.fsync_seconds.append(time.perf_counter() - t0)
+            if len(self.fsync_seconds) > 4096:
+                del self.fsync_seconds[:2048]
+        for msg in rd.messages:
+            self.transport.send(msg.dst, _PAXOS + encode(msg))
+        self.node.advance(rd)
+        for res in rd.results:
+            fut = self._proposals.pop((res.client_id, res.seq), None)
+            if fut is not None and not fut.done():
+                fut.set_result(res)
+        for read in rd.reads:
+            rfut = self._reads.pop(read.read_id, None)
+            if rfut is not None and not rfut.done():
+                rfut.set_result(read)
+
+    def _track_leadership(self, was_leader: bool) -> None:
+        if self.node.is_leader and not was_leader:
+            self.leader_since = time.monotonic()
+            log.info("node %d became leader at ballot %s", self.cfg.node_id, self.node.ballot)
+            for cb in self.on_leadership:
+                cb()
+        elif not self.node.is_leader and was_leader:
+            self.leader_since = None
+            log.info("node %d is no longer leader", self.cfg.node_id)
+            # Requests waiting on this node will not be answered by it; their clients retry
+            # (with the same session seq, so nothing applies twice).
+            for fut in self._proposals.values():
+                if not fut.done():
+                    fut.set_result(
+                        ProposalResult("", 0, False, error="not_leader", leader_hint=None)
+                    )
+            self._proposals.clear()
+            for rfut in self._reads.values():
+                if not rfut.done():
+                    rfut.set_result(ReadResult(0, False, error="not_leader"))
+            self._reads.clear()
+
+    # ---------------------------------------------------------------------- client side
+    async def propose(
+        self, payload: bytes, client_id: str | None = None, seq: int | None = None,
+        timeout: float = 5.0,
+    ) -> ProposalResult:  # fmt: skip
+        """Replicate one command. A client that retries sends the same `(client_id, seq)` and
+        gets the first result back instead of a second application."""
+        if client_id is None or seq is None:
+            client_id, seq = f"anon-{uuid.uuid4().hex}", 1
+        key = (client_id, seq)
+        fut = self._proposals.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._proposals[key] = fut
+            self.node.propose(Command(client_id, seq, payload))
+            self.proposals_total += 1
+            self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return ProposalResult(client_id, seq, False, error="timeout")
+
+    async def read(self, query: bytes, timeout: float = 5.0) -> ReadResult:
+        read_id = next(self._read_ids)
+        fut: asyncio.Future[ReadResult] = asyncio.get_running_loop().create_future()
+        self._reads[read_id] = fut
+        self.node.read(read_id, query)
+        self.reads_total += 1
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            self._reads.pop(read_id, None)
+            return ReadResult(read_id, False, error="timeout")
+
+    def leader_url(self) -> str | None:
+        leader = self.cfg.node_id if self.node.is_leader else self.node.leader_id
+        return None if leader is None else self.api_urls.get(leader)
+
+    def status(self) -> dict[str, object]:
+        n = self.node
+        ballot = n.ballot
+        promised = n.acceptor.promised
+        return {
+            "node_id": self.cfg.node_id,
+            "role": n.role.value,
+            "leader_id": self.cfg.node_id if n.is_leader else n.leader_id,
+            "leader_api": self.leader_url(),
+            "ballot": str(ballot) if ballot is not None else None,
+            "promised": str(promised),
+            "commit_index": n.commit_index,
+            "applied_index": n.applied,
+            "snapshot_index": n.snap_index,
+            "peers": {str(p): url for p, url in sorted(self.api_urls.items())},
+            "frames_dropped": dict(self.transport.dropped),
+            "uptime_seconds": round(time.monotonic() - self.started, 3),
+        }

@@ -1,0 +1,7 @@
+"""Deterministic fault-injecting simulator for the Paxos core: one seed, one schedule."""
+
+from coordinator.sim.cli import replay, run_sweep
+from coordinator.sim.runner import RunResult, run_seed
+from coordinator.sim.world import SimParams, World, params_for_seed
+
+__all__ = ["RunResult", "SimParams", "World", "params_for_seed", "replay", "run_seed", "run_sweep"]

@@ -1,0 +1,449 @@
+"""A deterministic discrete-event world: nodes, a faulty network, crash-prone disks, drifting
+clocks and clients, all driven by one seeded `random.Random`.
+
+Time is an integer in "units"; a node ticks about every `tick_unit` units (each node at its own
+slightly different rate). Every source of nondeterminism is drawn from the world's RNG in event
+order, so one seed always yields the same trace.
+
+Durability model: a node's `Ready` is only drained by a FLUSH event some disk latency after the
+node did work. Crashing before that flush discards the node object, and with it every state
+change and message not yet persisted/sent, exactly what a real crash loses.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.paxos.node import Node, NodeConfig, Role
+from coordinator.paxos.storage import MemoryStorage
+from coordinator.paxos.types import Batch, Command, Message, ProposalResult, ReadResult
+from coordinator.sim.kv import KVMachine
+from coordinator.sim.workload import Workload
+
+__all__ = ["SimNode", "SimParams", "World", "params_for_seed"]
+
+TICK, MSG, FLUSH, CREQ, CRESP, CTIMER, FAULT, CSTART = range(8)
+
+
+@dataclass(frozen=True, slots=True)
+class SimParams:
+    seed: int
+    n_nodes: int = 3
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    window: int = 8
+    max_batch: int = 8
+    snapshot_every: int = 16
+    tick_unit: int = 100
+    drift: int = 5  # each node's tick period is tick_unit +/- drift units
+    delay_min: int = 5
+    delay_max: int = 120
+    p_drop: float = 0.05
+    p_dup: float = 0.03
+    disk_min: int = 1
+    disk_max: int = 30
+    fault_gap: tuple[int, int] = (300, 2500)
+    fault_end: int = 40_000
+    run_end: int = 52_000
+    n_clients: int = 3
+    keys: tuple[str, ...] = ("a", "b")
+    client_timeout: int = 1_500
+    liveness_bound: int = 6_000  # units after healing within which every operation completes
+    faults: bool = True
+
+
+def params_for_seed(seed: int, **overrides: Any) -> SimParams:
+    """Vary the cluster shape and tuning with the seed so a sweep covers more than one setup."""
+    r = random.Random(f"params-{seed}")
+    base: dict[str, Any] = {
+        "seed": seed,
+        "n_nodes": r.choice((3, 3, 5)),
+        "window": r.choice((2, 8, 32)),
+        "max_batch": r.choice((1, 4, 64)),
+        "snapshot_every": r.choice((4, 16, 0)),
+        "p_drop": r.choice((0.0, 0.03, 0.1)),
+        "p_dup": r.choice((0.0, 0.05)),
+        "drift": r.choice((0, 3, 8)),
+        "n_clients": r.choice((2, 3, 4, 5)),
+    }
+    base.update(overrides)
+    return SimParams(**base)
+
+
+@dataclass(slots=True)
+class SimNode:
+    id: int
+    storage: MemoryStorage
+    period: int
+    node: Node | None = None
+    inc: int = 0
+    flush_pending: bool = False
+    crashes: int = 0
+    stalled_until: int = 0  # clock stall: no ticks (a frozen timer), messages still flow
+    stall_parked: bool = False
+    led: object = None  # last ballot we logged this node leading, to log each term once
+
+
+@dataclass(slots=True)
+class Stats:
+    events: int = 0
+    messages: int = 0
+    dropped: int = 0
+    crashes: int = 0
+    partitions: int = 0
+    elections: int = 0
+    flushes: int = 0
+    leaders: int = 0
+
+
+class World:
+    def __init__(self, params: SimParams, verbose: bool = False) -> None:
+        self.p = params
+        self.verbose = verbose
+        self.digest = 0
+        self.rng = random.Random(params.seed)
+        self.now = 0
+        self._q: list[tuple[int, int, int, Any]] = []
+        self._seq = 0
+        self.trace: list[str] = []
+        self.violations: list[str] = []
+        self.stats = Stats()
+        self.blocked: set[tuple[int, int]] = set()
+        self.p_drop = params.p_drop
+        self.p_dup = params.p_dup
+        self.healed_at: int | None = None
+        self.ids = tuple(range(1, params.n_nodes + 1))
+        self.chosen: dict[int, Batch] = {}
+        self.chosen_by: dict[int, int] = {}
+        self.nodes: dict[int, SimNode] = {}
+        for nid in self.ids:
+            period = params.tick_unit + self.rng.randint(-params.drift, params.drift)
+            self.nodes[nid] = SimNode(nid, MemoryStorage(), period)
+            self._start_node(self.nodes[nid])
+        self.workload = Workload(self, params)
+        if params.faults:
+            self._at(self.rng.randint(*params.fault_gap), FAULT, "random")
+            self._at(params.fault_end, FAULT, "heal")
+        else:
+            self.healed_at = 0
+
+    # --------------------------------------------------------------------------- plumbing
+    def _at(self, time: int, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._q, (time, self._seq, kind, payload))
+
+    def log(self, text: str) -> None:
+        self.trace.append(f"{self.now:>6} {text}")
+
+    def violation(self, text: str) -> None:
+        self.violations.append(f"t={self.now}: {text}")
+        self.log(f"VIOLATION {text}")
+
+    def run(self) -> None:
+        end = self.p.run_end
+        q = self._q
+        while q:
+            time, _, kind, payload = heapq.heappop(q)
+            if time > end:
+                break
+            self.now = time
+            self.stats.events += 1
+            self.digest = hash((self.digest, time, kind))
+            if kind == MSG:
+                self._deliver(payload)
+            elif kind == TICK:
+                self._tick(*payload)
+            elif kind == FLUSH:
+                self._flush(*payload)
+            elif kind == CREQ:
+                self._client_request(*payload)
+            elif kind == CRESP:
+                self.workload.on_response(*payload)
+            elif kind == CTIMER:
+                self.workload.on_timer(*payload)
+            elif kind == CSTART:
+                self.workload.on_start(payload)
+            elif kind == FAULT:
+                self._fault(payload)
+        self.now = end
+
+    # ------------------------------------------------------------------------------ nodes
+    def _start_node(self, sn: SimNode) -> None:
+        cfg = NodeConfig(
+            node_id=sn.id,
+            peers=self.ids,
+            election_ticks=self.p.election_ticks,
+            heartbeat_ticks=self.p.heartbeat_ticks,
+            window=self.p.window,
+            max_batch=self.p.max_batch,
+            snapshot_every=self.p.snapshot_every,
+        )
+        sn.inc += 1
+        sn.flush_pending = False
+        sn.stalled_until = 0  # a restarted process gets a working clock
+        sn.stall_parked = False
+        sn.node = Node(cfg, sn.storage.load(), KVMachine(), random.Random(self.rng.getrandbits(64)))
+        self._at(self.now + self.rng.randint(1, sn.period), TICK, (sn.id, sn.inc))
+
+    def crash(self, nid: int) -> None:
+        sn = self.nodes[nid]
+        if sn.node is None:
+            return
+        sn.node = None
+        sn.inc += 1
+        sn.crashes += 1
+        self.stats.crashes += 1
+        self.log(f"CRASH n{nid}")
+
+    def restart(self, nid: int) -> None:
+        sn = self.nodes[nid]
+        if sn.node is not None:
+            return
+        self._start_node(sn)
+        self.log(f"RESTART n{nid} (promised={sn.storage.load().promised})")
+
+    def _unstall(self, nid: int) -> None:
+        sn = self.nodes[nid]
+        sn.stalled_until = 0
+        if sn.stall_parked:
+            sn.stall_parked = False
+            if sn.node is not None:
+                self._at(self.now + sn.period, TICK, (nid, sn.inc))
+
+    def _dirty(self, sn: SimNode) -> None:
+        if not sn.flush_pending:
+            sn.flush_pending = True
+            delay = self.rng.randint(self.p.disk_min, self.p.disk_max)
+            self._at(self.now + delay, FLUSH, (sn.id, sn.inc))
+
+    def _tick(self, nid: int, inc: int) -> None:
+        sn = self.nodes[nid]
+        node = sn.node
+        if node is None or inc != sn.inc:
+            return
+        if sn.stalled_until > self.now:
+            sn.stall_parked = True  # the tick chain resumes from `unstall`
+            return
+        was = node.role
+        node.tick()
+        if node.role is Role.CANDIDATE and was is not Role.CANDIDATE:
+            self.stats.elections += 1
+            self.log(f"n{nid} campaigns {node.ballot}")
+        elif was is Role.LEADER and node.role is not Role.LEADER:
+            self.log(f"n{nid} steps down (check-quorum)")
+        self._dirty(sn)
+        self._at(self.now + sn.period, TICK, (nid, inc))
+
+    def _flush(self, nid: int, inc: int) -> None:
+        sn = self.nodes[nid]
+        node = sn.node
+        if node is None or inc != sn.inc:
+            return
+        sn.flush_pending = False
+        self.stats.flushes += 1
+        if node.is_leader and sn.led != node.ballot:
+            sn.led = node.ballot
+            self.stats.leaders += 1
+            self.log(f"n{nid} LEADER {node.ballot} commit={node.commit_index}")
+        for _ in range(50):
+            if not node.has_ready():
+                break
+            rd = node.ready()
+            if rd.persist is not None:
+                sn.storage.save(rd.persist)
+            for m in rd.messages:
+                self.send(m)
+            for sv in rd.committed:
+                self._record_chosen(nid, sv.slot, sv.value)
+            node.advance(rd)
+            for res in rd.results:
+                self._respond(res)
+            for rr in rd.reads:
+                self._respond_read(rr)
+        if node.has_ready():
+            self._dirty(sn)
+
+    def _record_chosen(self, nid: int, slot: int, value: Batch) -> None:
+        prev = self.chosen.get(slot)
+        if prev is None:
+            self.chosen[slot] = value
+            self.chosen_by[slot] = nid
+            for cmd in value.commands:
+                self.workload.check_valid(cmd)
+        elif prev != value:
+            self.violation(
+                f"AGREEMENT slot {slot}: n{self.chosen_by[slot]} chose {_fmt_batch(prev)}"
+                f" but n{nid} chose {_fmt_batch(value)}"
+            )
+
+    # ---------------------------------------------------------------------------- network
+    def _delay(self) -> int:
+        return self.rng.randint(self.p.delay_min, self.p.delay_max)
+
+    def send(self, m: Message) -> None:
+        self.stats.messages += 1
+        if (m.src, m.dst) in self.blocked or self.rng.random() < self.p_drop:
+            self.stats.dropped += 1
+            return
+        self._at(self.now + self._delay(), MSG, m)
+        if self.p_dup and self.rng.random() < self.p_dup:
+            self._at(self.now + self._delay(), MSG, m)
+
+    def _deliver(self, m: Message) -> None:
+        sn = self.nodes[m.dst]
+        if sn.node is None:
+            return
+        if self.verbose:
+            self.log(f"  {_fmt_msg(m)}")
+        sn.node.step(m)
+        self._dirty(sn)
+
+    # ---------------------------------------------------------------------------- clients
+    def client_send(self, nid: int, kind: str, payload: Any) -> None:
+        if self.rng.random() < self.p_drop:
+            return
+        self._at(self.now + self._delay(), CREQ, (nid, kind, payload))
+
+    def _client_request(self, nid: int, kind: str, payload: Any) -> None:
+        sn = self.nodes[nid]
+        if sn.node is None:
+            return
+        if kind == "w":
+            assert isinstance(payload, Command)
+            sn.node.propose(payload)
+        else:
+            read_id, query = payload
+            sn.node.read(read_id, query)
+        self._dirty(sn)
+
+    def _respond(self, res: ProposalResult) -> None:
+        if self.rng.random() < self.p_drop:
+            return
+        self._at(self.now + self._delay(), CRESP, ("w", res))
+
+    def _respond_read(self, res: ReadResult) -> None:
+        if self.rng.random() < self.p_drop:
+            return
+        self._at(self.now + self._delay(), CRESP, ("r", res))
+
+    def schedule_client(self, time: int, kind: int, payload: Any) -> None:
+        self._at(time, kind, payload)
+
+    # ----------------------------------------------------------------------------- faults
+    def leader(self) -> int | None:
+        best: tuple[int, int] | None = None
+        for sn in self.nodes.values():
+            node = sn.node
+            if node is not None and node.is_leader and node.ballot is not None:
+                key = (node.ballot.round, node.ballot.node)
+                if best is None or key > best:
+                    best = key
+        return best[1] if best is not None else None
+
+    def _fault(self, what: str) -> None:
+        rng = self.rng
+        if what == "heal":
+            self.blocked.clear()
+            self.p_drop = 0.0
+            self.p_dup = 0.0
+            for nid in self.ids:
+                self.restart(nid)
+                self._unstall(nid)
+            self.healed_at = self.now
+            self.log("HEAL all faults")
+            return
+        if self.healed_at is not None:
+            return
+        if what == "heal_net":
+            self.blocked.clear()
+            self.log("HEAL network")
+        elif what.startswith("unstall:"):
+            self._unstall(int(what.split(":")[1]))
+        elif what.startswith("restart:"):
+            self.restart(int(what.split(":")[1]))
+        else:
+            self._random_fault()
+            self._at(self.now + rng.randint(*self.p.fault_gap), FAULT, "random")
+
+    def _random_fault(self) -> None:
+        rng = self.rng
+        n = len(self.ids)
+        kind = rng.choice(
+            ("split", "split", "isolate_leader", "isolate_leader", "one_way", "crash", "crash",
+             "crash_leader", "crash_all", "heal_net", "stall_leader", "stall_leader")
+        )  # fmt: skip
+        up = [nid for nid in self.ids if self.nodes[nid].node is not None]
+        if kind == "split":
+            order = list(self.ids)
+            rng.shuffle(order)
+            k = rng.randint(1, n // 2)
+            a, b = order[:k], order[k:]
+            self.blocked = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+            self.stats.partitions += 1
+            self.log(f"PARTITION {sorted(a)} | {sorted(b)}")
+        elif kind == "isolate_leader":
+            lead = self.leader()
+            if lead is None:
+                return
+            others = [x for x in self.ids if x != lead]
+            self.blocked = {(lead, x) for x in others} | {(x, lead) for x in others}
+            self.stats.partitions += 1
+            self.log(f"PARTITION isolate leader n{lead}")
+        elif kind == "stall_leader":
+            # A leader whose clock freezes while it is cut off keeps believing it leads after
+            # a successor took over: the case that separates real read-index from wishful reads.
+            lead = self.leader()
+            if lead is None:
+                return
+            length = rng.randint(2000, 8000)
+            self.nodes[lead].stalled_until = self.now + length
+            others = [x for x in self.ids if x != lead]
+            self.blocked = {(lead, x) for x in others} | {(x, lead) for x in others}
+            self.stats.partitions += 1
+            self.log(f"STALL clock of leader n{lead} and isolate it for {length}")
+            self._at(self.now + length, FAULT, "heal_net")
+            self._at(self.now + length, FAULT, f"unstall:{lead}")
+            return
+        elif kind == "one_way":
+            x, y = rng.sample(list(self.ids), 2)
+            self.blocked.add((x, y))
+            self.log(f"PARTITION one-way n{x} -/-> n{y}")
+        elif kind in ("crash", "crash_leader") and up:
+            lead = self.leader()
+            victim = lead if kind == "crash_leader" and lead is not None else rng.choice(up)
+            self.crash(victim)
+            self._at(self.now + rng.randint(200, 3000), FAULT, f"restart:{victim}")
+        elif kind == "crash_all":
+            for nid in up:
+                self.crash(nid)
+                self._at(self.now + rng.randint(100, 1500), FAULT, f"restart:{nid}")
+        elif kind == "heal_net":
+            self.blocked.clear()
+            self.log("HEAL network")
+            return
+        if self.blocked:
+            self._at(self.now + rng.randint(500, 4000), FAULT, "heal_net")
+
+
+def _fmt_batch(b: Batch) -> str:
+    if not b.commands:
+        return "noop"
+    return "[" + ",".join(f"{c.client_id}#{c.seq}" for c in b.commands) + "]"
+
+
+def _fmt_msg(m: Message) -> str:
+    parts = [f"{type(m).__name__} n{m.src}->n{m.dst} b={m.ballot}"]
+    for name in ("from_slot", "commit", "round", "need", "slots", "promised"):
+        if hasattr(m, name):
+            parts.append(f"{name}={getattr(m, name)}")
+    for name in ("entries", "accepted"):
+        items = getattr(m, name, None)
+        if items:
+            parts.append(f"{name}=" + ",".join(f"{e.slot}:{_fmt_batch(e.value)}" for e in items))
+    snap = getattr(m, "snapshot", None)
+    if snap is not None:
+        parts.append(f"snapshot@{snap.index}")
+    return " ".join(parts)

@@ -1,0 +1,168 @@
+"""Start, kill and restart a local coordinator cluster as real processes on 127.0.0.1.
+
+Used by the integration tests, the benchmarks and `paxline up`: each node is the same
+`paxline coordinator run` command a deployment runs, with its own data directory and log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.localstack.common import ServiceError, free_port, wait_until
+
+__all__ = ["LocalCluster", "NodeProcess"]
+
+
+@dataclass
+class NodeProcess:
+    node_id: int
+    peer_port: int
+    api_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        base_dir: Path,
+        size: int = 3,
+        secret: str = "paxline-local-cluster-secret",
+        token: str = "paxline-local-token",
+        fsync: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.base_dir = base_dir.resolve()
+        self.secret = secret
+        self.token = token
+        self.fsync = fsync
+        self.env = dict(env or {})
+        self.nodes: dict[int, NodeProcess] = {}
+        for i in range(1, size + 1):
+            d = self.base_dir / f"node{i}"
+            self.nodes[i] = NodeProcess(i, free_port(), free_port(), d, d / "coordinator.log")
+
+    @property
+    def peers(self) -> str:
+        return ",".join(f"{i}=127.0.0.1:{n.peer_port}" for i, n in sorted(self.nodes.items()))
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.url for _, n in sorted(self.nodes.items())]
+
+    def command(self, node_id: int) -> list[str]:
+        n = self.nodes[node_id]
+        cmd = [
+            sys.executable, "-m", "pipeline.cli", "coordinator", "run",
+            "--id", str(node_id), "--peers", self.peers,
+            "--api", f"127.0.0.1:{n.api_port}", "--data-dir", str(n.data_dir),
+        ]  # fmt: skip
+        if not self.fsync:
+            cmd.append("--no-fsync")
+        return cmd
+
+    def start(self, timeout: float = 30.0) -> int:
+        for node_id in self.nodes:
+            self.start_node(node_id)
+        return self.wait_for_leader(timeout)
+
+    def start_node(self, node_id: int) -> None:
+        n = self.nodes[node_id]
+        if n.alive():
+            return
+        n.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            **self.env,
+            "PAXLINE_CLUSTER_SECRET": self.secret,
+            "PAXLINE_API_TOKEN": self.token,
+        }
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        with open(n.log_path, "ab") as log:
+            n.proc = subprocess.Popen(
+                self.command(node_id), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            )  # fmt: skip
+        n.starts += 1
+
+    def kill(self, node_id: int, sig: int = signal.SIGKILL) -> None:
+        n = self.nodes[node_id]
+        if n.proc is not None and n.proc.poll() is None:
+            n.proc.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                n.proc.wait(30)
+
+    def stop(self) -> None:
+        for node_id in self.nodes:
+            self.kill(node_id, signal.SIGTERM)
+
+    def status(self, node_id: int, timeout: float = 1.0) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(
+                self.nodes[node_id].url + "/v1/cluster", timeout=timeout
+            ) as r:
+                data = json.loads(r.read())
+                return data if isinstance(data, dict) else None
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def leader(self) -> int | None:
+        """The node that says it leads, when every live node agrees and can forward to it."""
+        views = {i: self.status(i) for i, n in self.nodes.items() if n.alive()}
+        leaders = {i for i, v in views.items() if v and v.get("role") == "leader"}
+        if len(leaders) != 1:
+            return None
+        (leader,) = leaders
+        url = self.nodes[leader].url
+        if any(v is None or v.get("leader_api") != url for v in views.values()):
+            return None
+        return leader
+
+    def wait_for_leader(self, timeout: float = 30.0, exclude: int | None = None) -> int:
+        found: list[int] = []
+
+        def elected() -> bool:
+            for n in self.nodes.values():
+                if n.proc is not None and n.proc.poll() not in (None, -9, -15):
+                    raise ServiceError(
+                        f"coordinator {n.node_id} exited with {n.proc.returncode}; see {n.log_path}"
+                    )
+            leader = self.leader()
+            if leader is not None and leader != exclude:
+                found.append(leader)
+                return True
+            return False
+
+        wait_until(elected, timeout, "a coordinator leader to be elected", interval=0.02)
+        return found[-1]
+
+    def wait_all_applied(self, timeout: float = 20.0) -> None:
+        """Every live node has applied everything the leader has committed."""
+
+        def caught_up() -> bool:
+            views = [self.status(i) for i, n in self.nodes.items() if n.alive()]
+            if any(v is None for v in views):
+                return False
+            commits = {int(str(v["commit_index"])) for v in views if v}
+            applied = {int(str(v["applied_index"])) for v in views if v}
+            return len(commits) == 1 and commits == applied
+
+        wait_until(caught_up, timeout, "all coordinators to apply the same index")
