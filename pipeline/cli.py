@@ -121,6 +121,16 @@ def cluster_status(
         raise typer.Exit(1)
 
 
+def _register() -> None:
+    from pipeline import cli_jobs, cli_stack
+
+    cli_jobs.register(app)
+    cli_stack.register(app)
+
+
+_register()
+
+
 def main() -> None:
     app()
 

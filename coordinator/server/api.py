@@ -115,8 +115,21 @@ def _describe(result: Result) -> str:
             )
         case InvalidCommand():
             return result.reason
+        case JobExists():
+            return f"job {result.name!r} already exists"
+        case UnknownJob():
+            return f"unknown job {result.name!r}"
+        case UnknownWorker():
+            return f"unknown worker {result.worker_id!r}"
+        case UnknownTopic():
+            return f"job {result.job!r} has no source topic {result.topic!r}"
+        case UnknownPartition():
+            return f"{result.topic}[{result.partition}] does not exist in job {result.job!r}"
+        case JobNotPaused():
+            return f"job {result.name!r} must be paused first (POST /v1/jobs/{result.name}/pause)"
         case _:
-            return type(result).__name__
+            fields = ", ".join(f"{k}={v!r}" for k, v in msgspec.structs.asdict(result).items())
+            return f"{type(result).__name__}({fields})"
 
 
 class _OffsetEntry(msgspec.Struct, forbid_unknown_fields=True):

@@ -32,7 +32,7 @@ class RunResult:
         lines = [f"seed {self.seed}: {'OK' if self.ok else 'VIOLATION'}  {self.params}"]
         lines += [f"  ! {v}" for v in self.violations]
         lines += [f"  - {n}" for n in self.notes]
-        if not self.ok:
+        if not self.ok and tail > 0:
             lines.append(f"  trace (last {tail} events; replay with --seed {self.seed} -v):")
             lines += [f"    {t}" for t in self.trace[-tail:]]
         return "\n".join(lines)

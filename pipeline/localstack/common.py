@@ -66,6 +66,8 @@ def read_pid(pid_file: Path) -> int | None:
 
 
 def process_alive(pid: int) -> bool:
+    if pid <= 0:  # kill(0 or -1, ...) would address process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

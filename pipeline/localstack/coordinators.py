@@ -48,7 +48,9 @@ class LocalCluster:
         token: str = "paxline-local-token",
         fsync: bool = True,
         env: dict[str, str] | None = None,
+        ports: dict[int, tuple[int, int]] | None = None,
     ) -> None:
+        """`ports` maps node id -> (peer port, API port); free ports are chosen if omitted."""
         self.base_dir = base_dir.resolve()
         self.secret = secret
         self.token = token
@@ -57,7 +59,8 @@ class LocalCluster:
         self.nodes: dict[int, NodeProcess] = {}
         for i in range(1, size + 1):
             d = self.base_dir / f"node{i}"
-            self.nodes[i] = NodeProcess(i, free_port(), free_port(), d, d / "coordinator.log")
+            peer, api = (ports or {}).get(i) or (free_port(), free_port())
+            self.nodes[i] = NodeProcess(i, peer, api, d, d / "coordinator.log")
 
     @property
     def peers(self) -> str:
@@ -125,8 +128,15 @@ class LocalCluster:
             return None
 
     def leader(self) -> int | None:
-        """The node that says it leads, when every live node agrees and can forward to it."""
-        views = {i: self.status(i) for i, n in self.nodes.items() if n.alive()}
+        """The node that says it leads, when every live node agrees and can forward to it.
+
+        A node counts as live if this object started it and it runs, or if it answers (it
+        may have been started by an earlier `paxline up`)."""
+        views: dict[int, dict[str, object] | None] = {}
+        for i, n in self.nodes.items():
+            view = self.status(i)
+            if view is not None or n.alive():
+                views[i] = view
         leaders = {i for i, v in views.items() if v and v.get("role") == "leader"}
         if len(leaders) != 1:
             return None

@@ -1,0 +1,189 @@
+"""`paxline worker run | submit | jobs | cancel | offsets`: the job life cycle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
+from pipeline.settings import resolve
+
+__all__ = ["register"]
+
+_COORD = typer.Option(
+    None,
+    "--coordinators",
+    help="Coordinator API URLs, comma-separated (env PAXLINE_COORDINATORS; default: the "
+    "stack `paxline up` started).",
+)
+_JSON = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _client(coordinators: str | None, timeout: float = 15.0) -> CoordinatorClient:
+    ep = resolve(coordinators)
+    return CoordinatorClient(ep.coordinators, ep.token or None, timeout=timeout)
+
+
+def topics_of(spec: dict[str, Any]) -> dict[str, int]:
+    """Every topic a job needs, with partition counts: sources (incl. repartition topics),
+    the Kafka sink and the dead-letter topic (sized like the first source)."""
+    topics = {s["topic"]: int(s["partitions"]) for s in spec["sources"]}
+    default = int(spec["sources"][0]["partitions"])
+    sink = spec.get("sink", {})
+    for name in (sink.get("topic"), sink.get("dead_letter")):
+        if name:
+            topics.setdefault(str(name), default)
+    return topics
+
+
+def register(app: typer.Typer) -> None:
+    worker_app = typer.Typer(help="Run a worker.", no_args_is_help=True)
+    app.add_typer(worker_app, name="worker")
+
+    @worker_app.command("run")
+    def worker_run(
+        worker_id: str = typer.Option("", "--id", help="Unique worker id (default: host-pid)."),
+        coordinators: str = _COORD,
+        kafka: str = typer.Option(None, help="Kafka bootstrap (env PAXLINE_KAFKA)."),
+        redis_url: str = typer.Option(None, "--redis", help="Redis URL (env PAXLINE_REDIS)."),
+        capacity: int = typer.Option(1024, help="Most partitions this worker will own."),
+        batch_size: int = typer.Option(5000, help="Records per poll."),
+    ) -> None:
+        """Consume the partitions the coordinators assign to this worker until SIGTERM.
+
+        Example: paxline worker run --id worker-1
+        """
+        from pipeline.worker import Worker, WorkerConfig
+
+        ep = resolve(coordinators, kafka=kafka, redis=redis_url)
+        wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        logging.basicConfig(
+            level=logging.INFO, format=f"%(asctime)s {wid} %(levelname)s %(name)s: %(message)s"
+        )
+        sys.path.insert(0, os.getcwd())  # job entrypoints are resolved from the deployment
+        w = Worker(WorkerConfig(wid, ep.coordinators, ep.token, ep.kafka, ep.redis,
+                                capacity=capacity, batch_size=batch_size))  # fmt: skip
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: w.stop_event.set())
+        w.run()
+
+    @app.command()
+    def submit(
+        ref: str = typer.Argument(..., help="The job: path/to/file.py:attr or module:attr."),
+        coordinators: str = _COORD,
+        kafka: str = typer.Option(None, help="Kafka bootstrap for creating topics."),
+        wait: bool = typer.Option(False, "--wait", help="Wait until every partition is owned."),
+        timeout: float = typer.Option(60.0, help="Seconds to wait with --wait."),
+        as_json: bool = _JSON,
+    ) -> None:
+        """Validate a job, create its topics and submit it to the coordinators.
+
+        Example: paxline submit examples/wordcount.py:job --wait
+        """
+        from pipeline.job import JobLoadError, SpecError, load_job
+        from pipeline.kafka import create_topics
+
+        sys.path.insert(0, os.getcwd())
+        try:
+            spec = load_job(ref).spec(ref)
+        except (JobLoadError, SpecError) as exc:
+            raise _fail(str(exc), 2) from exc
+        ep = resolve(coordinators, kafka=kafka)
+        create_topics(ep.kafka, topics_of(spec))
+        with _client(coordinators) as client:
+            try:
+                client.submit_job(spec)
+            except RequestRejected as exc:
+                raise _fail(str(exc), 2) from exc
+            if wait:
+                deadline = time.monotonic() + timeout
+                while True:
+                    parts = client.offsets(spec["name"])
+                    if parts and all(p["owner"] for p in parts):
+                        break
+                    if time.monotonic() > deadline:
+                        raise _fail(f"not every partition owned after {timeout:.0f}s; "
+                                    "are workers running? (`paxline status`)")  # fmt: skip
+                    time.sleep(0.2)
+        if as_json:
+            typer.echo(json.dumps(spec))
+        else:
+            typer.echo(f"submitted {spec['name']} ({len(spec['sources'])} source topics)")
+
+    @app.command()
+    def jobs(coordinators: str = _COORD, as_json: bool = _JSON) -> None:
+        """List jobs."""
+        with _client(coordinators) as client:
+            rows = client.jobs()
+        if as_json:
+            typer.echo(json.dumps(rows))
+            return
+        table = Table(title="jobs")
+        for col in ("name", "entrypoint", "sources", "sink", "guarantee", "paused"):
+            table.add_column(col)
+        for j in rows:
+            s = j["spec"]
+            sources = ", ".join(f"{x['topic']}({x['partitions']})" for x in s["sources"])
+            table.add_row(s["name"], s["entrypoint"], sources, json.dumps(s["sink"]),
+                          s["guarantee"], str(j["paused"]))  # fmt: skip
+        Console().print(table)
+
+    @app.command()
+    def cancel(name: str, coordinators: str = _COORD) -> None:
+        """Cancel a job (its offsets are forgotten)."""
+        with _client(coordinators) as client:
+            try:
+                client.cancel_job(name)
+            except RequestRejected as exc:
+                raise _fail(str(exc), 2) from exc
+        typer.echo(f"cancelled {name}")
+
+    @app.command()
+    def offsets(
+        name: str,
+        coordinators: str = _COORD,
+        kafka: str = typer.Option(None, help="Kafka bootstrap (for end offsets and lag)."),
+        as_json: bool = _JSON,
+    ) -> None:
+        """Per partition: agreed offset, Kafka end offset, lag, owner and epoch."""
+        from pipeline.kafka import end_offsets
+
+        ep = resolve(coordinators, kafka=kafka)
+        try:
+            with _client(coordinators) as client:
+                parts = client.offsets(name)
+        except RequestRejected as exc:
+            raise _fail(str(exc), 2) from exc
+        except CoordinatorUnavailable as exc:
+            raise _fail(str(exc)) from exc
+        ends = end_offsets(ep.kafka, [(p["topic"], p["partition"]) for p in parts])
+        for p in parts:
+            end = ends[(p["topic"], p["partition"])]
+            p["end_offset"] = end
+            p["lag"] = end - (p["offset"] or 0)
+        if as_json:
+            typer.echo(json.dumps(parts))
+            return
+        table = Table(title=f"offsets of {name}")
+        for col in ("topic", "partition", "agreed", "end", "lag", "owner", "epoch"):
+            table.add_column(col, justify="right" if col != "owner" else "left")
+        for p in parts:
+            table.add_row(p["topic"], str(p["partition"]), str(p["offset"]), str(p["end_offset"]),
+                          str(p["lag"]), str(p["owner"] or "-"), str(p["epoch"]))  # fmt: skip
+        Console().print(table)

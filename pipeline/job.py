@@ -1,0 +1,512 @@
+"""The user-facing dataflow API: build a job by chaining operators on a :class:`Job`.
+
+A job is a plain value. Every builder method returns a *new* job, so a half-built pipeline can
+be shared and extended without surprises, and two workers that import the same module get
+equal jobs. Builders check their own arguments at once (so the traceback points at the bad
+line); whole-pipeline rules (one source, one sink, stateful operators after ``key_by``) are
+checked by :func:`pipeline.spec.validate`, which ``spec()`` and the executor call.
+
+Time units: window sizes and ``allowed_lateness`` are given in seconds (floats allowed) and
+stored as integer milliseconds; event timestamps are epoch **milliseconds** (``int``), both
+from the ``timestamp=`` function and from the Kafka record timestamp used by default.
+
+Jobs are referenced by import path (``examples/wordcount.py:job`` or
+``examples.wordcount:job``) because the code ships with the deployment, never as uploaded
+bytes; :func:`load_job` resolves both forms.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.errors import PipelineError
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "Aggregate",
+    "Count",
+    "Filter",
+    "FlatMap",
+    "Guarantee",
+    "Job",
+    "JobLoadError",
+    "KeyBy",
+    "Map",
+    "Operator",
+    "Reduce",
+    "SinkValue",
+    "Source",
+    "SpecError",
+    "ToKafka",
+    "ToRedis",
+    "Window",
+    "WindowSpec",
+    "hopping",
+    "load_job",
+    "tumbling",
+]
+
+Guarantee = Literal["at-least-once", "exactly-once"]
+SinkValue = Literal["json", "str", "bytes"]
+
+_GUARANTEES = ("at-least-once", "exactly-once")
+_JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+#: Worker tuning knobs with their defaults; ``Job.settings`` rejects unknown names so a typo
+#: is an error at submit time rather than a silently ignored setting in production.
+DEFAULT_SETTINGS: Mapping[str, Any] = {
+    "batch_size": 500,
+    "commit_interval_ms": 1000,
+    "poll_timeout_ms": 100,
+    "max_buffered_batches": 4,
+    "state_backend": "redis",
+    "consumer": {},
+    "producer": {},
+}
+
+
+class SpecError(PipelineError, ValueError):
+    """A job or one of its arguments is invalid; the message names the field or operator."""
+
+
+class JobLoadError(PipelineError, LookupError):
+    """An entrypoint (``path.py:attr`` or ``module:attr``) cannot be resolved to a Job."""
+
+
+# --------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """Event-time window geometry in milliseconds; tumbling windows have ``hop == size``."""
+
+    size_ms: int
+    hop_ms: int
+
+    @property
+    def kind(self) -> str:
+        return "tumbling" if self.hop_ms == self.size_ms else "hopping"
+
+    def starts(self, ts: int) -> list[int]:
+        """Starts of every window containing ``ts``, oldest first (deterministic order)."""
+        last = ts - ts % self.hop_ms
+        first_excl = ts - self.size_ms
+        out = []
+        start = last
+        while start > first_excl:
+            out.append(start)
+            start -= self.hop_ms
+        out.reverse()
+        return out
+
+
+def _duration_ms(what: str, seconds: float, milliseconds: int, *, allow_zero: bool) -> int:
+    for name, v in (("seconds", seconds), ("milliseconds", milliseconds)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise SpecError(f"{what}: {name} must be a finite number, got {v!r}")
+    total = seconds * 1000 + milliseconds
+    ms = round(total)
+    if ms < 0 or (ms == 0 and not allow_zero):
+        raise SpecError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {total!r} ms")
+    if abs(total - ms) > 1e-6:
+        raise SpecError(f"{what} must be a whole number of milliseconds, got {total!r} ms")
+    return ms
+
+
+def tumbling(seconds: float = 0, *, milliseconds: int = 0) -> WindowSpec:
+    """Fixed, non-overlapping windows ``[k*size, (k+1)*size)``."""
+    size = _duration_ms("tumbling window size", seconds, milliseconds, allow_zero=False)
+    return WindowSpec(size, size)
+
+
+def hopping(
+    seconds: float = 0,
+    *,
+    hop: float = 0,
+    milliseconds: int = 0,
+    hop_milliseconds: int = 0,
+) -> WindowSpec:
+    """Overlapping windows of ``seconds`` that start every ``hop`` seconds.
+
+    ``hop`` need not divide the size, but it may not exceed it: records falling between
+    windows would be silently dropped, which is never what a user means.
+    """
+    size = _duration_ms("hopping window size", seconds, milliseconds, allow_zero=False)
+    step = _duration_ms("hopping window hop", hop, hop_milliseconds, allow_zero=False)
+    if step > size:
+        raise SpecError(f"hopping window hop ({step} ms) must not exceed its size ({size} ms)")
+    return WindowSpec(size, step)
+
+
+# --------------------------------------------------------------------------------------
+# Operators (plain records; the executor gives them meaning)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partitions: int
+    value: Any = "bytes"
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    fn: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    fn: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FlatMap:
+    fn: Callable[[Any], Iterable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBy:
+    fn: Callable[[Any], Any]
+    partitions: int | None = None
+    value_type: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    spec: WindowSpec
+    allowed_lateness_ms: int = 0
+    timestamp: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    pass
+
+
+_NO_INITIAL: Any = type("_NoInitial", (), {"__repr__": lambda self: "<no initial>"})()
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce:
+    """``fn(acc, value) -> acc``; without ``initial`` the first value of a key is the acc."""
+
+    fn: Callable[[Any, Any], Any]
+    initial: Any = _NO_INITIAL
+
+    @property
+    def has_initial(self) -> bool:
+        return self.initial is not _NO_INITIAL
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """``fn(acc, value) -> acc`` starting from ``initial`` (a value, or a zero-arg factory)."""
+
+    initial: Any
+    fn: Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToKafka:
+    topic: str
+    value: SinkValue = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class ToRedis:
+    view: str
+
+
+Operator = (
+    Source
+    | Map
+    | Filter
+    | FlatMap
+    | KeyBy
+    | Window
+    | Count
+    | Reduce
+    | Aggregate
+    | ToKafka
+    | ToRedis
+)
+
+_OP_NAMES: dict[type, str] = {
+    Source: "source",
+    Map: "map",
+    Filter: "filter",
+    FlatMap: "flat_map",
+    KeyBy: "key_by",
+    Window: "window",
+    Count: "count",
+    Reduce: "reduce",
+    Aggregate: "aggregate",
+    ToKafka: "to_kafka",
+    ToRedis: "to_redis",
+}
+
+
+def op_name(op: object) -> str:
+    """The builder-method name of an operator, used in every error message."""
+    return _OP_NAMES.get(type(op), type(op).__name__)
+
+
+def _callable(method: str, fn: object, arg: str = "fn") -> None:
+    if not callable(fn):
+        raise SpecError(f"{method}(): {arg} must be callable, got {type(fn).__name__}")
+
+
+def _positive_int(method: str, arg: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise SpecError(f"{method}(): {arg} must be an integer >= 1, got {v!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Job
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """A named dataflow pipeline; build it by chaining, e.g. ``Job("wc").source(...)...``."""
+
+    name: str
+    guarantee: Guarantee = "at-least-once"
+    operators: tuple[Operator, ...] = ()
+    dead_letter_topic: str | None = None
+    extra_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _JOB_NAME.fullmatch(self.name):
+            raise SpecError(f"Job(): name must match [A-Za-z0-9._-]{{1,128}}, got {self.name!r}")
+        if self.guarantee not in _GUARANTEES:
+            raise SpecError(
+                f"Job(): guarantee must be one of {', '.join(_GUARANTEES)}, got {self.guarantee!r}"
+            )
+
+    def _then(self, op: Operator) -> Job:
+        return replace(self, operators=(*self.operators, op))
+
+    # sources and stateless operators ---------------------------------------------------
+
+    def source(self, topic: str, *, partitions: int, value: Any = "bytes") -> Job:
+        """Consume ``topic``; ``value`` picks the decoder (see :mod:`pipeline.codecs`)."""
+        _positive_int("source", "partitions", partitions)
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"source({topic!r}): {exc}") from None
+        return self._then(Source(topic, partitions, value))
+
+    def map(self, fn: Callable[[Any], Any]) -> Job:
+        _callable("map", fn)
+        return self._then(Map(fn))
+
+    def filter(self, fn: Callable[[Any], Any]) -> Job:
+        _callable("filter", fn)
+        return self._then(Filter(fn))
+
+    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Job:
+        _callable("flat_map", fn)
+        return self._then(FlatMap(fn))
+
+    def key_by(
+        self, fn: Callable[[Any], Any], *, partitions: int | None = None, value_type: Any = None
+    ) -> Job:
+        """Re-key the stream; records travel through a repartition topic to the next stage.
+
+        Keys become strings (``str`` as is, ``bytes`` as UTF-8, ``int`` in decimal, anything
+        else as sorted-key JSON). ``partitions`` defaults to the source's count.
+        ``value_type`` (a dataclass / msgspec / pydantic class) restores typed values after
+        the hop; without it they arrive as plain dicts/lists unless the source's value class
+        still applies (no map/flat_map in between).
+        """
+        _callable("key_by", fn)
+        if partitions is not None:
+            _positive_int("key_by", "partitions", partitions)
+        if value_type is not None:
+            from pipeline.codecs import CodecError, typed_converter
+
+            try:
+                typed_converter(value_type)
+            except CodecError as exc:
+                raise SpecError(f"key_by(): value_type: {exc}") from None
+        return self._then(KeyBy(fn, partitions, value_type))
+
+    # stateful operators ----------------------------------------------------------------
+
+    def window(
+        self,
+        spec: WindowSpec,
+        *,
+        allowed_lateness: float = 0,
+        timestamp: Callable[[Any], Any] | None = None,
+    ) -> Job:
+        """Window the next count/reduce/aggregate by event time.
+
+        ``allowed_lateness`` is in seconds; ``timestamp(value)`` returns epoch milliseconds
+        (default: the Kafka record timestamp). A window emits once, when the partition's
+        watermark (max event time seen) reaches ``end + allowed_lateness``.
+        """
+        if not isinstance(spec, WindowSpec):
+            raise SpecError(
+                f"window(): expected tumbling(...) or hopping(...), got {type(spec).__name__}"
+            )
+        lateness = _duration_ms("window(): allowed_lateness", allowed_lateness, 0, allow_zero=True)
+        if timestamp is not None:
+            _callable("window", timestamp, "timestamp")
+        return self._then(Window(spec, lateness, timestamp))
+
+    def count(self) -> Job:
+        return self._then(Count())
+
+    def reduce(self, fn: Callable[[Any, Any], Any], initial: Any = _NO_INITIAL) -> Job:
+        _callable("reduce", fn)
+        return self._then(Reduce(fn, initial))
+
+    def aggregate(self, initial: Any, fn: Callable[[Any, Any], Any]) -> Job:
+        _callable("aggregate", fn)
+        return self._then(Aggregate(initial, fn))
+
+    # sinks and configuration -----------------------------------------------------------
+
+    def to_kafka(self, topic: str, *, value: SinkValue = "json") -> Job:
+        if value not in ("json", "str", "bytes"):
+            raise SpecError(f"to_kafka(): value must be 'json', 'str' or 'bytes', got {value!r}")
+        return self._then(ToKafka(topic, value))
+
+    def to_redis(self, view: str) -> Job:
+        return self._then(ToRedis(view))
+
+    def dead_letter(self, topic: str) -> Job:
+        """Where undecodable or failing records go (default ``paxline.{job}.dlq``)."""
+        return replace(self, dead_letter_topic=topic)
+
+    def settings(self, **values: Any) -> Job:
+        unknown = sorted(set(values) - set(DEFAULT_SETTINGS))
+        if unknown:
+            raise SpecError(
+                f"settings(): unknown setting {unknown[0]!r}; "
+                f"known: {', '.join(sorted(DEFAULT_SETTINGS))}"
+            )
+        return replace(self, extra_settings={**self.extra_settings, **values})
+
+    # derived ----------------------------------------------------------------------------
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dead_letter_topic or f"paxline.{self.name}.dlq"
+
+    def spec(self, entrypoint: str) -> dict[str, Any]:
+        """The validated spec the coordinator stores (see :func:`pipeline.spec.build_spec`)."""
+        from pipeline.spec import build_spec
+
+        return build_spec(self, entrypoint)
+
+    def __repr__(self) -> str:
+        chain = ".".join(op_name(op) for op in self.operators)
+        return f"Job({self.name!r}{'.' if chain else ''}{chain})"
+
+
+# --------------------------------------------------------------------------------------
+# Loading by entrypoint
+# --------------------------------------------------------------------------------------
+
+
+def load_job(ref: str, *, cwd: str | Path | None = None) -> Job:
+    """Resolve ``path/to/file.py:attr`` (relative to ``cwd``) or ``package.module:attr``.
+
+    A file inside a package tree under ``cwd`` (every directory has ``__init__.py``) is
+    imported under its dotted name, so both spellings give the very same Job object and the
+    file's relative imports work.
+    """
+    if not isinstance(ref, str) or ":" not in ref:
+        raise JobLoadError(
+            f"entrypoint must look like 'path.py:attr' or 'module:attr', got {ref!r}"
+        )
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr or not attr.isidentifier():
+        raise JobLoadError(
+            f"entrypoint must look like 'path.py:attr' or 'module:attr', got {ref!r}"
+        )
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        module = _import_file(base, target)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and target.startswith(exc.name):
+                raise JobLoadError(
+                    f"cannot import module {target!r}: no module named {exc.name!r}"
+                ) from None
+            raise JobLoadError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise JobLoadError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise JobLoadError(f"{target!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, Job):
+        raise JobLoadError(f"{ref!r} is a {type(obj).__name__}, not a paxline Job")
+    return obj
+
+
+def _import_file(base: Path, target: str) -> Any:
+    path = (base / target).resolve()
+    if not path.is_file():
+        raise JobLoadError(f"job file not found: {target!r} (looked at {path})")
+    root = base.resolve()
+    dotted = _dotted_name(root, path)
+    try:
+        if dotted is not None:
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            return importlib.import_module(dotted)
+        name = "_paxline_job_" + re.sub(r"\W", "_", str(path))
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise JobLoadError(f"cannot load {target!r} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    except JobLoadError:
+        raise
+    except Exception as exc:
+        raise JobLoadError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _dotted_name(root: Path, path: Path) -> str | None:
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return None
+    parts = rel.with_suffix("").parts
+    if not parts or not all(p.isidentifier() for p in parts):
+        return None
+    directory = root
+    for part in parts[:-1]:
+        directory = directory / part
+        if not (directory / "__init__.py").is_file():
+            return None
+    return ".".join(parts)

@@ -1,0 +1,212 @@
+"""Consumer and producer wrappers: the runtime's only contact with librdkafka.
+
+The consumer uses `assign()` only, never group `subscribe()`: the coordinators own partition
+ownership and resume offsets, so Kafka's group protocol must not move partitions behind their
+back. The group id exists only so that transactional offset commits have a home.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from pipeline.errors import PipelineError
+from pipeline.executor import DeadLetter, InRecord, OutRecord
+
+__all__ = ["TP", "Sink", "Source"]
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+class Source:
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        isolation: str = "read_uncommitted",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+            "fetch.wait.max.ms": 50,
+            "queued.max.messages.kbytes": 32768,
+        }
+        conf.update(extra or {})
+        self._consumer = Consumer(conf)
+        self.assigned: set[TP] = set()
+        self.paused: set[TP] = set()
+
+    def assign(self, partitions: Iterable[tuple[str, int, int | None]]) -> None:
+        tps = [TopicPartition(t, p, OFFSET_BEGINNING if o is None else o) for t, p, o in partitions]
+        if tps:
+            self._consumer.incremental_assign(tps)
+            self.assigned.update((tp.topic, tp.partition) for tp in tps)
+
+    def unassign(self, partitions: Iterable[TP]) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions if (t, p) in self.assigned]
+        if tps:
+            self._consumer.incremental_unassign(tps)
+            for tp in tps:
+                self.assigned.discard((tp.topic, tp.partition))
+                self.paused.discard((tp.topic, tp.partition))
+
+    def pause(self, partitions: Iterable[TP]) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions if (t, p) not in self.paused]
+        if tps:
+            self._consumer.pause(tps)
+            self.paused.update((tp.topic, tp.partition) for tp in tps)
+
+    def resume(self, partitions: Iterable[TP]) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions if (t, p) in self.paused]
+        if tps:
+            self._consumer.resume(tps)
+            for tp in tps:
+                self.paused.discard((tp.topic, tp.partition))
+
+    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]:
+        """Up to `max_records` records grouped per partition, each group in offset order."""
+        if not self.assigned:
+            return {}
+        out: dict[TP, list[InRecord]] = {}
+        for msg in self._consumer.consume(max_records, timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise PipelineError(f"fatal consumer error: {err.str()}")
+                log.warning("consumer error (retrying): %s", err.str())
+                continue
+            rec = _in_record(msg)
+            tp = (rec.topic, rec.partition)
+            if tp in self.assigned:  # records fetched before an unassign are dropped
+                out.setdefault(tp, []).append(rec)
+        return out
+
+    def group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    def committed(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int | None]:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        res = self._consumer.committed(tps, timeout=timeout)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
+
+    def end_offsets(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int]:
+        out: dict[TP, int] = {}
+        for t, p in partitions:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(t, p), timeout)
+            out[(t, p)] = int(high)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _in_record(msg: Any) -> InRecord:
+    # `Any`: librdkafka's stubs allow None for fields a consumed record always has.
+    _kind, ts = msg.timestamp()
+    headers = msg.headers()
+    return InRecord(
+        topic=msg.topic(),
+        partition=msg.partition(),
+        offset=msg.offset(),
+        key=msg.key(),
+        value=msg.value(),
+        timestamp_ms=int(ts),
+        headers=tuple((k, _as_bytes(v)) for k, v in headers) if headers else (),
+    )
+
+
+def _as_bytes(v: str | bytes | None) -> bytes:
+    if v is None:
+        return b""
+    return v.encode() if isinstance(v, str) else v
+
+
+class Sink:
+    """A producer that remembers delivery failures so that `flush` can refuse to report
+    success: at-least-once commits a checkpoint only after every output is acknowledged."""
+
+    def __init__(self, bootstrap: str, extra: dict[str, Any] | None = None) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 200000,
+        }
+        conf.update(extra or {})
+        self._producer = Producer(conf)
+        self._errors: list[str] = []
+
+    @property
+    def producer(self) -> Producer:
+        return self._producer
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    def send(self, rec: OutRecord) -> None:
+        self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
+
+    def send_dead_letter(self, topic: str, dl: DeadLetter) -> None:
+        r = dl.record
+        headers = [
+            ("paxline.error", dl.error.encode()[:4096]),
+            ("paxline.stage", dl.stage.encode()),
+            ("paxline.source.topic", r.topic.encode()),
+            ("paxline.source.partition", str(r.partition).encode()),
+            ("paxline.source.offset", str(r.offset).encode()),
+            *r.headers,
+        ]
+        self._produce(topic, r.key, r.value or b"", headers)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Any,
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value, key, headers=headers, on_delivery=self._on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def backlog(self) -> int:
+        return len(self._producer)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        left = self._producer.flush(timeout)
+        if left:
+            raise PipelineError(f"{left} records not delivered within {timeout:.0f}s")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise PipelineError(f"delivery failed: {'; '.join(errors[:5])}")

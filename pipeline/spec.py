@@ -1,0 +1,301 @@
+"""Validation of a :class:`~pipeline.job.Job` and the serialisable spec the coordinator stores.
+
+The spec is the only thing about a job that goes through Paxos, so it must say everything a
+worker needs before importing any code: which topics (including the internal repartition
+topics) to assign and checkpoint, and for each topic which stage of the pipeline to run.
+Validation happens here, once, so that a bad job is refused at ``paxline submit`` with a
+message naming the operator, rather than crashing workers later.
+
+Stages: every ``key_by`` ends a stage. Stage 0 reads the job's source topic; stage ``n > 0``
+reads ``paxline.{job}.repartition.{n}``, fed by the ``key_by`` that ended stage ``n-1``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.job import (
+    DEFAULT_SETTINGS,
+    Aggregate,
+    Count,
+    FlatMap,
+    Job,
+    KeyBy,
+    Map,
+    Operator,
+    Reduce,
+    Source,
+    SpecError,
+    ToKafka,
+    ToRedis,
+    Window,
+    op_name,
+)
+
+__all__ = [
+    "MAX_PARTITIONS",
+    "SPEC_VERSION",
+    "SpecError",
+    "StagePlan",
+    "build_spec",
+    "label",
+    "repartition_topic",
+    "stages_of",
+    "validate",
+]
+
+SPEC_VERSION = 1
+MAX_PARTITIONS = 100_000  # the coordinator's limit (coordinator.machine.MAX_PARTITIONS)
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
+_STATEFUL = (Count, Reduce, Aggregate)
+_SINKS = (ToKafka, ToRedis)
+
+
+def repartition_topic(job_name: str, stage: int) -> str:
+    """Internal topic feeding ``stage`` (>= 1); created at submit time like a source."""
+    return f"paxline.{job_name}.repartition.{stage}"
+
+
+def label(index: int, op: object) -> str:
+    """How errors and dead letters name an operator: its method and position in the chain."""
+    return f"{op_name(op)}#{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """One stage: the topic it reads and its operators (the ending key_by or sink apart)."""
+
+    index: int
+    topic: str
+    partitions: int
+    operators: tuple[tuple[int, Operator], ...]
+    key_by: tuple[int, KeyBy] | None
+    sink: tuple[int, ToKafka | ToRedis] | None
+    #: decoder hint for values arriving in this stage: a source `value=` for stage 0, a class
+    #: (or None for plain builtins) for repartitioned stages.
+    value: Any
+
+    @property
+    def output_topic(self) -> str | None:
+        if self.sink is not None and isinstance(self.sink[1], ToKafka):
+            return self.sink[1].topic
+        return None
+
+
+def _topic_problem(topic: object, what: str) -> str | None:
+    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        return (
+            f"{what} must be a Kafka topic name ([A-Za-z0-9._-], 1-249 chars, "
+            f"not '.' or '..'), got {topic!r}"
+        )
+    return None
+
+
+def _check_settings(job: Job) -> None:
+    s = {**DEFAULT_SETTINGS, **job.extra_settings}
+    for name in ("batch_size", "commit_interval_ms", "max_buffered_batches", "poll_timeout_ms"):
+        v = s[name]
+        low = 0 if name == "poll_timeout_ms" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise SpecError(f"settings.{name} must be an integer >= {low}, got {v!r}")
+    if s["state_backend"] not in ("redis", "memory"):
+        raise SpecError(
+            f"settings.state_backend must be 'redis' or 'memory', got {s['state_backend']!r}"
+        )
+    for name in ("consumer", "producer"):
+        conf = s[name]
+        if not isinstance(conf, dict):
+            raise SpecError(f"settings.{name} must be a dict of Kafka client options")
+        for k, v in conf.items():
+            if not isinstance(k, str) or not isinstance(v, str | int | float | bool):
+                raise SpecError(
+                    f"settings.{name}[{k!r}] must map a string to a str/int/float/bool, "
+                    f"got {type(v).__name__}"
+                )
+
+
+def stages_of(job: Job) -> list[StagePlan]:
+    """Validate ``job`` and split it into stages; raises :class:`SpecError` naming the problem."""
+    if not isinstance(job, Job):
+        raise SpecError(f"expected a paxline Job, got {type(job).__name__}")
+    ops = job.operators
+    where = f"job {job.name!r}"
+    if not ops or not isinstance(ops[0], Source):
+        first = f"; it starts with {op_name(ops[0])}()" if ops else ""
+        raise SpecError(f"{where} has no source{first}: start with .source(topic, partitions=N)")
+    source = ops[0]
+    problem = _topic_problem(source.topic, f"{label(0, source)}: topic")
+    if problem:
+        raise SpecError(problem)
+    if source.partitions > MAX_PARTITIONS:
+        raise SpecError(f"{label(0, source)}: partitions must be <= {MAX_PARTITIONS}")
+
+    sinks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SINKS)]
+    if not sinks:
+        raise SpecError(f"{where} has no sink: end with .to_kafka(topic) or .to_redis(view)")
+    if len(sinks) > 1:
+        names = " and ".join(label(i, op) for i, op in sinks)
+        raise SpecError(f"{where} has two sinks ({names}); a job has exactly one")
+    sink_index, sink = sinks[0]
+    if sink_index != len(ops) - 1:
+        after = ops[sink_index + 1]
+        raise SpecError(
+            f"{label(sink_index + 1, after)} comes after the sink {label(sink_index, sink)}; "
+            "the sink must be the last operator"
+        )
+    if isinstance(sink, ToKafka):
+        problem = _topic_problem(sink.topic, f"{label(sink_index, sink)}: topic")
+        if problem:
+            raise SpecError(problem)
+        if sink.topic == source.topic:
+            raise SpecError(
+                f"{label(sink_index, sink)}: topic {sink.topic!r} is also the source; "
+                "the job would consume its own output"
+            )
+    else:
+        if not isinstance(sink.view, str) or not _VIEW.fullmatch(sink.view):
+            raise SpecError(
+                f"{label(sink_index, sink)}: view must match [A-Za-z0-9._:-]{{1,200}}, "
+                f"got {sink.view!r}"
+            )
+    problem = _topic_problem(job.dlq_topic, "dead_letter: topic")
+    if problem:
+        raise SpecError(problem)
+    if job.dlq_topic == source.topic or (isinstance(sink, ToKafka) and job.dlq_topic == sink.topic):
+        raise SpecError(f"dead_letter: topic {job.dlq_topic!r} is also the source or the sink")
+
+    stages: list[StagePlan] = []
+    stage_ops: list[tuple[int, Operator]] = []
+    topic, partitions, value = source.topic, source.partitions, source.value
+    typed = not isinstance(source.value, str)  # source class survives until a map/flat_map
+    stateful: tuple[int, Operator] | None = None
+    pending_window: tuple[int, Window] | None = None
+    for i, op in enumerate(ops[1:], start=1):
+        if isinstance(op, Source):
+            raise SpecError(f"{label(i, op)}: a job reads exactly one source (first at source#0)")
+        if pending_window is not None and not isinstance(op, _STATEFUL):
+            wi, w = pending_window
+            raise SpecError(
+                f"{label(wi, w)} must be followed by count(), reduce() or aggregate(), "
+                f"not {op_name(op)}()"
+            )
+        if isinstance(op, Map | FlatMap):
+            typed = False
+        if isinstance(op, Window | Count | Reduce | Aggregate):
+            if not stages:
+                raise SpecError(f"{label(i, op)} needs a key_by() before it: state is kept per key")
+            if stateful is not None and not (
+                isinstance(stateful[1], Window) and isinstance(op, _STATEFUL)
+            ):
+                raise SpecError(
+                    f"{label(i, op)} follows {label(*stateful)} without a key_by() in between"
+                )
+            stateful = (i, op)
+            typed = False
+            pending_window = (i, op) if isinstance(op, Window) else None
+        if isinstance(op, KeyBy | ToKafka | ToRedis):
+            key_by = (i, op) if isinstance(op, KeyBy) else None
+            end = (i, op) if isinstance(op, ToKafka | ToRedis) else None
+            stages.append(
+                StagePlan(len(stages), topic, partitions, tuple(stage_ops), key_by, end, value)
+            )
+            stage_ops, stateful = [], None
+            if isinstance(op, KeyBy):
+                topic = repartition_topic(job.name, len(stages))
+                problem = _topic_problem(topic, f"{label(i, op)}: repartition topic")
+                if problem:
+                    raise SpecError(problem)
+                partitions = op.partitions or source.partitions
+                if partitions > MAX_PARTITIONS:
+                    raise SpecError(f"{label(i, op)}: partitions must be <= {MAX_PARTITIONS}")
+                value = (
+                    op.value_type
+                    if op.value_type is not None
+                    else (source.value if typed else None)
+                )
+            continue
+        stage_ops.append((i, op))
+    _check_settings(job)
+    if job.guarantee == "exactly-once":
+        backend = {**DEFAULT_SETTINGS, **job.extra_settings}["state_backend"]
+        if backend == "memory" and any(
+            isinstance(op, _STATEFUL) for st in stages for _, op in st.operators
+        ):
+            raise SpecError(
+                "settings.state_backend='memory' cannot give exactly-once for a stateful job "
+                "(state is lost on restart); use 'redis'"
+            )
+    return stages
+
+
+def validate(job: Job) -> None:
+    """Raise :class:`SpecError` naming the first problem with ``job``; return if it is fine."""
+    stages_of(job)
+
+
+def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
+    """The JSON-like dict the coordinator stores as ``JobSpec`` (same field names and shape).
+
+    ``settings["stages"]`` tells a worker, for an assigned topic, which stage to run; the
+    executor's :meth:`~pipeline.executor.Plan.stage_for_topic` reads the same information
+    from the imported job, and the two must agree (the worker can assert it).
+    """
+    if not isinstance(entrypoint, str) or not entrypoint.strip():
+        raise SpecError("entrypoint is missing: pass 'path/to/file.py:attr' or 'module:attr'")
+    if not _ENTRYPOINT.fullmatch(entrypoint) and not re.fullmatch(
+        r"[A-Za-z]:[^\s:]+:[A-Za-z_][A-Za-z0-9_]*", entrypoint
+    ):
+        raise SpecError(
+            f"entrypoint must look like 'path/to/file.py:attr' or 'module:attr', got {entrypoint!r}"
+        )
+    stages = stages_of(job)
+    last = stages[-1]
+    assert last.sink is not None
+    sink_op = last.sink[1]
+    sink: dict[str, Any]
+    if isinstance(sink_op, ToKafka):
+        sink = {"kind": "kafka", "topic": sink_op.topic, "value": sink_op.value}
+    else:
+        sink = {"kind": "redis", "view": sink_op.view}
+    sink["dead_letter"] = job.dlq_topic
+    stage_meta: list[dict[str, Any]] = []
+    for st in stages:
+        if st.key_by is not None:
+            output: dict[str, Any] = {
+                "kind": "repartition",
+                "topic": repartition_topic(job.name, st.index + 1),
+                "operator": label(*st.key_by),
+            }
+        else:
+            output = {**sink, "operator": label(*st.sink)} if st.sink else {}
+            output.pop("dead_letter", None)
+        stage_meta.append(
+            {
+                "stage": st.index,
+                "topic": st.topic,
+                "partitions": st.partitions,
+                "operators": [label(i, op) for i, op in st.operators],
+                "stateful": any(isinstance(op, _STATEFUL) for _, op in st.operators),
+                "output": output,
+            }
+        )
+    settings: dict[str, Any] = {
+        **{k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_SETTINGS.items()},
+        **job.extra_settings,
+        "spec_version": SPEC_VERSION,
+        "dead_letter_topic": job.dlq_topic,
+        "stages": stage_meta,
+        "topic_stage": {st.topic: st.index for st in stages},
+    }
+    return {
+        "name": job.name,
+        "entrypoint": entrypoint,
+        "sources": [{"topic": st.topic, "partitions": st.partitions} for st in stages],
+        "sink": sink,
+        "guarantee": job.guarantee,
+        "settings": settings,
+    }

@@ -1,0 +1,66 @@
+"""The executor and the codecs it uses are pure: no I/O, no clocks, no randomness.
+
+DESIGN.md sec. 1 requires it; exactly-once relies on it, because a replayed batch must give
+byte-identical outputs. An allow-list is stricter than a deny-list.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PURE_MODULES = ["pipeline/executor.py", "pipeline/codecs.py"]
+ALLOWED = {
+    "__future__",
+    "collections",
+    "dataclasses",
+    "itertools",
+    "typing",
+    "msgspec",
+    "orjson",
+    "pipeline.codecs",
+    "pipeline.errors",
+    "pipeline.job",
+    "pipeline.spec",
+}
+FORBIDDEN_MODULES = {"confluent_kafka", "redis", "socket", "asyncio", "time", "os", "threading",
+                     "random", "subprocess", "pickle", "importlib"}  # fmt: skip
+FORBIDDEN_CALLS = {"__import__", "open", "eval", "exec", "input", "print", "hash", "id"}
+
+
+def imported_modules(tree: ast.AST) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "use absolute imports"
+            names.append(node.module or "")
+    return names
+
+
+@pytest.mark.parametrize("path", PURE_MODULES)
+def test_imports_only_pure_modules(path: str) -> None:
+    tree = ast.parse((ROOT / path).read_text(), filename=path)
+    for name in imported_modules(tree):
+        assert name.split(".")[0] not in FORBIDDEN_MODULES, f"{path} imports {name!r}"
+        allowed = name in ALLOWED or name.split(".")[0] in ALLOWED - {"pipeline"}
+        assert allowed, f"{path} imports {name!r}, which is not on the pure allow-list"
+
+
+@pytest.mark.parametrize("path", PURE_MODULES)
+def test_calls_no_io_or_nondeterministic_builtins(path: str) -> None:
+    """``hash``/``id`` vary between processes (hash randomisation, addresses)."""
+    tree = ast.parse((ROOT / path).read_text(), filename=path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            assert node.func.id not in FORBIDDEN_CALLS, f"{path} calls {node.func.id}()"
+
+
+def test_the_check_catches_a_forbidden_import() -> None:
+    tree = ast.parse("import os\nfrom time import monotonic\nimport confluent_kafka.admin\n")
+    bad = [n for n in imported_modules(tree) if n.split(".")[0] in FORBIDDEN_MODULES]
+    assert bad == ["os", "time", "confluent_kafka.admin"]
