@@ -429,9 +429,9 @@ class Job:
 def load_job(ref: str, *, cwd: str | Path | None = None) -> Job:
     """Resolve ``path/to/file.py:attr`` (relative to ``cwd``) or ``package.module:attr``.
 
-    A file inside a package tree under ``cwd`` (every directory has ``__init__.py``) is
-    imported under its dotted name, so both spellings give the very same Job object and the
-    file's relative imports work.
+    A file inside a package under ``cwd`` (every directory up to ``cwd`` has
+    ``__init__.py``) is imported under its dotted name, so both spellings give the very same
+    Job object and the file's relative imports work.
     """
     if not isinstance(ref, str) or ":" not in ref:
         raise JobLoadError(
@@ -475,7 +475,11 @@ def _import_file(base: Path, target: str) -> Any:
         if dotted is not None:
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
-            return importlib.import_module(dotted)
+            module = importlib.import_module(dotted)
+            origin = getattr(module, "__file__", None)
+            if origin is not None and Path(origin).resolve() == path:
+                return module
+            # another module shadows the dotted name: fall back to loading the file itself
         name = "_paxline_job_" + re.sub(r"\W", "_", str(path))
         if name in sys.modules:
             return sys.modules[name]
@@ -502,7 +506,7 @@ def _dotted_name(root: Path, path: Path) -> str | None:
     except ValueError:
         return None
     parts = rel.with_suffix("").parts
-    if not parts or not all(p.isidentifier() for p in parts):
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
         return None
     directory = root
     for part in parts[:-1]:

@@ -22,77 +22,190 @@ def ident(x: Any) -> Any:
     return x
 
 
+def add(acc: Any, x: Any) -> Any:
+    return acc + x
+
+
 BAD: list[tuple[str, Callable[[], Any], str]] = [
     ("empty job name", lambda: Job(""), "name must match"),
     ("bad job name", lambda: Job("word count"), "name must match"),
     ("bad guarantee", lambda: Job("j", guarantee="maybe"), "guarantee must be one of"),  # type: ignore[arg-type]
     ("no source", lambda: Job("j").map(ident).to_kafka("o"), "has no source; it starts with map()"),
     ("empty job", lambda: Job("j"), "has no source"),
-    ("two sources", lambda: src().source("other", partitions=1).to_kafka("o"),
-     "source#1: a job reads exactly one source"),
-    ("bad source topic chars", lambda: Job("j").source("in put", partitions=1).to_kafka("o"),
-     "source#0: topic must be a Kafka topic name"),
-    ("source topic '.'", lambda: Job("j").source(".", partitions=1).to_kafka("o"), "not '.' or '..'"),
+    (
+        "two sources",
+        lambda: src().source("other", partitions=1).to_kafka("o"),
+        "source#1: a job reads exactly one source",
+    ),
+    (
+        "bad source topic chars",
+        lambda: Job("j").source("in put", partitions=1).to_kafka("o"),
+        "source#0: topic must be a Kafka topic name",
+    ),
+    (
+        "source topic '.'",
+        lambda: Job("j").source(".", partitions=1).to_kafka("o"),
+        "not '.' or '..'",
+    ),
     ("source topic '..'", lambda: Job("j").source("..", partitions=1).to_kafka("o"), "got '..'"),
     ("empty source topic", lambda: Job("j").source("", partitions=1).to_kafka("o"), "got ''"),
-    ("long source topic", lambda: Job("j").source("t" * 250, partitions=1).to_kafka("o"),
-     "1-249 chars"),
-    ("zero partitions", lambda: Job("j").source("in", partitions=0), "partitions must be an integer >= 1"),
-    ("bool partitions", lambda: Job("j").source("in", partitions=True), "partitions must be an integer"),
-    ("too many partitions", lambda: Job("j").source("in", partitions=10**6).to_kafka("o"),
-     "partitions must be <= 100000"),
-    ("bad value format", lambda: Job("j").source("in", partitions=1, value="xml"),
-     "source('in'): value must be"),
-    ("no sink", lambda: src().map(ident), "has no sink: end with .to_kafka(topic) or .to_redis(view)"),
-    ("two sinks", lambda: src().to_kafka("a").to_redis("v"), "two sinks (to_kafka#1 and to_redis#2)"),
-    ("operator after sink", lambda: src().key_by(ident).count().to_redis("v").map(ident).to_kafka("x"),
-     "two sinks"),
-    ("operator after the only sink", lambda: src().to_kafka("o").map(ident),
-     "map#2 comes after the sink to_kafka#1"),
-    ("bad sink topic", lambda: src().to_kafka("a/b"), "to_kafka#1: topic must be a Kafka topic name"),
+    (
+        "long source topic",
+        lambda: Job("j").source("t" * 250, partitions=1).to_kafka("o"),
+        "1-249 chars",
+    ),
+    (
+        "zero partitions",
+        lambda: Job("j").source("in", partitions=0),
+        "partitions must be an integer >= 1",
+    ),
+    (
+        "bool partitions",
+        lambda: Job("j").source("in", partitions=True),
+        "partitions must be an integer",
+    ),
+    (
+        "too many partitions",
+        lambda: Job("j").source("in", partitions=10**6).to_kafka("o"),
+        "partitions must be <= 100000",
+    ),
+    (
+        "bad value format",
+        lambda: Job("j").source("in", partitions=1, value="xml"),
+        "source('in'): value must be",
+    ),
+    (
+        "no sink",
+        lambda: src().map(ident),
+        "has no sink: end with .to_kafka(topic) or .to_redis(view)",
+    ),
+    (
+        "two sinks",
+        lambda: src().to_kafka("a").to_redis("v"),
+        "two sinks (to_kafka#1 and to_redis#2)",
+    ),
+    (
+        "operator after sink",
+        lambda: src().key_by(ident).count().to_redis("v").map(ident).to_kafka("x"),
+        "two sinks",
+    ),
+    (
+        "operator after the only sink",
+        lambda: src().to_kafka("o").map(ident),
+        "map#2 comes after the sink to_kafka#1",
+    ),
+    (
+        "bad sink topic",
+        lambda: src().to_kafka("a/b"),
+        "to_kafka#1: topic must be a Kafka topic name",
+    ),
     ("sink is source", lambda: src().to_kafka("in"), "is also the source"),
-    ("bad sink value", lambda: src().to_kafka("o", value="avro"), "value must be 'json', 'str' or 'bytes'"),  # type: ignore[arg-type]
-    ("bad view", lambda: src().key_by(ident).count().to_redis("my view"), "to_redis#3: view must match"),
+    (
+        "bad sink value",
+        lambda: src().to_kafka("o", value="avro"),  # type: ignore[arg-type]
+        "value must be 'json', 'str' or 'bytes'",
+    ),
+    (
+        "bad view",
+        lambda: src().key_by(ident).count().to_redis("my view"),
+        "to_redis#3: view must match",
+    ),
     ("bad dead-letter topic", lambda: src().to_kafka("o").dead_letter("x y"), "dead_letter: topic"),
-    ("dead-letter is sink", lambda: src().to_kafka("o").dead_letter("o"), "is also the source or the sink"),
-    ("count without key_by", lambda: src().count().to_redis("v"),
-     "count#1 needs a key_by() before it"),
-    ("reduce without key_by", lambda: src().map(ident).reduce(ident).to_redis("v"),
-     "reduce#2 needs a key_by() before it"),
-    ("window without key_by", lambda: src().window(tumbling(60)).count().to_kafka("o"),
-     "window#1 needs a key_by() before it"),
-    ("two aggregations in one stage", lambda: src().key_by(ident).count().count().to_redis("v"),
-     "count#3 follows count#2 without a key_by() in between"),
-    ("window without aggregation", lambda: src().key_by(ident).window(tumbling(1)).to_kafka("o"),
-     "window#2 must be followed by count(), reduce() or aggregate(), not to_kafka()"),
-    ("window then map", lambda: src().key_by(ident).window(tumbling(1)).map(ident).count().to_kafka("o"),
-     "not map()"),
+    (
+        "dead-letter is sink",
+        lambda: src().to_kafka("o").dead_letter("o"),
+        "is also the source or the sink",
+    ),
+    (
+        "count without key_by",
+        lambda: src().count().to_redis("v"),
+        "count#1 needs a key_by() before it",
+    ),
+    (
+        "reduce without key_by",
+        lambda: src().map(ident).reduce(add).to_redis("v"),
+        "reduce#2 needs a key_by() before it",
+    ),
+    (
+        "window without key_by",
+        lambda: src().window(tumbling(60)).count().to_kafka("o"),
+        "window#1 needs a key_by() before it",
+    ),
+    (
+        "two aggregations in one stage",
+        lambda: src().key_by(ident).count().count().to_redis("v"),
+        "count#3 follows count#2 without a key_by() in between",
+    ),
+    (
+        "window without aggregation",
+        lambda: src().key_by(ident).window(tumbling(1)).to_kafka("o"),
+        "window#2 must be followed by count(), reduce() or aggregate(), not to_kafka()",
+    ),
+    (
+        "window then map",
+        lambda: src().key_by(ident).window(tumbling(1)).map(ident).count().to_kafka("o"),
+        "not map()",
+    ),
     ("zero window", lambda: tumbling(0), "tumbling window size must be > 0"),
     ("negative window", lambda: tumbling(-5), "must be > 0"),
     ("sub-millisecond window", lambda: tumbling(1.0005), "whole number of milliseconds"),
     ("nan window", lambda: tumbling(float("nan")), "finite number"),
-    ("hop larger than size", lambda: hopping(10, hop=20), "hop (20000 ms) must not exceed its size"),
+    (
+        "hop larger than size",
+        lambda: hopping(10, hop=20),
+        "hop (20000 ms) must not exceed its size",
+    ),
     ("zero hop", lambda: hopping(10, hop=0), "hop must be > 0"),
-    ("negative lateness", lambda: src().key_by(ident).window(tumbling(1), allowed_lateness=-1),
-     "allowed_lateness must be >= 0"),
-    ("window not a window", lambda: src().key_by(ident).window(60),  # type: ignore[arg-type]
-     "expected tumbling(...) or hopping(...)"),
-    ("timestamp not callable", lambda: src().key_by(ident).window(tumbling(1), timestamp="ts"),  # type: ignore[arg-type]
-     "timestamp must be callable"),
+    (
+        "negative lateness",
+        lambda: src().key_by(ident).window(tumbling(1), allowed_lateness=-1),
+        "allowed_lateness must be >= 0",
+    ),
+    (
+        "window not a window",
+        lambda: src().key_by(ident).window(60),  # type: ignore[arg-type]
+        "expected tumbling(...) or hopping(...)",
+    ),
+    (
+        "timestamp not callable",
+        lambda: src().key_by(ident).window(tumbling(1), timestamp="ts"),  # type: ignore[arg-type]
+        "timestamp must be callable",
+    ),
     ("map not callable", lambda: src().map(3), "map(): fn must be callable, got int"),  # type: ignore[arg-type]
     ("key_by partitions", lambda: src().key_by(ident, partitions=0), "key_by(): partitions"),
     ("unknown setting", lambda: src().settings(batchsize=10), "unknown setting 'batchsize'"),
-    ("bad batch_size", lambda: src().to_kafka("o").settings(batch_size=0),
-     "settings.batch_size must be an integer >= 1"),
-    ("bad state backend", lambda: src().to_kafka("o").settings(state_backend="disk"),
-     "settings.state_backend"),
-    ("bad consumer config", lambda: src().to_kafka("o").settings(consumer={"a": [1]}),
-     "settings.consumer['a']"),
-    ("exactly-once on memory state", lambda: src(guarantee="exactly-once").key_by(ident).count()
-     .to_redis("v").settings(state_backend="memory"), "cannot give exactly-once"),
-    ("unserialisable initial", lambda: src().key_by(ident).aggregate(object(), ident).to_redis("v"),
-     "aggregate#2: initial value"),
-]  # fmt: skip
+    (
+        "bad batch_size",
+        lambda: src().to_kafka("o").settings(batch_size=0),
+        "settings.batch_size must be an integer >= 1",
+    ),
+    (
+        "bad state backend",
+        lambda: src().to_kafka("o").settings(state_backend="disk"),
+        "settings.state_backend",
+    ),
+    (
+        "bad consumer config",
+        lambda: src().to_kafka("o").settings(consumer={"a": [1]}),
+        "settings.consumer['a']",
+    ),
+    (
+        "exactly-once on memory state",
+        lambda: (
+            src(guarantee="exactly-once")
+            .key_by(ident)
+            .count()
+            .to_redis("v")
+            .settings(state_backend="memory")
+        ),
+        "cannot give exactly-once",
+    ),
+    (
+        "unserialisable initial",
+        lambda: src().key_by(ident).aggregate(object(), add).to_redis("v"),
+        "aggregate#2: initial value",
+    ),
+]
 
 
 @pytest.mark.parametrize(("case", "build", "message"), BAD, ids=[c for c, _, _ in BAD])

@@ -1,0 +1,158 @@
+"""The end-to-end test bench: a stack (coordinators, workers as processes) and the steps the
+tests share: produce, wait until a job is idle, read views and topics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from coordinator.client import CoordinatorClient
+from pipeline.kafka import end_offsets
+from pipeline.localstack.common import wait_until
+from pipeline.localstack.coordinators import LocalCluster
+from pipeline.state.redis import view_key
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class Stack:
+    kafka: str
+    redis: str
+    cluster: LocalCluster
+    logs: Path
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PAXLINE_KAFKA": self.kafka,
+            "PAXLINE_REDIS": self.redis,
+            "PAXLINE_COORDINATORS": ",".join(self.cluster.endpoints),
+            "PAXLINE_API_TOKEN": self.cluster.token,
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def client(self) -> CoordinatorClient:
+        return CoordinatorClient(self.cluster.endpoints, token=self.cluster.token, timeout=30)
+
+    def paxline(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def start_worker(self, worker_id: str) -> None:
+        log = open(self.logs / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.workers[worker_id] = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker", "run", "--id", worker_id,
+             "--batch-size", "500"],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def kill_worker(self, worker_id: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.workers.pop(worker_id)
+        proc.send_signal(sig)
+        proc.wait(60)
+
+    def stop_workers(self) -> None:
+        for worker_id in list(self.workers):
+            self.kill_worker(worker_id, signal.SIGTERM)
+
+
+def produce(
+    bootstrap: str, topic: str, values: Iterable[bytes], keys: Iterable[bytes] | None = None
+) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    n = 0
+    key_iter = iter(keys) if keys is not None else None
+    for v in values:
+        producer.produce(topic, v, next(key_iter) if key_iter else None)
+        n += 1
+        if n % 10000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    return n
+
+
+def job_progress(stack: Stack, job: str) -> list[tuple[str, int, int | None, int]]:
+    """(topic, partition, agreed offset, Kafka end offset) for every source of the job."""
+    with stack.client() as client:
+        parts = client.offsets(job)
+    ends = end_offsets(stack.kafka, [(p["topic"], p["partition"]) for p in parts])
+    return [(p["topic"], p["partition"], p["offset"], ends[(p["topic"], p["partition"])])
+            for p in parts]  # fmt: skip
+
+
+def wait_idle(stack: Stack, job: str, timeout: float = 120.0) -> None:
+    """Every source partition (repartition topics included) has its agreed offset at the
+    Kafka end offset. Agreed offsets are read before end offsets, and a stage commits only
+    after its outputs are flushed, so equality means everything has been processed."""
+
+    def idle() -> bool:
+        return all((agreed or 0) == end for _, _, agreed, end in job_progress(stack, job))
+
+    try:
+        wait_until(idle, timeout, f"job {job} to catch up", interval=0.25)
+    except Exception as exc:
+        raise AssertionError(f"{exc}: {job_progress(stack, job)}") from exc
+
+
+def wait_workers(stack: Stack, count: int, timeout: float = 60.0) -> None:
+    def registered() -> bool:
+        with stack.client() as client:
+            return len(client.workers()) == count
+
+    wait_until(registered, timeout, f"{count} workers to register", interval=0.2)
+
+
+def read_view(stack: Stack, job: str, view: str) -> dict[str, Any]:
+    client = redis.Redis.from_url(stack.redis)
+    raw = client.hgetall(view_key(job, view))
+    return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+
+def read_topic(
+    bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 30.0
+) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Every record of a topic (all partitions) as (key, value, headers)."""
+    ends = {}
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"e2e-{uuid.uuid4().hex[:6]}",
+        "enable.auto.commit": False, "isolation.level": isolation,
+        "enable.partition.eof": True,
+    })  # fmt: skip
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    parts = sorted(meta.partitions)
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    out: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+    done: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while done != set(parts) and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition())
+                continue
+            out.append((msg.key(), msg.value(), list(msg.headers() or [])))
+    consumer.close()
+    assert done == set(parts), f"did not reach the end of {topic}: {ends}"
+    return out
+
+
+def json_values(records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> list[Any]:
+    return [json.loads(v) for _, v, _ in records]
