@@ -39,16 +39,13 @@ test-fast: venv
 sim-long: venv
 	$(BIN)/python -m coordinator.sim --seeds 20000
 
-## Start Kafka and Redis locally and show that they answer (state under $(STATE)/).
+## The demo: local stack (Kafka, Redis, 3 coordinators, 2 workers), word count, results.
 demo: deps
-	scripts/kafka start --data-dir $(STATE)/kafka
-	scripts/redis start --data-dir $(STATE)/redis
-	$(BIN)/python scripts/demo_check.py --kafka-dir $(STATE)/kafka --redis-dir $(STATE)/redis
-	@echo "stop with: make demo-stop"
+	$(BIN)/paxline up
+	$(BIN)/python scripts/demo.py
 
 demo-stop:
-	-scripts/kafka stop --data-dir $(STATE)/kafka
-	-scripts/redis stop --data-dir $(STATE)/redis
+	-$(BIN)/paxline down
 
 clean: demo-stop
 	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache

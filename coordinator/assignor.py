@@ -100,7 +100,7 @@ def assign(
         for p in kept_candidates[w][: share[w]]:
             result[p] = w
             load[w] += 1
-    # Hand the rest out, filling workers in id order. Orphans (whose owner is gone or shed
+    # Hand the rest out. Orphans (whose owner is gone or shed
     # them) go first: when capacity is short, leaving an already-unowned partition unowned
     # changes nothing, whereas every orphan changes owner (and epoch) anyway.
     free = iter(
@@ -109,11 +109,15 @@ def assign(
             key=lambda p: (previous.get(p) is None, p),
         )
     )
-    for w in sorted(live):
-        while load[w] < share[w]:
-            p = next(free)
-            result[p] = w
+    # Round-robin rather than contiguous runs, so that a fresh job's source and repartition
+    # topics spread over all workers instead of one worker getting a whole stage.
+    needy = [w for w in sorted(live) if load[w] < share[w]]
+    while needy:
+        for w in list(needy):
+            result[next(free)] = w
             load[w] += 1
+            if load[w] >= share[w]:
+                needy.remove(w)
     return result
 
 

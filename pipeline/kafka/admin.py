@@ -21,7 +21,7 @@ def create_topics(
 ) -> None:
     """Create each topic with the given partition count; an existing topic is accepted only
     if its partition count matches, so a silent mismatch can never skew assignment."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     new = [NewTopic(name, n, 1, config=dict(config or {})) for name, n in topics.items()]
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
         try:

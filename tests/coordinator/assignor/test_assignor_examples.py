@@ -55,13 +55,14 @@ def test_fresh_assignment_counts(
     assert sorted(result) == tps(n)
 
 
-def test_fresh_assignment_is_contiguous_by_worker_id() -> None:
+def test_fresh_assignment_deals_partitions_round_robin_by_worker_id() -> None:
+    """Interleaved, so a job's stages (source and repartition topics) spread over workers."""
     assert assign(tps(5), {"b": BIG, "a": BIG}, {}) == {
         ("t", 0): "a",
-        ("t", 1): "a",
+        ("t", 1): "b",
         ("t", 2): "a",
         ("t", 3): "b",
-        ("t", 4): "b",
+        ("t", 4): "a",
     }
 
 
