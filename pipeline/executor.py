@@ -54,6 +54,7 @@ from pipeline.job import (
     ToRedis,
     Window,
 )
+from pipeline.provenance import stamp
 from pipeline.spec import SpecError, StagePlan, label, repartition_topic, stages_of
 
 __all__ = [
@@ -495,17 +496,17 @@ class _StageRunner:
             topic = self.out_topic
             assert topic is not None
             failed = run.failed
-            if failed:
-                run.outputs = [
-                    OutRecord(topic, k.encode("utf-8"), p)
-                    for o, k, p in zip(orig, new_keys, payloads, strict=True)
-                    if o not in failed
-                ]
-            else:
-                run.outputs = [
-                    OutRecord(topic, k.encode("utf-8"), p)
-                    for k, p in zip(new_keys, payloads, strict=True)
-                ]
+            # Provenance lets a stateful downstream stage drop records this stage produces
+            # twice under at-least-once (see pipeline.provenance).
+            seen: dict[int, int] = {}
+            out: list[OutRecord] = []
+            for o, k, p in zip(orig, new_keys, payloads, strict=True):
+                if o in failed:
+                    continue
+                n = seen.get(o, 0)
+                seen[o] = n + 1
+                out.append(OutRecord(topic, k.encode("utf-8"), p, stamp(records[o], n)))
+            run.outputs = out
             return
         if self.view:
             views: list[tuple[int, str, bytes | None]] = []

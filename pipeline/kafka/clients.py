@@ -15,6 +15,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -134,6 +135,19 @@ def _in_record(msg: Any) -> InRecord:
     )
 
 
+def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
+    """Provenance travels with a dead letter so that it can be inspected and replayed."""
+    r = dl.record
+    return [
+        ("paxline.error", dl.error.encode()[:4096]),
+        ("paxline.stage", dl.stage.encode()),
+        ("paxline.source.topic", r.topic.encode()),
+        ("paxline.source.partition", str(r.partition).encode()),
+        ("paxline.source.offset", str(r.offset).encode()),
+        *r.headers,
+    ]
+
+
 def _as_bytes(v: str | bytes | None) -> bytes:
     if v is None:
         return b""
@@ -170,16 +184,7 @@ class Sink:
         self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
 
     def send_dead_letter(self, topic: str, dl: DeadLetter) -> None:
-        r = dl.record
-        headers = [
-            ("paxline.error", dl.error.encode()[:4096]),
-            ("paxline.stage", dl.stage.encode()),
-            ("paxline.source.topic", r.topic.encode()),
-            ("paxline.source.partition", str(r.partition).encode()),
-            ("paxline.source.offset", str(r.offset).encode()),
-            *r.headers,
-        ]
-        self._produce(topic, r.key, r.value or b"", headers)
+        self._produce(topic, dl.record.key, dl.record.value or b"", dead_letter_headers(dl))
 
     def _produce(
         self,
@@ -210,3 +215,83 @@ class Sink:
         if self._errors:
             errors, self._errors = self._errors, []
             raise PipelineError(f"delivery failed: {'; '.join(errors[:5])}")
+
+
+class ProducerFenced(PipelineError):
+    """A newer producer with our transactional id exists: we are a zombie for this partition."""
+
+
+class TransactionFailed(PipelineError):
+    """The transaction was aborted; nothing of it is visible to read_committed readers."""
+
+
+class TransactionalSink:
+    """One transactional producer per owned partition (DESIGN.md sec. 5, step b).
+
+    `transactional.id = paxline.{job}.{topic}.{partition}` is what fences the previous owner:
+    `init_transactions` aborts its open transaction and makes its producer fail from then on.
+    """
+
+    def __init__(self, bootstrap: str, transactional_id: str, extra: dict[str, Any] | None = None):
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": transactional_id,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "transaction.timeout.ms": 60000,
+        }
+        conf.update(extra or {})
+        self.transactional_id = transactional_id
+        self._producer = Producer(conf)
+
+    def init(self, timeout: float = 60.0) -> None:
+        try:
+            self._producer.init_transactions(timeout)
+        except KafkaException as exc:
+            raise TransactionFailed(f"init_transactions({self.transactional_id}): {exc}") from exc
+
+    def commit_batch(
+        self,
+        outputs: Iterable[OutRecord],
+        dead_letters: Iterable[tuple[str, DeadLetter]],
+        offset: tuple[str, int, int],
+        group_metadata: Any,
+        timeout: float = 60.0,
+    ) -> None:
+        """One transaction: the outputs, the dead letters and the consumed offset. Either all
+        of it becomes visible or none of it."""
+        p = self._producer
+        try:
+            p.begin_transaction()
+            for rec in outputs:
+                self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
+            for topic, dl in dead_letters:
+                self._produce(topic, dl.record.key, dl.record.value or b"", dead_letter_headers(dl))
+            topic, partition, end = offset
+            p.send_offsets_to_transaction(
+                [TopicPartition(topic, partition, end)], group_metadata, timeout
+            )
+            p.commit_transaction(timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal() or err.code() == KafkaError._FENCED or (
+                err.code() == KafkaError.PRODUCER_FENCED
+            ):  # fmt: skip
+                raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc
+            if err.txn_requires_abort():
+                try:
+                    p.abort_transaction(timeout)
+                except KafkaException as abort_exc:
+                    raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
+            raise TransactionFailed(f"{self.transactional_id}: {err.str()}") from exc
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def close(self) -> None:
+        self._producer.flush(0)

@@ -16,7 +16,7 @@ import redis
 
 from pipeline.state.base import StateKey
 
-__all__ = ["RedisStore", "view_key"]
+__all__ = ["EpochRedisStore", "RedisStore", "StaleEpoch", "view_key"]
 
 # KEYS: state hash, applied key, view hash.
 # ARGV: end_offset, n_state_sets, n_state_dels, n_view_sets, n_view_dels, then the items.
@@ -91,3 +91,153 @@ class RedisStore:
         args += vdels
         done = self._script(keys=[self._state, self._applied, self._view], args=args)
         return bool(done)
+
+
+# ------------------------------------------------------------------------ exactly-once
+# The epoch key fences writers: only the current owner's epoch may write. The undo hash holds,
+# for the last applied batch only, the previous value of every key it touched ("1" + value, or
+# "0" for a key that did not exist) and the previous applied offset, so that a batch whose
+# Kafka transaction never committed can be rolled back on takeover.
+_TAKEOVER = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local epoch = tonumber(ARGV[1])
+if epoch < current then
+  return {'fenced', current}
+end
+redis.call('SET', KEYS[1], epoch)
+return {'ok', epoch}
+"""
+
+# KEYS: state, applied, view, epoch, undo. ARGV: epoch, end, n_sets, n_dels, n_vsets, n_vdels, items
+_APPLY_EOS = """
+local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+if current ~= tonumber(ARGV[1]) then
+  return {'fenced', current}
+end
+local prev = redis.call('GET', KEYS[2])
+local end_offset = tonumber(ARGV[2])
+if prev and end_offset <= tonumber(prev) then
+  return {'replay', tonumber(prev)}
+end
+redis.call('DEL', KEYS[5])
+redis.call('HSET', KEYS[5], '\\0applied', prev or '')
+local function remember(hash, tag, key)
+  local old = redis.call('HGET', hash, key)
+  if old then
+    redis.call('HSETNX', KEYS[5], tag .. key, '1' .. old)
+  else
+    redis.call('HSETNX', KEYS[5], tag .. key, '0')
+  end
+end
+local i = 7
+for _ = 1, tonumber(ARGV[3]) do
+  remember(KEYS[1], 's:', ARGV[i]); redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, tonumber(ARGV[4]) do
+  remember(KEYS[1], 's:', ARGV[i]); redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1
+end
+for _ = 1, tonumber(ARGV[5]) do
+  remember(KEYS[3], 'v:', ARGV[i]); redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, tonumber(ARGV[6]) do
+  remember(KEYS[3], 'v:', ARGV[i]); redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1
+end
+redis.call('SET', KEYS[2], end_offset)
+return {'ok', end_offset}
+"""
+
+# KEYS: state, applied, view, epoch, undo. ARGV: epoch
+_ROLLBACK = """
+local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+if current ~= tonumber(ARGV[1]) then
+  return {'fenced', current}
+end
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  return {'none', 0}
+end
+local entries = redis.call('HGETALL', KEYS[5])
+for j = 1, #entries, 2 do
+  local field, old = entries[j], entries[j + 1]
+  if field == '\\0applied' then
+    if old == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], old) end
+  else
+    local hash = KEYS[1]
+    if string.sub(field, 1, 2) == 'v:' then hash = KEYS[3] end
+    local key = string.sub(field, 3)
+    if string.sub(old, 1, 1) == '1' then
+      redis.call('HSET', hash, key, string.sub(old, 2))
+    else
+      redis.call('HDEL', hash, key)
+    end
+  end
+end
+redis.call('DEL', KEYS[5])
+return {'ok', 0}
+"""
+
+
+class StaleEpoch(Exception):
+    """A newer owner has taken the partition over; this writer must stop at once."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"partition is owned at a newer epoch ({current})")
+        self.current = current
+
+
+class EpochRedisStore(RedisStore):
+    """The exactly-once store: every write is checked against the owner's epoch and keeps
+    undo images of the last batch (DESIGN.md sec. 5, step a)."""
+
+    def __init__(self, client: redis.Redis, key: StateKey, epoch: int, view: str = "") -> None:
+        super().__init__(client, key, view)
+        prefix = f"paxline:{{{key.job}}}"
+        self.epoch = epoch
+        self._epoch_key = f"{prefix}:epoch:{key.topic}:{key.partition}"
+        self._undo = f"{prefix}:undo:{key.topic}:{key.partition}"
+        self._takeover = client.register_script(_TAKEOVER)
+        self._apply_eos = client.register_script(_APPLY_EOS)
+        self._rollback = client.register_script(_ROLLBACK)
+
+    @property
+    def _keys(self) -> list[str]:
+        return [self._state, self._applied, self._view, self._epoch_key, self._undo]
+
+    def take_over(self) -> None:
+        """Record our epoch so that every older writer is refused from now on."""
+        status, current = self._takeover(keys=[self._epoch_key], args=[self.epoch])
+        if status == b"fenced":
+            raise StaleEpoch(int(current))
+
+    def undo_base(self) -> tuple[bool, int | None]:
+        """(an undo record exists, the applied offset it would restore)."""
+        raw = self.client.hget(self._undo, "\0applied")
+        if raw is None:
+            return False, None
+        return True, int(raw) if raw else None
+
+    def rollback(self) -> None:
+        status, current = self._rollback(keys=self._keys, args=[self.epoch])
+        if status == b"fenced":
+            raise StaleEpoch(int(current))
+
+    def apply(
+        self,
+        writes: Mapping[str, bytes | None],
+        view_writes: Mapping[str, bytes | None],
+        end_offset: int,
+    ) -> bool:
+        sets = [(k, v) for k, v in writes.items() if v is not None]
+        dels = [k for k, v in writes.items() if v is None]
+        vsets = [(k, v) for k, v in view_writes.items() if v is not None]
+        vdels = [k for k, v in view_writes.items() if v is None]
+        args: list[Any] = [self.epoch, end_offset, len(sets), len(dels), len(vsets), len(vdels)]
+        for k, v in sets:
+            args += (k, v)
+        args += dels
+        for k, v in vsets:
+            args += (k, v)
+        args += vdels
+        status, current = self._apply_eos(keys=self._keys, args=args)
+        if status == b"fenced":
+            raise StaleEpoch(int(current))
+        return bool(status == b"ok")

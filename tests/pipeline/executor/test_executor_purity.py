@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-PURE_MODULES = ["pipeline/executor.py", "pipeline/codecs.py"]
+PURE_MODULES = ["pipeline/executor.py", "pipeline/codecs.py", "pipeline/provenance.py"]
 ALLOWED = {
     "__future__",
     "collections",
@@ -23,7 +23,9 @@ ALLOWED = {
     "orjson",
     "pipeline.codecs",
     "pipeline.errors",
+    "pipeline.executor",
     "pipeline.job",
+    "pipeline.provenance",
     "pipeline.spec",
 }
 FORBIDDEN_MODULES = {"confluent_kafka", "redis", "socket", "asyncio", "time", "os", "threading",

@@ -1,0 +1,156 @@
+"""Exactly-once for one partition: takeover, reconciliation and the per-batch commit
+(DESIGN.md sec. 5).
+
+Takeover, in this order, because each step relies on the previous one:
+1. `init_transactions()` with `transactional.id = paxline.{job}.{topic}.{partition}` fences
+   the previous owner's producer and aborts its open transaction, so Kafka's committed offset
+   for the partition can no longer move behind our back;
+2. Redis records our epoch, so the previous owner's scripts are refused from now on;
+3. read Kafka's committed offset K (group `paxline.{job}`), the agreed checkpoint A and Redis'
+   applied offset R, and reconcile: K ahead of A is committed through Paxos first; R ahead of
+   K (a batch applied in Redis whose transaction never committed) is rolled back with the undo
+   images; R behind K means Redis lost state - stop with a clear error instead of guessing.
+Then resume from K.
+
+Per batch: (a) Redis script (epoch check, undo images, state, applied offset) -> (b) one Kafka
+transaction with outputs, dead letters and `send_offsets_to_transaction` - the commit point
+-> (c) `CommitCheckpoint` through Paxos on the worker's interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from pipeline.errors import PipelineError
+from pipeline.executor import BatchResult
+from pipeline.kafka.clients import Source, TransactionalSink
+from pipeline.state import MemoryStore, PartitionStore, StateKey
+from pipeline.state.redis import EpochRedisStore
+
+__all__ = ["PartitionTxn", "StateLost", "Taken", "crash_point", "take_over", "transactional_id"]
+
+log = logging.getLogger(__name__)
+
+
+class StateLost(PipelineError):
+    """Redis is behind Kafka's commit point: state that outputs depend on is gone."""
+
+
+def transactional_id(key: StateKey) -> str:
+    return f"paxline.{key.job}.{key.topic}.{key.partition}"
+
+
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Test hook: `PAXLINE_CRASH_AT=after_a:3` kills the process (exit 137, like SIGKILL, with
+    no cleanup) the third time it passes step boundary `after_a`. Unset in production."""
+    spec = os.environ.get("PAXLINE_CRASH_AT")
+    if not spec:
+        return
+    where, _, nth = spec.partition(":")
+    if where != name:
+        return
+    _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if _CRASH_COUNTS[name] >= int(nth or "1"):
+        log.warning("PAXLINE_CRASH_AT=%s: crashing now", spec)
+        os._exit(137)
+
+
+class PartitionTxn:
+    """Steps (a) and (b) of one batch for one partition."""
+
+    def __init__(self, producer: TransactionalSink, key: StateKey) -> None:
+        self.producer = producer
+        self.key = key
+
+    def commit_batch(
+        self,
+        store: PartitionStore,
+        res: BatchResult,
+        dead_letter_topic: str,
+        end: int,
+        source: Source,
+    ) -> None:
+        if isinstance(store, EpochRedisStore):
+            store.apply(res.state_writes, res.view_writes, end)  # (a); StaleEpoch if fenced
+        crash_point("after_a")
+        self.producer.commit_batch(  # (b): the commit point
+            res.outputs,
+            [(dead_letter_topic, dl) for dl in res.dead_letters],
+            (self.key.topic, self.key.partition, end),
+            source.group_metadata(),
+        )
+        crash_point("after_b")
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+@dataclass
+class Taken:
+    start: int | None
+    store: PartitionStore
+    txn: PartitionTxn
+
+
+def take_over(
+    *,
+    kafka: str,
+    source: Source,
+    redis_client: redis.Redis | None,
+    key: StateKey,
+    epoch: int,
+    agreed: int | None,
+    view: str,
+    commit: Callable[[int], bool],
+) -> Taken:
+    producer = TransactionalSink(kafka, transactional_id(key))
+    producer.init()  # 1. fence the previous owner's producer
+    store: PartitionStore = MemoryStore()
+    if redis_client is not None:
+        eos_store = EpochRedisStore(redis_client, key, epoch, view)
+        eos_store.take_over()  # 2. fence the previous owner's Redis writes
+        store = eos_store
+    kafka_offset = source.committed([(key.topic, key.partition)])[(key.topic, key.partition)]
+    if kafka_offset is not None and (agreed is None or kafka_offset > agreed):
+        # 3a. The last transactions committed but their checkpoints never reached Paxos.
+        if not commit(kafka_offset):
+            producer.close()
+            raise PipelineError(f"{transactional_id(key)}: could not agree offset {kafka_offset}")
+        log.info("%s: agreed offset %s caught up with Kafka's %d",
+                 transactional_id(key), agreed, kafka_offset)  # fmt: skip
+    if isinstance(store, EpochRedisStore):
+        reconcile_redis(store, kafka_offset)
+    start = kafka_offset if kafka_offset is not None else agreed
+    return Taken(start, store, PartitionTxn(producer, key))
+
+
+def reconcile_redis(store: EpochRedisStore, kafka_offset: int | None) -> None:
+    """Bring Redis to exactly Kafka's commit point (3b/3c)."""
+    applied = store.applied_offset()
+    if applied == kafka_offset:
+        return
+    ahead = applied is not None and (kafka_offset is None or applied > kafka_offset)
+    if ahead:
+        has_undo, base = store.undo_base()
+        if has_undo and base == kafka_offset:
+            store.rollback()
+            log.info("%s: rolled Redis back from %s to %s (transaction never committed)",
+                     transactional_id(store.key), applied, kafka_offset)  # fmt: skip
+            return
+        raise StateLost(
+            f"Redis applied offset {applied} is ahead of Kafka's commit point {kafka_offset} "
+            f"by more than one batch (undo restores {base}); refusing to guess"
+        )
+    raise StateLost(
+        f"Redis applied offset {applied} is behind Kafka's commit point {kafka_offset}: state "
+        "was lost (Redis must run with AOF, appendfsync always or everysec). Restore Redis or "
+        "reset the job's offsets (pause, offsets:reset) before resuming"
+    )
