@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 STATE  ?= .paxline
 export PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv deps lint test test-fast sim-long demo demo-stop clean
+.PHONY: venv deps lint test test-fast chaos sim-long demo demo-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON_BOOT) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: deps lint
 ## Pure and simulator tests only (no Kafka, no Redis).
 test-fast: venv
 	$(BIN)/pytest -m "not integration and not e2e and not chaos and not bench"
+
+## The long exactly-once chaos variant (200,000 records per scenario).
+chaos: deps
+	PAXLINE_CHAOS_RECORDS=200000 $(BIN)/pytest -m chaos --durations=10
 
 sim-long: venv
 	$(BIN)/python -m coordinator.sim --seeds 20000

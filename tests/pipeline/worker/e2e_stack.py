@@ -55,12 +55,12 @@ class Stack:
             cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
-    def start_worker(self, worker_id: str) -> None:
+    def start_worker(self, worker_id: str, env: dict[str, str] | None = None) -> None:
         log = open(self.logs / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by the child
         self.workers[worker_id] = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker", "run", "--id", worker_id,
              "--batch-size", "500"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
 
@@ -156,3 +156,50 @@ def read_topic(
 
 def json_values(records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> list[Any]:
     return [json.loads(v) for _, v, _ in records]
+
+
+def uncommitted_left(stack: Stack, job: str) -> list[str]:
+    """Partitions with a committed (read_committed) record at or after the agreed offset.
+
+    Transactional topics end in commit markers that occupy offsets, so "agreed offset ==
+    high watermark" never holds for them; "nothing visible left to read" is the real test."""
+    with stack.client() as client:
+        parts = client.offsets(job)
+    consumer = Consumer({
+        "bootstrap.servers": stack.kafka, "group.id": f"idle-{uuid.uuid4().hex[:6]}",
+        "enable.auto.commit": False, "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    })  # fmt: skip
+    left: list[str] = []
+    try:
+        consumer.assign([TopicPartition(p["topic"], p["partition"], p["offset"] or 0)
+                         for p in parts])  # fmt: skip
+        pending = {(p["topic"], p["partition"]) for p in parts}
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.2):
+                tp = (msg.topic(), msg.partition())
+                if tp not in pending:
+                    continue
+                if msg.error() is None:
+                    left.append(f"{tp[0]}[{tp[1]}]@{msg.offset()}")
+                elif msg.error().code() != KafkaError._PARTITION_EOF:
+                    continue
+                pending.discard(tp)
+        left += [f"{t}[{p}] (no EOF yet)" for t, p in sorted(pending)]
+    finally:
+        consumer.close()
+    return left
+
+
+def wait_idle_eos(stack: Stack, job: str, timeout: float = 180.0) -> None:
+    last: list[list[str]] = [[]]
+
+    def idle() -> bool:
+        last[0] = uncommitted_left(stack, job)
+        return not last[0]
+
+    try:
+        wait_until(idle, timeout, f"exactly-once job {job} to catch up", interval=0.5)
+    except Exception as exc:
+        raise AssertionError(f"{exc}; still to read: {last[0][:8]}") from exc

@@ -3,7 +3,7 @@ each with its own topics so tests in one module never share input."""
 
 from __future__ import annotations
 
-from pipeline.job import Job
+from pipeline.job import Job, tumbling
 
 
 def _counter(name: str, topic: str, partitions: int = 6) -> Job:
@@ -30,3 +30,35 @@ poison = (
 )
 
 not_a_job = 42
+
+
+def _eos_windows(name: str) -> Job:
+    """Clicks per user in 10 s tumbling windows, exactly-once to Kafka, window state in Redis."""
+    return (
+        Job(name, guarantee="exactly-once")
+        .source(f"{name}-in", partitions=4, value="json")
+        .key_by(lambda c: c["user"])
+        .window(tumbling(seconds=10), timestamp=lambda c: c["ts"])
+        .count()
+        .to_kafka(f"{name}-out", value="json")
+    )
+
+
+def _eos_counter(name: str) -> Job:
+    """Counts per key prefix, exactly-once into a Redis view."""
+    return (
+        Job(name, guarantee="exactly-once")
+        .source(f"{name}-in", partitions=4, value="str")
+        .key_by(lambda v: v.split(":", 1)[0])
+        .count()
+        .to_redis("counts")
+    )
+
+
+eos_worker_chaos = _eos_windows("eoswk")
+eos_leader_chaos = _eos_windows("eoslk")
+eos_zombie = _eos_windows("eoszombie")
+eos_crash_after_a = _eos_counter("eoscrasha")
+eos_crash_after_b = _eos_counter("eoscrashb")
+eos_crash_after_c = _eos_counter("eoscrashc")
+eos_checker_teeth = _eos_windows("eoscheck")
