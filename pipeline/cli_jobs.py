@@ -161,29 +161,53 @@ def register(app: typer.Typer) -> None:
         kafka: str = typer.Option(None, help="Kafka bootstrap (for end offsets and lag)."),
         as_json: bool = _JSON,
     ) -> None:
-        """Per partition: agreed offset, Kafka end offset, lag, owner and epoch."""
-        from pipeline.kafka import end_offsets
+        """Per partition: agreed offset, Kafka end offset, lag, owner and epoch.
+
+        For exactly-once jobs also Kafka's commit point (offsets committed inside the job's
+        transactions) and whether the agreed offset trails it (it catches up at the next
+        checkpoint or takeover). Example: paxline offsets wordcount --json
+        """
+        from pipeline.kafka import committed_offsets, end_offsets
 
         ep = resolve(coordinators, kafka=kafka)
         try:
             with _client(coordinators) as client:
                 parts = client.offsets(name)
+                guarantee = client.job(name)["spec"]["guarantee"]
         except RequestRejected as exc:
             raise _fail(str(exc), 2) from exc
         except CoordinatorUnavailable as exc:
             raise _fail(str(exc)) from exc
-        ends = end_offsets(ep.kafka, [(p["topic"], p["partition"]) for p in parts])
+        tps = [(p["topic"], p["partition"]) for p in parts]
+        ends = end_offsets(ep.kafka, tps)
+        eos = guarantee == "exactly-once"
+        kafka_commit = committed_offsets(ep.kafka, f"paxline.{name}", tps) if eos else {}
         for p in parts:
-            end = ends[(p["topic"], p["partition"])]
-            p["end_offset"] = end
-            p["lag"] = end - (p["offset"] or 0)
+            tp = (p["topic"], p["partition"])
+            p["end_offset"] = ends[tp]
+            p["lag"] = ends[tp] - (p["offset"] or 0)
+            if eos:
+                k = kafka_commit.get(tp)
+                p["kafka_committed"] = k
+                p["trails_kafka"] = k is not None and (p["offset"] or 0) < k
         if as_json:
             typer.echo(json.dumps(parts))
             return
-        table = Table(title=f"offsets of {name}")
-        for col in ("topic", "partition", "agreed", "end", "lag", "owner", "epoch"):
-            table.add_column(col, justify="right" if col != "owner" else "left")
+        table = Table(title=f"offsets of {name} ({guarantee})")
+        cols = ["topic", "partition", "agreed", "end", "lag", "owner", "epoch"]
+        if eos:
+            cols += ["kafka commit", "trails"]
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("topic", "owner") else "right")
         for p in parts:
-            table.add_row(p["topic"], str(p["partition"]), str(p["offset"]), str(p["end_offset"]),
-                          str(p["lag"]), str(p["owner"] or "-"), str(p["epoch"]))  # fmt: skip
+            row = [p["topic"], str(p["partition"]), str(p["offset"]), str(p["end_offset"]),
+                   str(p["lag"]), str(p["owner"] or "-"), str(p["epoch"])]  # fmt: skip
+            if eos:
+                row += [str(p["kafka_committed"]), "yes" if p["trails_kafka"] else "no"]
+            table.add_row(*row)
         Console().print(table)
+        if eos:
+            typer.echo(
+                "lag counts transaction markers too: a caught-up exactly-once partition may "
+                "show a small lag"
+            )

@@ -112,22 +112,26 @@ def take_over(
     commit: Callable[[int], bool],
 ) -> Taken:
     producer = TransactionalSink(kafka, transactional_id(key))
-    producer.init()  # 1. fence the previous owner's producer
-    store: PartitionStore = MemoryStore()
-    if redis_client is not None:
-        eos_store = EpochRedisStore(redis_client, key, epoch, view)
-        eos_store.take_over()  # 2. fence the previous owner's Redis writes
-        store = eos_store
-    kafka_offset = source.committed([(key.topic, key.partition)])[(key.topic, key.partition)]
-    if kafka_offset is not None and (agreed is None or kafka_offset > agreed):
-        # 3a. The last transactions committed but their checkpoints never reached Paxos.
-        if not commit(kafka_offset):
-            producer.close()
-            raise PipelineError(f"{transactional_id(key)}: could not agree offset {kafka_offset}")
-        log.info("%s: agreed offset %s caught up with Kafka's %d",
-                 transactional_id(key), agreed, kafka_offset)  # fmt: skip
-    if isinstance(store, EpochRedisStore):
-        reconcile_redis(store, kafka_offset)
+    try:
+        producer.init()  # 1. fence the previous owner's producer
+        store: PartitionStore = MemoryStore()
+        if redis_client is not None:
+            eos_store = EpochRedisStore(redis_client, key, epoch, view)
+            eos_store.take_over()  # 2. fence the previous owner's Redis writes
+            store = eos_store
+        tp = (key.topic, key.partition)
+        kafka_offset = source.committed([tp])[tp]
+        if kafka_offset is not None and (agreed is None or kafka_offset > agreed):
+            # 3a. The last transactions committed but their checkpoints never reached Paxos.
+            if not commit(kafka_offset):
+                raise PipelineError(f"{transactional_id(key)}: could not agree {kafka_offset}")
+            log.info("%s: agreed offset %s caught up with Kafka's %d",
+                     transactional_id(key), agreed, kafka_offset)  # fmt: skip
+        if isinstance(store, EpochRedisStore):
+            reconcile_redis(store, kafka_offset)  # 3b/3c
+    except BaseException:
+        producer.close()
+        raise
     start = kafka_offset if kafka_offset is not None else agreed
     return Taken(start, store, PartitionTxn(producer, key))
 

@@ -10,7 +10,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from pipeline.errors import PipelineError
 
-__all__ = ["create_topics", "end_offsets"]
+__all__ = ["committed_offsets", "create_topics", "end_offsets"]
 
 
 def create_topics(
@@ -51,5 +51,21 @@ def end_offsets(
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout)
             out[(topic, part)] = int(high)
         return out
+    finally:
+        consumer.close()
+
+
+def committed_offsets(
+    bootstrap: str, group: str, partitions: list[tuple[str, int]], timeout: float = 10.0
+) -> dict[tuple[str, int], int | None]:
+    """Offsets committed for `group` (exactly-once jobs commit inside their transactions to
+    group `paxline.{job}`); None where nothing was committed."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        got = consumer.committed(tps, timeout=timeout)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in got}
     finally:
         consumer.close()

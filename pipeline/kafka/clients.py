@@ -8,6 +8,7 @@ back. The group id exists only so that transactional offset commits have a home.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,11 @@ __all__ = ["TP", "Sink", "Source"]
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+_COORDINATOR_ERRORS = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
 
 
 class Source:
@@ -104,10 +110,24 @@ class Source:
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
 
-    def committed(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int | None]:
+    def committed(self, partitions: Iterable[TP], timeout: float = 30.0) -> dict[TP, int | None]:
+        """Offsets committed for this consumer's group. The group coordinator may be moving
+        or still loading (NOT_COORDINATOR right after a topic or group is created), so
+        retriable errors are retried until `timeout`."""
         tps = [TopicPartition(t, p) for t, p in partitions]
-        res = self._consumer.committed(tps, timeout=timeout)
-        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                res = self._consumer.committed(tps, timeout=max(1.0, deadline - time.monotonic()))
+            except KafkaException as exc:
+                err = exc.args[0]
+                if (err.retriable() or err.code() in _COORDINATOR_ERRORS) and (
+                    time.monotonic() < deadline
+                ):
+                    time.sleep(0.1)  # back-off before asking again, not synchronisation
+                    continue
+                raise PipelineError(f"cannot read committed offsets: {err.str()}") from exc
+            return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
 
     def end_offsets(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int]:
         out: dict[TP, int] = {}

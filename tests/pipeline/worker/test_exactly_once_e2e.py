@@ -8,6 +8,7 @@ Redis state equal one failure-free computation over the same input (the checker 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -156,6 +157,14 @@ def test_a_crash_at_each_step_boundary_is_reconciled(
     produce(stack.kafka, f"{name}-in", values[:3000], keys=keys[:3000])
     crashed = stack.workers.pop(crasher)
     assert crashed.wait(60) == 137, "the crash hook did not fire"
+    if step.startswith("after_b"):
+        # `paxline offsets` shows the agreed offset trailing Kafka's commit point.
+        shown = stack.paxline("offsets", name, "--json")
+        assert shown.returncode == 0, shown.stderr
+        rows = json.loads(shown.stdout)
+        assert any(r["trails_kafka"] for r in rows), rows
+        assert all(r["kafka_committed"] is None or r["kafka_committed"] >= (r["offset"] or 0)
+                   for r in rows)  # fmt: skip
     produce(stack.kafka, f"{name}-in", values[3000:], keys=keys[3000:])
     stack.start_worker(f"rescue-{name}")
     wait_idle_eos(stack, name)
