@@ -142,10 +142,15 @@ class CoordinatorClient:
         body = {"worker_id": worker_id, "epoch": epoch, "offsets": _offset_list(offsets)}
         return self._call("POST", f"/v1/jobs/{job}/checkpoints", body, mutation=True)
 
-    def heartbeat(self, worker_id: str, capacity: int = 1024) -> dict[str, Any]:
-        return self._call(
-            "POST", f"/v1/workers/{worker_id}/heartbeat", {"capacity": capacity}, mutation=True
-        )
+    def heartbeat(
+        self, worker_id: str, capacity: int = 1024, progress: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Keep the session alive and fetch the assignment; `progress` (job, topic, partition,
+        position, end) lets the coordinators show lag."""
+        body: dict[str, Any] = {"capacity": capacity}
+        if progress:
+            body["progress"] = progress
+        return self._call("POST", f"/v1/workers/{worker_id}/heartbeat", body, mutation=True)
 
     def deregister(self, worker_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/workers/{worker_id}", mutation=True)

@@ -64,6 +64,9 @@ def register(app: typer.Typer) -> None:
         redis_url: str = typer.Option(None, "--redis", help="Redis URL (env PAXLINE_REDIS)."),
         capacity: int = typer.Option(1024, help="Most partitions this worker will own."),
         batch_size: int = typer.Option(5000, help="Records per poll."),
+        metrics_port: int = typer.Option(
+            0, envvar="PAXLINE_METRICS_PORT", help="Serve Prometheus /metrics here (0: off)."
+        ),
     ) -> None:
         """Consume the partitions the coordinators assign to this worker until SIGTERM.
 
@@ -78,7 +81,8 @@ def register(app: typer.Typer) -> None:
         )
         sys.path.insert(0, os.getcwd())  # job entrypoints are resolved from the deployment
         w = Worker(WorkerConfig(wid, ep.coordinators, ep.token, ep.kafka, ep.redis,
-                                capacity=capacity, batch_size=batch_size))  # fmt: skip
+                                capacity=capacity, batch_size=batch_size,
+                                metrics_port=metrics_port))  # fmt: skip
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: w.stop_event.set())
         w.run()

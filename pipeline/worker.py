@@ -30,6 +30,7 @@ from pipeline.errors import PipelineError
 from pipeline.executor import BatchResult, InRecord, Plan, compile_job
 from pipeline.job import load_job
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
+from pipeline.metrics import WorkerMetrics
 from pipeline.provenance import dedup
 from pipeline.state import MemoryStore, PartitionStore, RedisStore, StateKey
 from pipeline.state.redis import EpochRedisStore, StaleEpoch
@@ -52,6 +53,7 @@ class WorkerConfig:
     batch_size: int = 5000
     poll_timeout: float = 0.05
     max_backlog: int = 100_000
+    metrics_port: int = 0
 
 
 @dataclass
@@ -132,12 +134,16 @@ class Worker:
         self._broken: dict[tuple[str, str, int, int], str] = {}
         self._seen_version = 0
         self._last_commit = time.monotonic()
+        self.metrics = WorkerMetrics(cfg.worker_id)
+        self._progress: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------ heartbeat
     def _heartbeat_loop(self) -> None:
         while not self.stop_event.is_set():
             try:
-                reply = self._hb_client.heartbeat(self.cfg.worker_id, self.cfg.capacity)
+                reply = self._hb_client.heartbeat(
+                    self.cfg.worker_id, self.cfg.capacity, self._progress
+                )
                 with self._hb.lock:
                     self._hb.assignment = list(reply["assignment"])
                     self._hb.version += 1
@@ -241,6 +247,10 @@ class Worker:
     # ------------------------------------------------------------------------ processing
     def run_once(self) -> int:
         """One poll-process-commit round over every job; returns records consumed."""
+        with self.metrics.batch_seconds.time():
+            return self._round()
+
+    def _round(self) -> int:
         with self._hb.lock:
             version, assignment = self._hb.version, self._hb.assignment
         if assignment is not None and version != self._seen_version:
@@ -271,6 +281,7 @@ class Worker:
                     except StaleEpoch as exc:
                         log.warning("fenced on %s[%d]: %s", o.topic, o.partition, exc)
                         self.stats.fenced += 1
+                        self.metrics.fenced.labels(o.job.name).inc()
                         self._drop(o)
                         continue
                 o.position = end
@@ -289,6 +300,10 @@ class Worker:
         self.stats.records_in += len(fresh)
         self.stats.records_out += len(res.outputs)
         self.stats.dead_letters += len(res.dead_letters)
+        m, job = self.metrics, o.job.name
+        m.records_in.labels(job).inc(len(fresh))
+        m.records_out.labels(job).inc(len(res.outputs))
+        m.dead_letters.labels(job).inc(len(res.dead_letters))
         self.stats.late_dropped += res.late_dropped
         self.stats.batches += 1
         if o.txn is None:
@@ -302,6 +317,7 @@ class Worker:
         except (StaleEpoch, ProducerFenced) as exc:
             log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
             self.stats.fenced += 1
+            self.metrics.fenced.labels(o.job.name).inc()
             self._drop(o)
         except TransactionFailed as exc:
             # Aborted: give the partition back to ourselves; the retake reconciles Redis.
@@ -318,12 +334,30 @@ class Worker:
             elif rt.source.paused:
                 rt.source.resume(list(rt.source.paused))
 
+    def _report_progress(self) -> None:
+        """Per-partition lag for /metrics and for the coordinators (dashboard)."""
+        progress: list[dict[str, Any]] = []
+        self.metrics.owned.set(len(self.owned))
+        for rt in self.jobs.values():
+            ends = rt.source.high_watermarks(list(rt.source.assigned))
+            for (topic, partition), end in ends.items():
+                o = self.owned.get((rt.name, topic, partition))
+                if o is None:
+                    continue
+                position = o.position
+                self.metrics.lag.labels(rt.name, topic, str(partition)).set(end - (position or 0))
+                progress.append({"job": rt.name, "topic": topic, "partition": partition,
+                                 "position": position, "end": end})  # fmt: skip
+        self._progress = progress
+
     def commit(self) -> None:
         self._last_commit = time.monotonic()
+        self._report_progress()
         pending = [p for p in map(self._pending, self.owned.values()) if p is not None]
         if not pending:
             return
-        out = commit_checkpoints(self._client, self.cfg.worker_id, pending)
+        with self.metrics.checkpoint_seconds.time():
+            out = commit_checkpoints(self._client, self.cfg.worker_id, pending)
         for p in out.committed:
             o = self.owned.get((p.job, p.topic, p.partition))
             if o is not None and o.epoch == p.epoch:
@@ -334,12 +368,15 @@ class Worker:
         for p in out.fenced:
             # Someone else owns these now: stop touching them at once.
             self.stats.fenced += 1
+            self.metrics.fenced.labels(p.job).inc()
             o = self.owned.get((p.job, p.topic, p.partition))
             if o is not None:
                 self._drop(o)
 
     # ------------------------------------------------------------------------ lifecycle
     def run(self) -> None:
+        if self.cfg.metrics_port:
+            self.metrics.serve(self.cfg.metrics_port)
         hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         hb.start()
         log.info("worker %s started (capacity %d)", self.cfg.worker_id, self.cfg.capacity)

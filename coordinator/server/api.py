@@ -7,6 +7,7 @@ all, and a request that fails validation is refused before anything is proposed.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -148,8 +149,22 @@ class _ResetBody(msgspec.Struct, forbid_unknown_fields=True):
     offsets: list[_OffsetEntry]
 
 
+class _Progress(msgspec.Struct, forbid_unknown_fields=True):
+    """A worker's view of one owned partition: next offset it will process, Kafka's end."""
+
+    job: str
+    topic: str
+    partition: int
+    position: int | None
+    end: int
+
+
 class _HeartbeatBody(msgspec.Struct, forbid_unknown_fields=True):
     capacity: int = 1024
+    progress: list[_Progress] = msgspec.field(default_factory=list)
+
+
+_PROGRESS_TTL = 30.0
 
 
 def _decode_body(request_body: bytes, tp: type[_T]) -> _T:
@@ -183,6 +198,9 @@ def _offsets(entries: list[_OffsetEntry], path: str) -> dict[tuple[str, int], in
 def build_app(rt: NodeRuntime) -> Starlette:
     token = rt.cfg.api_token.encode()
     sessions = WorkerSessions(rt.cfg.worker_session_timeout)
+    # (job, topic, partition) -> (end offset, worker position, worker, when): reported by
+    # workers in heartbeats so the dashboard can chart lag without talking to Kafka.
+    progress: dict[tuple[str, str, int], tuple[int, int | None, str, float]] = {}
     rt.on_leadership.append(lambda: sessions.grant_grace(time.monotonic()))
     forward_client = httpx.AsyncClient(timeout=10.0)
 
@@ -293,6 +311,12 @@ def build_app(rt: NodeRuntime) -> Starlette:
         offsets = await read("offsets", name)
         if offsets is None:
             return _error(404, f"unknown job {name!r}", "name")
+        now = time.monotonic()
+        for p in offsets:
+            seen = progress.get((name, p["topic"], p["partition"]))
+            fresh = seen is not None and now - seen[3] < _PROGRESS_TTL
+            p["end_offset"] = seen[0] if fresh and seen else None
+            p["lag"] = seen[0] - (p["offset"] or 0) if fresh and seen else None
         return JSONResponse({"job": name, "partitions": offsets})
 
     @endpoint(mutation=True)
@@ -326,7 +350,10 @@ def build_app(rt: NodeRuntime) -> Starlette:
             result = await propose(request, RegisterWorker(worker_id, body.capacity))
             if not isinstance(result, WorkerRegistered):
                 return _result_response(result)
-        sessions.touch(worker_id, time.monotonic())
+        now = time.monotonic()
+        sessions.touch(worker_id, now)
+        for p in body.progress:  # soft state, like sessions: for lag, never for decisions
+            progress[(p.job, p.topic, p.partition)] = (p.end, p.position, worker_id, now)
         assignment = await read("assignment", worker_id)
         return JSONResponse(
             {
@@ -351,6 +378,24 @@ def build_app(rt: NodeRuntime) -> Starlette:
     async def cluster(request: Request) -> Response:
         return JSONResponse(rt.status())
 
+    async def cluster_nodes(request: Request) -> Response:
+        """Every node's own view, gathered by this node (one origin for the dashboard)."""
+
+        async def view(node: int, url: str) -> dict[str, Any]:
+            if node == rt.cfg.node_id:
+                return {"api": url, **rt.status()}
+            try:
+                resp = await forward_client.get(url + "/v1/cluster", timeout=1.0)
+                return {"api": url, **resp.json()}
+            except (httpx.HTTPError, ValueError) as exc:
+                return {"api": url, "node_id": node, "role": "unreachable", "error": str(exc)}
+
+        urls = sorted(rt.api_urls.items())
+        views = await asyncio.gather(*(view(n, u) for n, u in urls))
+        peers = set(rt.cfg.peers) - {n for n, _ in urls}
+        views += [{"node_id": n, "role": "unknown", "api": None} for n in sorted(peers)]
+        return JSONResponse({"nodes": views})
+
     async def metrics(request: Request) -> Response:
         body, content_type = render_metrics(rt)
         return Response(body, media_type=content_type)
@@ -367,6 +412,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
             Route("/metrics", metrics),
             Route("/openapi.json", openapi),
             Route("/v1/cluster", cluster),
+            Route("/v1/cluster/nodes", cluster_nodes),
             Route("/v1/jobs", submit_job, methods=["POST"]),
             Route("/v1/jobs", list_jobs, methods=["GET"]),
             Route("/v1/jobs/{name}", get_job, methods=["GET"]),

@@ -7,18 +7,23 @@ from __future__ import annotations
 import json
 import random
 
+import httpx
 import orjson
 import pytest
 from e2e_stack import Stack, json_values, produce, read_topic, read_view, wait_idle, wait_workers
 
 from examples import clicks, enrich, wordcount
+from pipeline.localstack.common import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def two_workers(stack: Stack) -> None:
-    stack.start_worker("ex-1")
+    stack.start_worker("ex-1", env={"PAXLINE_METRICS_PORT": str(METRICS_PORT)})
     stack.start_worker("ex-2")
     wait_workers(stack, 2)
 
@@ -36,6 +41,19 @@ def test_wordcount_view_equals_a_plain_count(stack: Stack) -> None:
     produce(stack.kafka, "text", (line.encode() for line in lines))
     wait_idle(stack, "wordcount")
     assert read_view(stack, "wordcount", "wordcount") == wordcount.expected(lines)
+
+    # Workers report their progress: the coordinators show lag, the worker exports metrics.
+    def lag_reported() -> bool:
+        with stack.client() as client:
+            parts = client.offsets("wordcount")
+        return all(p["lag"] == 0 and p["end_offset"] == p["offset"] for p in parts)
+
+    wait_until(lag_reported, 30, "workers to report zero lag for every partition")
+    metrics = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
+    consumed = [line for line in metrics.splitlines()
+                if line.startswith('paxline_worker_records_in_total{job="wordcount"}')]  # fmt: skip
+    assert consumed and float(consumed[0].split()[-1]) > 0, metrics[:2000]
+    assert "paxline_worker_checkpoint_seconds_bucket" in metrics
 
 
 def test_enrich_output_equals_the_plain_filter_and_enrich(stack: Stack) -> None:
