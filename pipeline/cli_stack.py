@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import typer
 from rich.console import Console
@@ -17,14 +18,32 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def up(
         workers: int = typer.Option(2, help="Worker processes to run."),
+        local: bool = typer.Option(False, "--local", help="Force local processes."),
+        compose: bool = typer.Option(False, "--compose", help="Force docker compose."),
     ) -> None:
         """Start Kafka, Redis (AOF), 3 coordinators and the workers in the background.
 
-        State and logs live under $PAXLINE_HOME (default .paxline/). Stop with `paxline down`.
+        Uses docker compose when a Docker engine answers, local processes otherwise.
+        Local state and logs live under $PAXLINE_HOME (default .paxline/).
+        Stop with `paxline down`. Example: paxline up --workers 3
         """
+        from pipeline.localstack import compose as compose_stack
         from pipeline.localstack.stack import LocalStack
 
+        if local and compose:
+            raise typer.BadParameter("choose one of --local and --compose")
         console = Console()
+        engine = compose_stack.engine_available()
+        if compose or (engine and not local):
+            if not engine:
+                typer.echo(
+                    "error: --compose needs a running Docker engine (`docker info` failed); "
+                    "use --local (the default without Docker) instead",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            compose_stack.up(workers, progress=console.print)
+            return
         info = LocalStack(home()).up(workers=workers, progress=console.print)
         console.print(f"\n[bold]paxline is up[/bold] (state and logs in {info.home})")
         console.print(f"  kafka         {info.kafka}")
@@ -35,10 +54,17 @@ def register(app: typer.Typer) -> None:
         console.print("next: paxline submit examples/wordcount.py:job --wait")
 
     @app.command()
-    def down() -> None:
+    def down(
+        compose: bool = typer.Option(False, "--compose", help="Stop the compose deployment."),
+    ) -> None:
         """Stop everything `paxline up` started (data stays for the next `up`)."""
+        from pipeline.localstack import compose as compose_stack
         from pipeline.localstack.stack import LocalStack
 
+        if compose:
+            subprocess.run([*compose_stack.compose_command(), "down"], cwd=compose_stack.ROOT,
+                           check=False)  # fmt: skip
+            return
         LocalStack(home()).down(progress=Console().print)
 
     @app.command()

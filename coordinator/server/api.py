@@ -18,7 +18,8 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from coordinator.commands import (
     CancelJob,
@@ -53,6 +54,7 @@ from coordinator.server.metrics import render_metrics
 from coordinator.server.openapi import openapi_document
 from coordinator.server.runtime import NodeRuntime
 from coordinator.server.sessions import WorkerSessions
+from pipeline.dashboard import index_html, static_dir
 
 __all__ = ["build_app"]
 
@@ -404,11 +406,12 @@ def build_app(rt: NodeRuntime) -> Starlette:
         return JSONResponse(openapi_document())
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(_DASHBOARD)
+        return HTMLResponse(index_html())
 
     app = Starlette(
         routes=[
             Route("/", dashboard),
+            Mount("/static", StaticFiles(directory=static_dir()), name="static"),
             Route("/metrics", metrics),
             Route("/openapi.json", openapi),
             Route("/v1/cluster", cluster),
@@ -440,18 +443,3 @@ def build_app(rt: NodeRuntime) -> Starlette:
     app.state.sessions = sessions
     app.state.forward_client = forward_client
     return app
-
-
-_DASHBOARD = """<!doctype html>
-<html><head><meta charset="utf-8"><title>paxline coordinator</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem}pre{background:#f4f4f4;padding:1rem}</style>
-</head><body><h1>paxline coordinator</h1><p>Live cluster view (full dashboard: see issue 7).</p>
-<pre id="cluster">loading...</pre>
-<script>
-async function refresh(){
-  const r = await fetch('/v1/cluster');
-  document.getElementById('cluster').textContent = JSON.stringify(await r.json(), null, 2);
-}
-refresh(); setInterval(refresh, 1000);
-</script></body></html>
-"""
