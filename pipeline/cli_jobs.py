@@ -159,6 +159,50 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"cancelled {name}")
 
     @app.command()
+    def pause(name: str, coordinators: str = _COORD) -> None:
+        """Pause a job: every partition is revoked (fencing in-flight commits)."""
+        with _client(coordinators) as client:
+            try:
+                client.pause_job(name)
+            except RequestRejected as exc:
+                raise _fail(str(exc), 2) from exc
+        typer.echo(f"paused {name}")
+
+    @app.command()
+    def resume(name: str, coordinators: str = _COORD) -> None:
+        """Resume a paused job under new epochs."""
+        with _client(coordinators) as client:
+            try:
+                client.resume_job(name)
+            except RequestRejected as exc:
+                raise _fail(str(exc), 2) from exc
+        typer.echo(f"resumed {name}")
+
+    @app.command("reset-offsets")
+    def reset_offsets(
+        name: str,
+        to: list[str] = typer.Option(..., "--to", help="TOPIC:PARTITION=OFFSET (repeatable)."),
+        coordinators: str = _COORD,
+    ) -> None:
+        """Set agreed offsets of a paused job (the next offset each partition reads).
+
+        Example: paxline pause wordcount && paxline reset-offsets wordcount --to text:0=0
+        """
+        offsets: dict[tuple[str, int], int] = {}
+        for item in to:
+            where, sep, offset = item.rpartition("=")
+            topic, sep2, partition = where.rpartition(":")
+            if not (sep and sep2 and topic and partition.isdigit() and offset.isdigit()):
+                raise _fail(f"--to {item!r} must look like TOPIC:PARTITION=OFFSET", 2)
+            offsets[(topic, int(partition))] = int(offset)
+        with _client(coordinators) as client:
+            try:
+                client.reset_offsets(name, offsets)
+            except RequestRejected as exc:
+                raise _fail(str(exc), 2) from exc
+        typer.echo(f"reset {len(offsets)} offsets of {name}")
+
+    @app.command()
     def offsets(
         name: str,
         coordinators: str = _COORD,

@@ -57,7 +57,24 @@ def openapi_document() -> dict[str, Any]:
     }
     components["Heartbeat"] = {
         "type": "object",
-        "properties": {"capacity": {"type": "integer", "minimum": 1}},
+        "properties": {
+            "capacity": {"type": "integer", "minimum": 1},
+            "progress": {
+                "type": "array",
+                "description": "the worker's position and Kafka's end offset per partition",
+                "items": {
+                    "type": "object",
+                    "required": ["job", "topic", "partition", "position", "end"],
+                    "properties": {
+                        "job": {"type": "string"},
+                        "topic": {"type": "string"},
+                        "partition": {"type": "integer"},
+                        "position": {"type": ["integer", "null"]},
+                        "end": {"type": "integer"},
+                    },
+                },
+            },
+        },
     }
     name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
     worker = [{"name": "worker_id", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -70,6 +87,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": {
             "/v1/cluster": {"get": _op("This node's view: role, ballot, commit/applied index")},
+            "/v1/cluster/nodes": {"get": _op("Every node's view, gathered by this node")},
             "/v1/jobs": {
                 "get": _op("List jobs (linearizable)"),
                 "post": _op("Submit a job", True, "JobSpec"),

@@ -57,9 +57,7 @@ def test_compose_file_is_valid_and_complete() -> None:
         assert "healthcheck" in svc or name == "worker", name
 
 
-@pytest.mark.parametrize(
-    "service", ["coordinator-1", "coordinator-2", "coordinator-3", "worker"]
-)
+@pytest.mark.parametrize("service", ["coordinator-1", "coordinator-2", "coordinator-3", "worker"])
 def test_each_paxline_service_runs_a_valid_paxline_command(service: str) -> None:
     svc = _config()["services"][service]
     assert svc["image"] == "paxline:latest"

@@ -154,3 +154,29 @@ def test_a_bad_job_is_refused_with_an_error_naming_it(stack: Stack, ref: str, me
     with stack.client() as client:
         jobs = json.dumps(client.jobs())
     assert "badwindow" not in jobs and "badtopic" not in jobs
+
+
+def test_pause_reset_and_resume_replays_a_job_from_the_reset_offsets(stack: Stack) -> None:
+    stack.start_worker("r-1")
+    wait_workers(stack, 1)
+    _submit(stack, "replay")
+    produce(stack.kafka, "replay-in", [orjson.dumps({"id": i}) for i in range(500)],
+            keys=[str(i).encode() for i in range(500)])  # fmt: skip
+    wait_idle(stack, "replay")
+    assert len(read_topic(stack.kafka, "replay-out")) == 500
+
+    assert stack.paxline("pause", "replay").returncode == 0
+    assert set(_owners(stack, "replay")) == {None}
+    refused = stack.paxline("reset-offsets", "replay", "--to", "replay-in:0=-1")
+    assert refused.returncode == 2 and "TOPIC:PARTITION=OFFSET" in refused.stderr
+    done = stack.paxline(
+        "reset-offsets", "replay", "--to", "replay-in:0=0", "--to", "replay-in:1=0"
+    )
+    assert done.returncode == 0, done.stderr
+    with stack.client() as client:
+        assert {p["offset"] for p in client.offsets("replay") if p["topic"] == "replay-in"} == {0}
+    assert stack.paxline("resume", "replay").returncode == 0
+    wait_idle(stack, "replay")
+    out = json_values(read_topic(stack.kafka, "replay-out"))
+    assert Counter(o["id"] for o in out) == Counter({i: 2 for i in range(500)})
+    stack.stop_workers()
