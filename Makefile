@@ -28,9 +28,9 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## The whole suite: pure, simulator and integration tests against real Kafka and Redis.
+## The whole suite: pure, simulator, integration and the short chaos variant (real Kafka, Redis).
 test: deps lint
-	$(BIN)/pytest -m "not chaos and not bench" --durations=15
+	$(BIN)/pytest -m "not bench" --durations=15
 
 ## Pure and simulator tests only (no Kafka, no Redis).
 test-fast: venv
