@@ -129,6 +129,7 @@ class Node:
         self._results: list[ProposalResult] = []
         self._reads: list[ReadResult] = []
         self._waiting: dict[tuple[str, int], None] = {}
+        self._learn_sent: dict[int, tuple[int, int]] = {}
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -290,8 +291,31 @@ class Node:
         if ballot.round > self._max_round:
             self._max_round = ballot.round
 
+    def _hears_live_leader(self, other: int) -> bool:
+        """Whether a Prepare from `other` would disrupt a leader that is still working.
+
+        A follower that heard its leader within the minimum election timeout, and a leader
+        that still hears a quorum, ignore other nodes' Prepares (the Raft "leader stickiness"
+        rule). Otherwise a node that restarts and campaigns before the leader's heartbeats
+        reach it deposes a healthy leader, and under load that can cascade into minutes
+        without one. Not promising is always safe; a real failure still lets candidates
+        through once the leader has been silent for an election timeout."""
+        if self.role is Role.LEADER and self.lead is not None:
+            horizon = self._ticks - self.config.election_ticks
+            acks = self.lead.last_ack_tick
+            live = 1 + sum(1 for p in self.others if acks.get(p, 0) >= horizon)
+            return live >= self.quorum
+        return (
+            self.role is Role.FOLLOWER
+            and self.leader_id is not None
+            and self.leader_id != other
+            and self._elapsed < self.config.election_ticks
+        )
+
     def _on_prepare(self, m: Prepare) -> None:
         self._observe(m.ballot)
+        if m.src != self.id and self._hears_live_leader(m.src):
+            return
         ok, entries, snap = self.acceptor.prepare(m.ballot, m.from_slot)
         if not ok:
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
@@ -315,7 +339,14 @@ class Node:
         self._observe(m.promised)
         lead = self.lead
         if lead is not None and m.ballot == lead.ballot and m.promised > lead.ballot:
-            self._step_down()
+            if self.role is Role.LEADER:
+                # A node promised a higher ballot (e.g. it campaigned after a restart) and
+                # refuses our messages. Re-run phase 1 above that ballot at once: followers
+                # that still follow us promise it, and the refusing node rejoins, instead of
+                # everyone waiting out an election timeout.
+                self._campaign()
+            else:
+                self._step_down()
 
     def _on_accept(self, m: Accept) -> None:
         self._observe(m.ballot)
@@ -364,6 +395,17 @@ class Node:
             self._catch_up(lead, m.src, m.need)
 
     def _catch_up(self, lead: Leadership, peer: int, need: int) -> None:
+        # One catch-up message per peer per `need` and heartbeat pair: every heartbeat ack
+        # of a lagging follower asks again, and resending large Learns that are still in
+        # flight queued heartbeats behind megabytes of frames.
+        sent = self._learn_sent.get(peer)
+        if (
+            sent is not None
+            and sent[0] == need
+            and self._ticks - sent[1] < 2 * self.config.heartbeat_ticks
+        ):
+            return
+        self._learn_sent[peer] = (need, self._ticks)
         snap = self.acceptor.snapshot
         if snap is not None and need <= snap.index:
             self._outbox.append(InstallSnapshot(self.id, peer, lead.ballot, snap))

@@ -317,8 +317,14 @@ def build_app(rt: NodeRuntime) -> Starlette:
         for p in offsets:
             seen = progress.get((name, p["topic"], p["partition"]))
             fresh = seen is not None and now - seen[3] < _PROGRESS_TTL
-            p["end_offset"] = seen[0] if fresh and seen else None
-            p["lag"] = seen[0] - (p["offset"] or 0) if fresh and seen else None
+            if fresh and seen is not None:
+                # Heartbeats trail commits by up to a beat: never show an end before the
+                # agreed offset, or a negative lag.
+                agreed = p["offset"] or 0
+                p["end_offset"] = max(seen[0], agreed)
+                p["lag"] = p["end_offset"] - agreed
+            else:
+                p["end_offset"] = p["lag"] = None
         return JSONResponse({"job": name, "partitions": offsets})
 
     @endpoint(mutation=True)

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordinator.paxos.codec import decode, encode
 from coordinator.paxos.errors import DecodeError
 from coordinator.paxos.node import Node, NodeConfig
 from coordinator.paxos.types import Command, Message, ProposalResult, ReadResult, Ready
 from coordinator.server.app import MetadataApp
 from coordinator.server.storage import DiskStorage
 from coordinator.server.transport import PeerTransport
+from coordinator.server.wire import decode, encode
 
 __all__ = ["NodeRuntime", "ServerConfig"]
 
@@ -51,7 +51,7 @@ class ServerConfig:
     election_ticks: int = 12
     heartbeat_ticks: int = 2
     fsync: bool = True
-    snapshot_every: int = 1024
+    snapshot_every: int = 256
     max_batch: int = 256
     window: int = 32
     worker_session_timeout: float = 10.0

@@ -101,7 +101,7 @@ class PeerTransport:
     async def _sender(self, peer: int) -> None:
         host, port = self.peers[peer]
         queue = self._queues[peer]
-        backoff = 0.05
+        backoff = 0.02
         while True:
             try:
                 _, writer = await asyncio.open_connection(host, port)
@@ -110,9 +110,11 @@ class PeerTransport:
                 # retransmits what still matters.
                 self._discard(queue)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                # Capped well below the election timeout, so that a restarted peer hears
+                # the leader before its own timer fires and it campaigns.
+                backoff = min(backoff * 2, 0.1)
                 continue
-            backoff = 0.05
+            backoff = 0.02
             try:
                 while True:
                     frame = await queue.get()

@@ -89,7 +89,16 @@ class LocalCluster:
             self.deliver_all()
 
     def elect(self, i: int) -> None:
-        """Make node i campaign now and deliver until it leads."""
+        """Make node i campaign now and deliver until it leads.
+
+        Models the current leader having gone silent for an election timeout first: nodes
+        ignore Prepares while they still hear a working leader (leader stickiness)."""
+        for j, other in self.nodes.items():
+            if j == i:
+                continue
+            other._elapsed = max(other._elapsed, other.config.election_ticks)
+            if other.lead is not None:
+                other.lead.last_ack_tick = dict.fromkeys(other.others, -(10**9))
         node = self.nodes[i]
         node._elapsed = node._timeout - 1
         node.tick()

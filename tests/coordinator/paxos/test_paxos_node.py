@@ -82,19 +82,41 @@ def test_follower_does_not_campaign_while_it_hears_a_live_leader() -> None:
     assert n.role is Role.FOLLOWER and n.leader_id == 1
 
 
-def test_leader_steps_down_on_a_nack_of_its_ballot() -> None:
+def test_a_leader_nacked_by_a_higher_promise_re_runs_phase_1_above_it_at_once() -> None:
     c = LocalCluster()
     c.elect(1)
     old = c.nodes[1]
     old.step(Nack(3, 1, Ballot(1, 1), Ballot(2, 2)))
-    assert old.role is Role.FOLLOWER
+    assert old.role is Role.CANDIDATE
+    assert old.lead is not None and old.lead.ballot == Ballot(3, 1)
+    c.deliver_all()
+    assert old.is_leader and old.ballot == Ballot(3, 1)
 
 
-def test_higher_ballot_candidate_deposes_the_leader() -> None:
+def test_higher_ballot_candidate_deposes_a_leader_that_went_silent() -> None:
     c = LocalCluster()
     c.elect(1)
     c.elect(2)
     assert not c.nodes[1].is_leader and c.nodes[2].is_leader
+
+
+def test_a_candidate_cannot_depose_a_leader_that_still_hears_a_quorum() -> None:
+    """Leader stickiness: a node that restarts and campaigns at once (before the leader's
+    heartbeats reach it) is ignored by the leader and by followers that hear the leader."""
+    c = LocalCluster()
+    c.elect(1)
+    c.tick(2)
+    rogue = c.nodes[3]
+    rogue._elapsed = rogue._timeout - 1
+    rogue.tick()  # campaigns at a higher ballot
+    assert rogue.role is Role.CANDIDATE
+    c.deliver_all()
+    assert c.nodes[1].is_leader and c.nodes[2].leader_id == 1
+    # The leader's next messages are refused by the rogue's higher promise; the leader then
+    # moves above it and the rogue follows again.
+    c.tick(4)
+    assert c.nodes[1].is_leader and c.nodes[3].leader_id == 1
+    assert c.nodes[1].ballot is not None and c.nodes[1].ballot > Ballot(1, 3)
 
 
 def test_prepare_with_lower_ballot_gets_a_nack_naming_the_promise() -> None:
