@@ -104,7 +104,7 @@ class PeerTransport:
         backoff = 0.02
         while True:
             try:
-                _, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(host, port)
             except OSError:
                 # Frames queued for a dead peer are stale by the time it returns; Paxos
                 # retransmits what still matters.
@@ -115,10 +115,20 @@ class PeerTransport:
                 backoff = min(backoff * 2, 0.1)
                 continue
             backoff = 0.02
+            # The peer never writes on this connection, so a completed read means it closed
+            # (for instance it was killed and restarted). Without watching for that, some event
+            # loops (uvloop) keep accepting writes into a dead socket and the peer never hears
+            # from us again.
+            closed = asyncio.ensure_future(reader.read(1))
             try:
                 while True:
-                    frame = await queue.get()
-                    chunks = [frame]
+                    get = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if closed in done:
+                        get.cancel()
+                        self.dropped["connection_lost"] += 1
+                        break
+                    chunks = [get.result()]
                     while not queue.empty() and len(chunks) < 512:
                         chunks.append(queue.get_nowait())
                     writer.write(b"".join(chunks))
@@ -127,6 +137,7 @@ class PeerTransport:
             except (OSError, ConnectionError):
                 self.dropped["connection_lost"] += 1
             finally:
+                closed.cancel()
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
