@@ -117,4 +117,9 @@ def run(cfg: ServerConfig) -> None:
         level=logging.INFO,
         format=f"%(asctime)s node{cfg.node_id} %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(cfg))
+    try:
+        import uvloop  # a faster event loop where available; behaviour is the same
+    except ImportError:
+        asyncio.run(serve(cfg))
+    else:
+        uvloop.run(serve(cfg))

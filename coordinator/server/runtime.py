@@ -232,6 +232,7 @@ class NodeRuntime:
             client_id, seq = f"anon-{uuid.uuid4().hex}", 1
         key = (client_id, seq)
         fut = self._proposals.get(key)
+        shared = fut is not None  # a retry while the first attempt is still pending
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             self._proposals[key] = fut
@@ -239,8 +240,12 @@ class NodeRuntime:
             self.proposals_total += 1
             self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            async with asyncio.timeout(timeout):
+                # One future per request on the hot path; shield only a shared one.
+                return await (asyncio.shield(fut) if shared else fut)
         except TimeoutError:
+            if not shared:
+                self._proposals.pop(key, None)
             return ProposalResult(client_id, seq, False, error="timeout")
 
     async def read(self, query: bytes, timeout: float = 5.0) -> ReadResult:
@@ -251,7 +256,8 @@ class NodeRuntime:
         self.reads_total += 1
         self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             self._reads.pop(read_id, None)
             return ReadResult(read_id, False, error="timeout")
