@@ -22,17 +22,27 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
 from pipeline.errors import PipelineError
-from pipeline.executor import BatchResult
+from pipeline.executor import BatchResult, DeadLetter, OutRecord
 from pipeline.kafka.clients import Source, TransactionalSink
 from pipeline.state import MemoryStore, PartitionStore, StateKey
 from pipeline.state.redis import EpochRedisStore
 
-__all__ = ["PartitionTxn", "StateLost", "Taken", "crash_point", "take_over", "transactional_id"]
+__all__ = [
+    "Overlay",
+    "PartitionTxn",
+    "StateLost",
+    "Taken",
+    "TxnGroup",
+    "crash_point",
+    "take_over",
+    "transactional_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,58 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
+@dataclass
+class TxnGroup:
+    """Consecutive batches of one partition committed as ONE Redis step (a) and ONE Kafka
+    transaction (b). A transaction costs a few broker round trips whatever its size, so
+    grouping a few thousand records per transaction is what keeps exactly-once close to
+    at-least-once throughput; the group is bounded in records and in age (latency)."""
+
+    started: float
+    outputs: list[OutRecord] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    state_writes: dict[str, bytes | None] = field(default_factory=dict)
+    view_writes: dict[str, bytes | None] = field(default_factory=dict)
+    end: int = 0
+    records: int = 0
+    touched: bool = True
+
+    def add(self, res: BatchResult, end: int, records: int) -> None:
+        self.outputs += res.outputs
+        self.dead_letters += res.dead_letters
+        self.state_writes.update(res.state_writes)
+        self.view_writes.update(res.view_writes)
+        self.end = end
+        self.records += records
+        self.touched = True
+
+    def result(self) -> BatchResult:
+        return BatchResult(self.outputs, self.dead_letters, self.state_writes, self.view_writes)
+
+
+class Overlay:
+    """State as the executor must see it: writes of the open group and of the group still
+    committing take precedence over Redis, which has neither yet."""
+
+    def __init__(self, store: PartitionStore, layers: list[dict[str, bytes | None]]) -> None:
+        self.store = store
+        self.layers = layers  # newest first
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        missing: list[str] = []
+        for k in keys:
+            for layer in self.layers:
+                if k in layer:
+                    out[k] = layer[k]
+                    break
+            else:
+                missing.append(k)
+        if missing:
+            out.update(self.store.get_many(missing))
+        return out
+
+
 class PartitionTxn:
     """Steps (a) and (b) of one batch for one partition."""
 
@@ -76,8 +138,11 @@ class PartitionTxn:
         res: BatchResult,
         dead_letter_topic: str,
         end: int,
-        source: Source,
+        group_metadata: Any,
     ) -> None:
+        """Runs on a commit thread: one partition's steps are strictly sequential (the
+        worker waits for a partition's previous batch before processing its next one), while
+        different partitions' transactions overlap."""
         if isinstance(store, EpochRedisStore):
             store.apply(res.state_writes, res.view_writes, end)  # (a); StaleEpoch if fenced
         crash_point("after_a")
@@ -85,7 +150,7 @@ class PartitionTxn:
             res.outputs,
             [(dead_letter_topic, dl) for dl in res.dead_letters],
             (self.key.topic, self.key.partition, end),
-            source.group_metadata(),
+            group_metadata,
         )
         crash_point("after_b")
 

@@ -15,9 +15,11 @@ fences the previous owner in Kafka, Redis and the coordinators, then reconciles.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ from coordinator.client import CoordinatorClient, CoordinatorUnavailable, Reques
 from pipeline import eos
 from pipeline.checkpoint import Pending, commit_checkpoints
 from pipeline.errors import PipelineError
-from pipeline.executor import BatchResult, InRecord, Plan, compile_job
+from pipeline.executor import BatchResult, InRecord, Plan, StateAccess, compile_job
 from pipeline.job import load_job
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
 from pipeline.metrics import WorkerMetrics
@@ -38,6 +40,12 @@ from pipeline.state.redis import EpochRedisStore, StaleEpoch
 __all__ = ["Worker", "WorkerConfig"]
 
 log = logging.getLogger(__name__)
+
+# exactly-once: one transaction per partition covers up to this many input records or this
+# much time (bench/pipeline.py measures the effect; a transaction costs ~3 round trips).
+EOS_GROUP_RECORDS = 20_000
+EOS_GROUP_SECONDS = 0.2
+EOS_GROUP_MAX = 100_000  # while the previous group still commits
 
 
 @dataclass
@@ -67,6 +75,8 @@ class JobRuntime:
     spec: dict[str, Any]
     source: Source
 
+    group_metadata: Any = None
+
     @property
     def exactly_once(self) -> bool:
         return self.plan.guarantee == "exactly-once"
@@ -95,6 +105,14 @@ class Owned:
     position: int | None
     committed: int | None
     txn: eos.PartitionTxn | None = None
+    # exactly-once: the group of batches being gathered, and the one whose steps (a) and (b)
+    # run on a commit thread (with its end offset and its state writes, not in Redis yet).
+    group: eos.TxnGroup | None = None
+    inflight: Future[None] | None = None
+    inflight_end: int = 0
+    inflight_state: dict[str, bytes | None] = field(default_factory=dict)
+    # Next offset to process; `position` is the next offset whose effects are durable.
+    read_to: int | None = None
 
     @property
     def tp(self) -> TP:
@@ -135,6 +153,9 @@ class Worker:
         self._seen_version = 0
         self._last_commit = time.monotonic()
         self.metrics = WorkerMetrics(cfg.worker_id)
+        # Exactly-once transactions of different partitions overlap on these threads; each
+        # mostly waits on the broker, with the GIL released.
+        self._txn_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="txn")
         self._progress: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------ heartbeat
@@ -160,6 +181,8 @@ class Worker:
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             rt = self.jobs[name] = JobRuntime(name, plan, spec, source)
+            # Read once on this thread; commit threads only pass it to their producer.
+            rt.group_metadata = source.group_metadata()
         return rt
 
     def _reconcile(self, assignment: list[dict[str, Any]]) -> None:
@@ -168,11 +191,24 @@ class Worker:
             a = desired.get(key)
             if a is None or a["epoch"] != o.epoch:
                 self._revoke([o])
-        for key, a in desired.items():
-            if key in self.owned or (*key, a["epoch"]) in self._broken:
-                continue
+        wanted = [
+            a for key, a in desired.items()
+            if key not in self.owned and (*key, a["epoch"]) not in self._broken
+        ]  # fmt: skip
+        # Takeovers are mostly waiting (init_transactions fences the previous producer, which
+        # takes a broker round trip or several): run them side by side, install them here.
+        prepared: list[tuple[dict[str, Any], Future[Owned]]] = []
+        for a in wanted:
             try:
-                self._take(a)
+                self._job(a["job"])  # compile the plan on this thread, once
+            except (PipelineError, CoordinatorUnavailable, RequestRejected) as exc:
+                log.error("cannot load job %s: %s", a["job"], exc)
+                continue
+            prepared.append((a, self._txn_pool.submit(self._prepare, a)))
+        for a, fut in prepared:
+            key = (a["job"], a["topic"], a["partition"])
+            try:
+                self._install(fut.result())
             except eos.StateLost as exc:
                 # Not guessing: this partition stays stopped until an operator acts.
                 self._broken[(*key, a["epoch"])] = str(exc)
@@ -180,8 +216,9 @@ class Worker:
             except (PipelineError, CoordinatorUnavailable, RequestRejected, StaleEpoch) as exc:
                 log.error("cannot take %s[%d] of %s: %s", key[1], key[2], key[0], exc)
 
-    def _take(self, a: dict[str, Any]) -> None:
-        rt = self._job(a["job"])
+    def _prepare(self, a: dict[str, Any]) -> Owned:
+        """Fence the previous owner and find where to resume (thread-safe: no worker state)."""
+        rt = self.jobs[a["job"]]
         stage = rt.plan.stage_for_topic(a["topic"])
         key = StateKey(a["job"], a["topic"], a["partition"])
         stateful = rt.plan.stages[stage].stateful or bool(rt.view)
@@ -197,24 +234,26 @@ class Worker:
                 view=rt.view,
                 commit=lambda offset: self._commit_now(a, offset),
             )
-            o = Owned(rt, key.topic, key.partition, a["epoch"], stage, taken.store,
-                      taken.start, agreed, taken.txn)  # fmt: skip
-        else:
-            store: PartitionStore = MemoryStore()
-            if stateful:
-                # The epoch fences a previous owner that has not noticed the move yet: its
-                # late state writes are refused instead of counted twice.
-                store = EpochRedisStore(self._redis, key, a["epoch"], view=rt.view)
-                store.take_over()
-            # State may be ahead of the agreed checkpoint (crash after apply, before commit);
-            # its outputs were flushed before it was applied, so resume after it.
-            known = [x for x in (agreed, store.applied_offset()) if x is not None]
-            o = Owned(rt, key.topic, key.partition, a["epoch"], stage, store,
-                      max(known) if known else None, agreed)  # fmt: skip
-        self.owned[(rt.name, o.topic, o.partition)] = o
-        rt.source.assign([(o.topic, o.partition, o.position)])
+            return Owned(rt, key.topic, key.partition, a["epoch"], stage, taken.store,
+                         taken.start, agreed, taken.txn)  # fmt: skip
+        store: PartitionStore = MemoryStore()
+        if stateful:
+            # The epoch fences a previous owner that has not noticed the move yet: its late
+            # state writes are refused instead of counted twice.
+            store = EpochRedisStore(self._redis, key, a["epoch"], view=rt.view)
+            store.take_over()
+        # State may be ahead of the agreed checkpoint (crash after apply, before commit); its
+        # outputs were flushed before it was applied, so resume after it.
+        known = [x for x in (agreed, store.applied_offset()) if x is not None]
+        return Owned(rt, key.topic, key.partition, a["epoch"], stage, store,
+                     max(known) if known else None, agreed)  # fmt: skip
+
+    def _install(self, o: Owned) -> None:
+        o.read_to = o.position
+        self.owned[(o.job.name, o.topic, o.partition)] = o
+        o.job.source.assign([(o.topic, o.partition, o.position)])
         log.info("took %s[%d] of %s at epoch %d from offset %s",
-                 o.topic, o.partition, rt.name, o.epoch, o.position)  # fmt: skip
+                 o.topic, o.partition, o.job.name, o.epoch, o.position)  # fmt: skip
 
     def _commit_now(self, a: dict[str, Any], offset: int) -> bool:
         p = Pending(a["job"], a["topic"], a["partition"], a["epoch"], offset)
@@ -222,10 +261,75 @@ class Worker:
 
     def _drop(self, o: Owned) -> None:
         """Stop touching a partition at once (fenced, or handed back for a retake)."""
+        if o.inflight is not None:
+            with contextlib.suppress(Exception):  # its outcome no longer matters to us
+                o.inflight.result()
+            o.inflight = None
         o.job.source.unassign([o.tp])
         self.owned.pop((o.job.name, o.topic, o.partition), None)
         if o.txn is not None:
             o.txn.close()
+
+    def _settle(self, o: Owned, wait: bool = True) -> bool:
+        """Take the outcome of a partition's in-flight exactly-once group; False if the
+        partition had to be dropped (fenced or aborted)."""
+        fut = o.inflight
+        if fut is None:
+            return True
+        if not wait and not fut.done():
+            return True
+        o.inflight = None
+        try:
+            fut.result()
+        except (StaleEpoch, ProducerFenced) as exc:
+            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
+            self.stats.fenced += 1
+            self.metrics.fenced.labels(o.job.name).inc()
+            self._drop(o)
+            return False
+        except TransactionFailed as exc:
+            # Aborted: give the partition back to ourselves; the retake reconciles Redis.
+            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
+            self._drop(o)
+            return False
+        o.position = o.inflight_end
+        o.inflight_state = {}
+        return True
+
+    def _flush_group(self, o: Owned, wait: bool = False) -> None:
+        """Hand the gathered group to a commit thread once the previous one finished: one
+        partition's transactions (and its single undo level in Redis) stay in order. While
+        the previous group still commits, this one keeps growing instead of blocking the
+        loop (up to EOS_GROUP_MAX records), so group size adapts to commit latency."""
+        group, txn = o.group, o.txn
+        if group is None or txn is None:
+            return
+        busy = o.inflight is not None and not o.inflight.done()
+        if busy and not wait and group.records < EOS_GROUP_MAX:
+            return
+        if not self._settle(o):
+            return
+        o.group = None
+        o.inflight_end = group.end
+        o.inflight_state = group.state_writes
+        o.inflight = self._txn_pool.submit(
+            txn.commit_batch, o.store, group.result(), o.job.dead_letter_topic, group.end,
+            o.job.group_metadata,
+        )  # fmt: skip
+
+    def _flush_groups(self, force: bool = False) -> None:
+        """Commit groups that are big or old enough, or whose partition went quiet."""
+        now = time.monotonic()
+        for o in list(self.owned.values()):
+            g = o.group
+            if g is None:
+                continue
+            if force or not g.touched or g.records >= EOS_GROUP_RECORDS or (
+                now - g.started >= EOS_GROUP_SECONDS
+            ):  # fmt: skip
+                self._flush_group(o, wait=force)
+            else:
+                g.touched = False
 
     def _revoke(self, partitions: list[Owned]) -> None:
         """Stop, flush and make a final (fenced) commit."""
@@ -264,10 +368,10 @@ class Worker:
                 self.cfg.batch_size, timeout
             ).items():
                 o = self.owned.get((rt.name, topic, partition))
-                if o is None:
+                if o is None or not self._settle(o, wait=False):
                     continue
                 consumed += len(records)
-                fresh = _after(records, o.position)
+                fresh = _after(records, o.read_to)
                 if fresh:
                     done = self._process(o, fresh)
                     if done is not None:
@@ -285,6 +389,7 @@ class Worker:
                         self._drop(o)
                         continue
                 o.position = end
+        self._flush_groups()
         self._backpressure()
         if time.monotonic() - self._last_commit >= self.cfg.commit_interval:
             self.commit()
@@ -292,10 +397,15 @@ class Worker:
 
     def _process(self, o: Owned, fresh: list[InRecord]) -> tuple[Owned, BatchResult, int] | None:
         end = fresh[-1].offset + 1
+        o.read_to = end
+        state: StateAccess = o.store
+        if o.txn is not None:
+            layers = [o.group.state_writes] if o.group is not None else []
+            state = eos.Overlay(o.store, [*layers, o.inflight_state])
         hw: dict[str, bytes | None] = {}
         if o.stage > 0 and isinstance(o.store, RedisStore):
-            fresh, hw = dedup(fresh, o.store)
-        res = o.job.plan.process(o.stage, fresh, o.store) if fresh else BatchResult()
+            fresh, hw = dedup(fresh, state)
+        res = o.job.plan.process(o.stage, fresh, state) if fresh else BatchResult()
         res.state_writes.update(hw)
         self.stats.records_in += len(fresh)
         self.stats.records_out += len(res.outputs)
@@ -307,24 +417,15 @@ class Worker:
         self.stats.late_dropped += res.late_dropped
         self.stats.batches += 1
         if o.txn is None:
-            for out in res.outputs:
-                self.sink.send(out)
+            self.sink.send_all(res.outputs)
             for dl in res.dead_letters:
                 self.sink.send_dead_letter(o.job.dead_letter_topic, dl)
             return (o, res, end)
-        try:
-            o.txn.commit_batch(o.store, res, o.job.dead_letter_topic, end, o.job.source)
-        except (StaleEpoch, ProducerFenced) as exc:
-            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
-            self.stats.fenced += 1
-            self.metrics.fenced.labels(o.job.name).inc()
-            self._drop(o)
-        except TransactionFailed as exc:
-            # Aborted: give the partition back to ourselves; the retake reconciles Redis.
-            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
-            self._drop(o)
-        else:
-            o.position = end
+        if o.group is None:
+            o.group = eos.TxnGroup(started=time.monotonic())
+        o.group.add(res, end, len(fresh))
+        if o.group.records >= EOS_GROUP_RECORDS:
+            self._flush_group(o)
         return None
 
     def _backpressure(self) -> None:
@@ -352,6 +453,8 @@ class Worker:
 
     def commit(self) -> None:
         self._last_commit = time.monotonic()
+        for owned in list(self.owned.values()):
+            self._settle(owned, wait=False)  # finished transactions advance their positions
         self._report_progress()
         pending = [p for p in map(self._pending, self.owned.values()) if p is not None]
         if not pending:
@@ -359,9 +462,9 @@ class Worker:
         with self.metrics.checkpoint_seconds.time():
             out = commit_checkpoints(self._client, self.cfg.worker_id, pending)
         for p in out.committed:
-            o = self.owned.get((p.job, p.topic, p.partition))
-            if o is not None and o.epoch == p.epoch:
-                o.committed = p.offset
+            done = self.owned.get((p.job, p.topic, p.partition))
+            if done is not None and done.epoch == p.epoch:
+                done.committed = p.offset
         self.stats.commits += len(out.committed)
         if out.committed:
             eos.crash_point("after_c")
@@ -369,9 +472,9 @@ class Worker:
             # Someone else owns these now: stop touching them at once.
             self.stats.fenced += 1
             self.metrics.fenced.labels(p.job).inc()
-            o = self.owned.get((p.job, p.topic, p.partition))
-            if o is not None:
-                self._drop(o)
+            fenced = self.owned.get((p.job, p.topic, p.partition))
+            if fenced is not None:
+                self._drop(fenced)
 
     # ------------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -383,6 +486,10 @@ class Worker:
         try:
             while not self.stop_event.is_set():
                 self.run_once()
+                if not self.owned:
+                    # Nothing assigned: poll_batch returns at once, so wait here instead of
+                    # spinning a core until the next heartbeat brings work.
+                    self.stop_event.wait(self.cfg.poll_timeout)
         finally:
             self.shutdown()
             hb.join(5)
@@ -390,6 +497,9 @@ class Worker:
     def shutdown(self) -> None:
         """Graceful stop: final commits, then deregister so partitions move at once."""
         try:
+            self._flush_groups(force=True)
+            for o in list(self.owned.values()):
+                self._settle(o)
             self.sink.flush()
             self.commit()
             self._client.deregister(self.cfg.worker_id)
@@ -398,6 +508,7 @@ class Worker:
         finally:
             for o in list(self.owned.values()):
                 self._drop(o)
+            self._txn_pool.shutdown(wait=True)
             for rt in self.jobs.values():
                 rt.source.close()
             self._hb_client.close()

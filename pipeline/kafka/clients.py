@@ -92,6 +92,9 @@ class Source:
         if not self.assigned:
             return {}
         out: dict[TP, list[InRecord]] = {}
+        current: list[InRecord] | None = None
+        current_key: tuple[str | None, int] = ("", -1)
+        assigned = self.assigned
         for msg in self._consumer.consume(max_records, timeout):
             err = msg.error()
             if err is not None:
@@ -101,10 +104,22 @@ class Source:
                     raise PipelineError(f"fatal consumer error: {err.str()}")
                 log.warning("consumer error (retrying): %s", err.str())
                 continue
-            rec = _in_record(msg)
-            tp = (rec.topic, rec.partition)
-            if tp in self.assigned:  # records fetched before an unassign are dropped
-                out.setdefault(tp, []).append(rec)
+            topic, partition = msg.topic(), msg.partition()
+            if (topic, partition) != current_key:
+                # consume() returns runs of one partition: look the group up once per run.
+                current_key = (topic, partition)
+                tp = (topic, partition)
+                # Records fetched before an unassign are dropped.
+                current = out.setdefault(tp, []) if tp in assigned else None
+            if current is not None:
+                _kind, ts = msg.timestamp()
+                headers = msg.headers()
+                current.append(
+                    InRecord(
+                        topic, partition, msg.offset(), msg.key(), msg.value(), ts,
+                        tuple((k, _as_bytes(v)) for k, v in headers) if headers else (),
+                    )
+                )  # fmt: skip
         return out
 
     def group_metadata(self) -> Any:
@@ -152,21 +167,6 @@ class Source:
         self._consumer.close()
 
 
-def _in_record(msg: Any) -> InRecord:
-    # `Any`: librdkafka's stubs allow None for fields a consumed record always has.
-    _kind, ts = msg.timestamp()
-    headers = msg.headers()
-    return InRecord(
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        key=msg.key(),
-        value=msg.value(),
-        timestamp_ms=int(ts),
-        headers=tuple((k, _as_bytes(v)) for k, v in headers) if headers else (),
-    )
-
-
 def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
     """Provenance travels with a dead letter so that it can be inspected and replayed."""
     r = dl.record
@@ -199,10 +199,14 @@ class Sink:
             "compression.type": "lz4",
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": 200000,
+            # One callback for the whole producer, called for failures only: a callback per
+            # message costs ~0.7 us per record, and success needs no bookkeeping here.
+            "on_delivery": self._on_delivery,
+            "delivery.report.only.error": True,
         }
         conf.update(extra or {})
-        self._producer = Producer(conf)
         self._errors: list[str] = []
+        self._producer = Producer(conf)
 
     @property
     def producer(self) -> Producer:
@@ -214,6 +218,18 @@ class Sink:
 
     def send(self, rec: OutRecord) -> None:
         self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
+
+    def send_all(self, records: Iterable[OutRecord]) -> None:
+        """The hot path: one Python loop, no wrapper call per record."""
+        produce = self._producer.produce
+        for rec in records:
+            try:
+                if rec.headers:
+                    produce(rec.topic, rec.value, rec.key, headers=list(rec.headers))
+                else:
+                    produce(rec.topic, rec.value, rec.key)
+            except BufferError:
+                self.send(rec)  # queue full: the slow path waits for deliveries
 
     def send_dead_letter(self, topic: str, dl: DeadLetter) -> None:
         self._produce(topic, dl.record.key, dl.record.value or b"", dead_letter_headers(dl))
@@ -227,9 +243,7 @@ class Sink:
     ) -> None:
         while True:
             try:
-                self._producer.produce(
-                    topic, value, key, headers=headers, on_delivery=self._on_delivery
-                )
+                self._producer.produce(topic, value, key, headers=headers)
                 return
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain
