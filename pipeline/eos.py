@@ -132,26 +132,25 @@ class PartitionTxn:
         self.producer = producer
         self.key = key
 
-    def commit_batch(
+    def start(self, res: BatchResult, dead_letter_topic: str) -> None:
+        """Main thread: open the transaction and produce the group's outputs into it."""
+        self.producer.begin(res.outputs, [(dead_letter_topic, dl) for dl in res.dead_letters])
+
+    def finish(
         self,
         store: PartitionStore,
-        res: BatchResult,
-        dead_letter_topic: str,
+        state_writes: dict[str, bytes | None],
+        view_writes: dict[str, bytes | None],
         end: int,
         group_metadata: Any,
     ) -> None:
-        """Runs on a commit thread: one partition's steps are strictly sequential (the
-        worker waits for a partition's previous batch before processing its next one), while
-        different partitions' transactions overlap."""
+        """Commit thread: step (a) then the commit point (b). One partition's groups are
+        strictly sequential (the worker starts a group only after the previous one finished),
+        while different partitions' transactions overlap."""
         if isinstance(store, EpochRedisStore):
-            store.apply(res.state_writes, res.view_writes, end)  # (a); StaleEpoch if fenced
+            store.apply(state_writes, view_writes, end)  # (a); StaleEpoch if fenced
         crash_point("after_a")
-        self.producer.commit_batch(  # (b): the commit point
-            res.outputs,
-            [(dead_letter_topic, dl) for dl in res.dead_letters],
-            (self.key.topic, self.key.partition, end),
-            group_metadata,
-        )
+        self.producer.commit((self.key.topic, self.key.partition, end), group_metadata)  # (b)
         crash_point("after_b")
 
     def close(self) -> None:

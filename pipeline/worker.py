@@ -310,10 +310,22 @@ class Worker:
         if not self._settle(o):
             return
         o.group = None
+        try:
+            txn.start(group.result(), o.job.dead_letter_topic)
+        except ProducerFenced as exc:
+            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
+            self.stats.fenced += 1
+            self.metrics.fenced.labels(o.job.name).inc()
+            self._drop(o)
+            return
+        except TransactionFailed as exc:
+            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
+            self._drop(o)
+            return
         o.inflight_end = group.end
         o.inflight_state = group.state_writes
         o.inflight = self._txn_pool.submit(
-            txn.commit_batch, o.store, group.result(), o.job.dead_letter_topic, group.end,
+            txn.finish, o.store, group.state_writes, group.view_writes, group.end,
             o.job.group_metadata,
         )  # fmt: skip
 

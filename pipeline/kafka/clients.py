@@ -296,40 +296,52 @@ class TransactionalSink:
         except KafkaException as exc:
             raise TransactionFailed(f"init_transactions({self.transactional_id}): {exc}") from exc
 
-    def commit_batch(
-        self,
-        outputs: Iterable[OutRecord],
-        dead_letters: Iterable[tuple[str, DeadLetter]],
-        offset: tuple[str, int, int],
-        group_metadata: Any,
-        timeout: float = 60.0,
+    def begin(
+        self, outputs: Iterable[OutRecord], dead_letters: Iterable[tuple[str, DeadLetter]]
     ) -> None:
-        """One transaction: the outputs, the dead letters and the consumed offset. Either all
-        of it becomes visible or none of it."""
+        """Open the transaction and produce into it. Called on the worker's main thread:
+        produce() is cheap C work that would only contend for the GIL on a commit thread."""
         p = self._producer
         try:
             p.begin_transaction()
+            produce = p.produce
             for rec in outputs:
-                self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
+                if rec.headers:
+                    produce(rec.topic, rec.value, rec.key, headers=list(rec.headers))
+                else:
+                    produce(rec.topic, rec.value, rec.key)
             for topic, dl in dead_letters:
                 self._produce(topic, dl.record.key, dl.record.value or b"", dead_letter_headers(dl))
-            topic, partition, end = offset
+        except BufferError:
+            self._fail(KafkaException(KafkaError(KafkaError._QUEUE_FULL)), abort=True)
+        except KafkaException as exc:
+            self._fail(exc, abort=True)
+
+    def commit(
+        self, offset: tuple[str, int, int], group_metadata: Any, timeout: float = 60.0
+    ) -> None:
+        """Add the consumed offset and commit: the commit point. Mostly waiting on the broker
+        (GIL released), so it runs on a commit thread."""
+        p = self._producer
+        topic, partition, end = offset
+        try:
             p.send_offsets_to_transaction(
                 [TopicPartition(topic, partition, end)], group_metadata, timeout
             )
             p.commit_transaction(timeout)
         except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal() or err.code() == KafkaError._FENCED or (
-                err.code() == KafkaError.PRODUCER_FENCED
-            ):  # fmt: skip
-                raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc
-            if err.txn_requires_abort():
-                try:
-                    p.abort_transaction(timeout)
-                except KafkaException as abort_exc:
-                    raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
-            raise TransactionFailed(f"{self.transactional_id}: {err.str()}") from exc
+            self._fail(exc, abort=True, timeout=timeout)
+
+    def _fail(self, exc: KafkaException, abort: bool, timeout: float = 60.0) -> None:
+        err = exc.args[0]
+        if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+            raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc
+        if abort:
+            try:
+                self._producer.abort_transaction(timeout)
+            except KafkaException as abort_exc:
+                raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
+        raise TransactionFailed(f"{self.transactional_id}: {err.str()}") from exc
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
         while True:
