@@ -48,6 +48,23 @@ return 1
 """
 
 
+def _pack(writes: Mapping[str, bytes | None], view_writes: Mapping[str, bytes | None]) -> list[Any]:
+    """Script arguments: the four counts (state sets, state deletes, view sets, view deletes),
+    then the items in that order."""
+    sets = [(k, v) for k, v in writes.items() if v is not None]
+    dels = [k for k, v in writes.items() if v is None]
+    vsets = [(k, v) for k, v in view_writes.items() if v is not None]
+    vdels = [k for k, v in view_writes.items() if v is None]
+    args: list[Any] = [len(sets), len(dels), len(vsets), len(vdels)]
+    for k, v in sets:
+        args += (k, v)
+    args += dels
+    for k, v in vsets:
+        args += (k, v)
+    args += vdels
+    return args
+
+
 def view_key(job: str, view: str) -> str:
     return f"paxline:{{{job}}}:view:{view}"
 
@@ -78,17 +95,7 @@ class RedisStore:
         view_writes: Mapping[str, bytes | None],
         end_offset: int,
     ) -> bool:
-        sets = [(k, v) for k, v in writes.items() if v is not None]
-        dels = [k for k, v in writes.items() if v is None]
-        vsets = [(k, v) for k, v in view_writes.items() if v is not None]
-        vdels = [k for k, v in view_writes.items() if v is None]
-        args: list[Any] = [end_offset, len(sets), len(dels), len(vsets), len(vdels)]
-        for k, v in sets:
-            args += (k, v)
-        args += dels
-        for k, v in vsets:
-            args += (k, v)
-        args += vdels
+        args = [end_offset, *_pack(writes, view_writes)]
         done = self._script(keys=[self._state, self._applied, self._view], args=args)
         return bool(done)
 
@@ -226,17 +233,7 @@ class EpochRedisStore(RedisStore):
         view_writes: Mapping[str, bytes | None],
         end_offset: int,
     ) -> bool:
-        sets = [(k, v) for k, v in writes.items() if v is not None]
-        dels = [k for k, v in writes.items() if v is None]
-        vsets = [(k, v) for k, v in view_writes.items() if v is not None]
-        vdels = [k for k, v in view_writes.items() if v is None]
-        args: list[Any] = [self.epoch, end_offset, len(sets), len(dels), len(vsets), len(vdels)]
-        for k, v in sets:
-            args += (k, v)
-        args += dels
-        for k, v in vsets:
-            args += (k, v)
-        args += vdels
+        args = [self.epoch, end_offset, *_pack(writes, view_writes)]
         status, current = self._apply_eos(keys=self._keys, args=args)
         if status == b"fenced":
             raise StaleEpoch(int(current))
