@@ -93,9 +93,11 @@ class Source:
             return {}
         out: dict[TP, list[InRecord]] = {}
         current: list[InRecord] | None = None
-        current_key: tuple[str | None, int] = ("", -1)
+        current_key: tuple[str, int] = ("", -1)
         assigned = self.assigned
-        for msg in self._consumer.consume(max_records, timeout):
+        # `Any`: librdkafka's stubs allow None for fields a consumed record always has.
+        messages: list[Any] = self._consumer.consume(max_records, timeout)
+        for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
