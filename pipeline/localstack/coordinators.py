@@ -111,7 +111,13 @@ class LocalCluster:
         if n.proc is not None and n.proc.poll() is None:
             n.proc.send_signal(sig)
             if sig in (signal.SIGKILL, signal.SIGTERM):
-                n.proc.wait(30)
+                try:
+                    n.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    # A node busy in a long catch-up may not exit promptly on SIGTERM; never
+                    # leave it running behind the caller's back.
+                    n.proc.kill()
+                    n.proc.wait(10)
 
     def stop(self) -> None:
         for node_id in self.nodes:
