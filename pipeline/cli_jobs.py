@@ -40,6 +40,16 @@ def _client(coordinators: str | None, timeout: float = 15.0) -> CoordinatorClien
     return CoordinatorClient(ep.coordinators, ep.token or None, timeout=timeout)
 
 
+def _job_action(coordinators: str | None, method: str, name: str, done: str) -> None:
+    """One job mutation: a refused request exits 2 with the coordinators' message."""
+    with _client(coordinators) as client:
+        try:
+            getattr(client, method)(name)
+        except RequestRejected as exc:
+            raise _fail(str(exc), 2) from exc
+    typer.echo(f"{done} {name}")
+
+
 def topics_of(spec: dict[str, Any]) -> dict[str, int]:
     """Every topic a job needs, with partition counts: sources (incl. repartition topics),
     the Kafka sink and the dead-letter topic (sized like the first source)."""
@@ -151,32 +161,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def cancel(name: str, coordinators: str = _COORD) -> None:
         """Cancel a job (its offsets are forgotten)."""
-        with _client(coordinators) as client:
-            try:
-                client.cancel_job(name)
-            except RequestRejected as exc:
-                raise _fail(str(exc), 2) from exc
-        typer.echo(f"cancelled {name}")
+        _job_action(coordinators, "cancel_job", name, "cancelled")
 
     @app.command()
     def pause(name: str, coordinators: str = _COORD) -> None:
         """Pause a job: every partition is revoked (fencing in-flight commits)."""
-        with _client(coordinators) as client:
-            try:
-                client.pause_job(name)
-            except RequestRejected as exc:
-                raise _fail(str(exc), 2) from exc
-        typer.echo(f"paused {name}")
+        _job_action(coordinators, "pause_job", name, "paused")
 
     @app.command()
     def resume(name: str, coordinators: str = _COORD) -> None:
         """Resume a paused job under new epochs."""
-        with _client(coordinators) as client:
-            try:
-                client.resume_job(name)
-            except RequestRejected as exc:
-                raise _fail(str(exc), 2) from exc
-        typer.echo(f"resumed {name}")
+        _job_action(coordinators, "resume_job", name, "resumed")
 
     @app.command("reset-offsets")
     def reset_offsets(

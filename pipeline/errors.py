@@ -1,11 +1,7 @@
 """Exceptions raised by the pipeline package."""
 
-__all__ = ["PipelineError", "ServiceError"]
+__all__ = ["PipelineError"]
 
 
 class PipelineError(Exception):
     """Base class for every exception the pipeline package raises."""
-
-
-class ServiceError(PipelineError):
-    """A local service (Kafka, Redis) could not be fetched, started or reached."""

@@ -22,6 +22,9 @@ class WorkerMetrics:
                                    registry=r)  # fmt: skip
         self.dead_letters = Counter("paxline_worker_dead_letters", "records dead-lettered",
                                     labels, registry=r)  # fmt: skip
+        self.late_dropped = Counter("paxline_worker_late_dropped",
+                                    "records too late for their window", labels,
+                                    registry=r)  # fmt: skip
         self.fenced = Counter("paxline_worker_fencing_events", "partitions lost to fencing",
                               labels, registry=r)  # fmt: skip
         self.batch_seconds = Histogram("paxline_worker_batch_seconds",

@@ -126,22 +126,10 @@ class _Heartbeat:
     version: int = 0
 
 
-@dataclass
-class WorkerStats:
-    records_in: int = 0
-    records_out: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    commits: int = 0
-    fenced: int = 0
-    late_dropped: int = 0
-
-
 class Worker:
     def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
         self.stop_event = threading.Event()
-        self.stats = WorkerStats()
         self._hb = _Heartbeat()
         self._hb_client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=5)
         self._client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=10)
@@ -270,6 +258,16 @@ class Worker:
         if o.txn is not None:
             o.txn.close()
 
+    def _lose(self, o: Owned, exc: Exception) -> None:
+        """A partition's write was refused: fenced (a newer owner exists: stop at once) or an
+        aborted transaction (drop it locally; the next heartbeat retakes and reconciles)."""
+        if isinstance(exc, TransactionFailed):
+            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
+        else:
+            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
+            self.metrics.fenced.labels(o.job.name).inc()
+        self._drop(o)
+
     def _settle(self, o: Owned, wait: bool = True) -> bool:
         """Take the outcome of a partition's in-flight exactly-once group; False if the
         partition had to be dropped (fenced or aborted)."""
@@ -281,16 +279,8 @@ class Worker:
         o.inflight = None
         try:
             fut.result()
-        except (StaleEpoch, ProducerFenced) as exc:
-            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
-            self.stats.fenced += 1
-            self.metrics.fenced.labels(o.job.name).inc()
-            self._drop(o)
-            return False
-        except TransactionFailed as exc:
-            # Aborted: give the partition back to ourselves; the retake reconciles Redis.
-            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
-            self._drop(o)
+        except (StaleEpoch, ProducerFenced, TransactionFailed) as exc:
+            self._lose(o, exc)
             return False
         o.position = o.inflight_end
         o.inflight_state = {}
@@ -312,15 +302,8 @@ class Worker:
         o.group = None
         try:
             txn.start(group.result(), o.job.dead_letter_topic)
-        except ProducerFenced as exc:
-            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
-            self.stats.fenced += 1
-            self.metrics.fenced.labels(o.job.name).inc()
-            self._drop(o)
-            return
-        except TransactionFailed as exc:
-            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
-            self._drop(o)
+        except (ProducerFenced, TransactionFailed) as exc:
+            self._lose(o, exc)
             return
         o.inflight_end = group.end
         o.inflight_state = group.state_writes
@@ -351,7 +334,8 @@ class Worker:
         final = [p for p in map(self._pending, partitions) if p is not None]
         if final:
             out = commit_checkpoints(self._client, self.cfg.worker_id, final)
-            self.stats.fenced += len(out.fenced)
+            for p in out.fenced:
+                self.metrics.fenced.labels(p.job).inc()
         log.info("released %s", ", ".join(f"{o.topic}[{o.partition}]" for o in partitions))
 
     @staticmethod
@@ -395,10 +379,7 @@ class Worker:
                     try:
                         o.store.apply(res.state_writes, res.view_writes, end)
                     except StaleEpoch as exc:
-                        log.warning("fenced on %s[%d]: %s", o.topic, o.partition, exc)
-                        self.stats.fenced += 1
-                        self.metrics.fenced.labels(o.job.name).inc()
-                        self._drop(o)
+                        self._lose(o, exc)
                         continue
                 o.position = end
         self._flush_groups()
@@ -419,15 +400,11 @@ class Worker:
             fresh, hw = dedup(fresh, state)
         res = o.job.plan.process(o.stage, fresh, state) if fresh else BatchResult()
         res.state_writes.update(hw)
-        self.stats.records_in += len(fresh)
-        self.stats.records_out += len(res.outputs)
-        self.stats.dead_letters += len(res.dead_letters)
         m, job = self.metrics, o.job.name
         m.records_in.labels(job).inc(len(fresh))
         m.records_out.labels(job).inc(len(res.outputs))
         m.dead_letters.labels(job).inc(len(res.dead_letters))
-        self.stats.late_dropped += res.late_dropped
-        self.stats.batches += 1
+        m.late_dropped.labels(job).inc(res.late_dropped)
         if o.txn is None:
             self.sink.send_all(res.outputs)
             for dl in res.dead_letters:
@@ -477,12 +454,10 @@ class Worker:
             done = self.owned.get((p.job, p.topic, p.partition))
             if done is not None and done.epoch == p.epoch:
                 done.committed = p.offset
-        self.stats.commits += len(out.committed)
         if out.committed:
             eos.crash_point("after_c")
         for p in out.fenced:
             # Someone else owns these now: stop touching them at once.
-            self.stats.fenced += 1
             self.metrics.fenced.labels(p.job).inc()
             fenced = self.owned.get((p.job, p.topic, p.partition))
             if fenced is not None:

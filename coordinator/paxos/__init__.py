@@ -3,7 +3,6 @@
 See `node` for the driver contract and `storage` for what must be durable.
 """
 
-from coordinator.paxos.codec import decode, encode
 from coordinator.paxos.errors import ConfigError, DecodeError, PaxosError
 from coordinator.paxos.machine import SessionMachine, StateMachine
 from coordinator.paxos.node import Node, NodeConfig, RandomSource, Role
@@ -67,6 +66,4 @@ __all__ = [
     "Snapshot",
     "StateMachine",
     "Storage",
-    "decode",
-    "encode",
 ]

@@ -1,8 +1,8 @@
 """Values that cross the boundary of the Paxos core: ballots, commands, messages and `Ready`.
 
 Everything here is a frozen, slotted dataclass made of ints, strs, bytes, bools, tuples and other
-such dataclasses, so that a transport can serialise it (see `codec`) and so that a simulator can
-hold, duplicate and reorder messages without aliasing surprises.
+such dataclasses, so that a transport can serialise it (see `coordinator.server.wire`) and so
+that a simulator can hold, duplicate and reorder messages without aliasing surprises.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Peer wire format: MessagePack via msgspec, typed decoding per message kind.
 
-The core's stdlib JSON codec (`coordinator.paxos.codec`) keeps the pure package free of
-dependencies, but it is ~20x slower: a catch-up `Learn` of 256 batched slots took ~0.3 s to
-encode and decode, long enough to block the event loop past an election timeout. msgspec
-decodes straight into the core's dataclasses and validates every field's type, so a malformed
-frame still becomes a `DecodeError` that the transport counts and drops.
+It lives here rather than in the pure core, which must stay stdlib-only. An earlier reflective
+JSON codec was ~20x slower: a catch-up `Learn` of 256 batched slots took ~0.3 s to encode and
+decode, long enough to block the event loop past an election timeout. msgspec decodes straight
+into the core's dataclasses and validates every field's type, so a malformed frame still becomes
+a `DecodeError` that the transport counts and drops.
 """
 
 from __future__ import annotations

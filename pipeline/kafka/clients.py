@@ -146,23 +146,22 @@ class Source:
                 raise PipelineError(f"cannot read committed offsets: {err.str()}") from exc
             return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
 
-    def high_watermarks(self, partitions: Iterable[TP]) -> dict[TP, int]:
-        """End offsets as last seen in fetch responses: free, and fresh while consuming."""
+    def high_watermarks(self, partitions: Iterable[TP], timeout: float = 1.0) -> dict[TP, int]:
+        """End offsets as last seen in fetch responses (free, and fresh while consuming); a
+        partition nothing has been fetched from yet (e.g. an empty one) asks the broker."""
         out: dict[TP, int] = {}
         for t, p in partitions:
-            try:
-                _low, high = self._consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
-            except KafkaException:
-                continue
-            if high >= 0:
-                out[(t, p)] = int(high)
-        return out
-
-    def end_offsets(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int]:
-        out: dict[TP, int] = {}
-        for t, p in partitions:
-            _low, high = self._consumer.get_watermark_offsets(TopicPartition(t, p), timeout)
-            out[(t, p)] = int(high)
+            tp = TopicPartition(t, p)
+            for cached in (True, False):
+                try:
+                    _low, high = self._consumer.get_watermark_offsets(
+                        tp, timeout=timeout, cached=cached
+                    )
+                except KafkaException:
+                    continue
+                if high >= 0:
+                    out[(t, p)] = int(high)
+                    break
         return out
 
     def close(self) -> None:
