@@ -7,7 +7,9 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -15,13 +17,17 @@ from coordinator.errors import CoordinatorError
 from coordinator.server.api import build_app
 from coordinator.server.runtime import NodeRuntime, ServerConfig
 
-__all__ = ["ConfigError", "parse_address", "parse_peers", "run", "serve"]
+__all__ = ["ConfigError", "NodeFailed", "parse_address", "parse_peers", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
 
 class ConfigError(CoordinatorError):
     """A command-line or environment setting is missing or malformed."""
+
+
+class NodeFailed(CoordinatorError):
+    """A part of the node that must run until shutdown stopped; the process exits non-zero."""
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -104,12 +110,24 @@ async def serve(cfg: ServerConfig) -> None:
         "node %d: peers on %s, API on %s:%d, data in %s",
         cfg.node_id, cfg.peers[cfg.node_id], *cfg.api, cfg.data_dir,
     )  # fmt: skip
-    await server.serve()
+    serving = asyncio.create_task(server.serve())
+    failed = rt.failed
+    if failed is None:
+        raise NodeFailed("the runtime did not start")
+    waits: set[asyncio.Future[Any]] = {serving, failed}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if failed.done():
+        server.should_exit = True
+        await serving
     expiry_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await expiry_task
     await app.state.forward_client.aclose()
     await rt.stop()
+    if failed.done():
+        # Exit non-zero so a supervisor (compose `restart:`, systemd, `paxline up`) restarts
+        # the node; its state is durable, so a restart is as safe as after kill -9.
+        raise NodeFailed(f"node {cfg.node_id} stopped: {failed.result()}")
 
 
 def run(cfg: ServerConfig) -> None:
@@ -120,6 +138,11 @@ def run(cfg: ServerConfig) -> None:
     try:
         import uvloop  # a faster event loop where available; behaviour is the same
     except ImportError:
-        asyncio.run(serve(cfg))
+        runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
-        uvloop.run(serve(cfg))
+        runner = uvloop.run
+    try:
+        runner(serve(cfg))
+    except NodeFailed as exc:
+        log.critical("%s; exiting so that a supervisor restarts the node", exc)
+        raise SystemExit(1) from exc

@@ -90,6 +90,8 @@ class NodeRuntime:
         self._read_ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        # Resolves (with a reason) if a task that should run forever ends; see `_supervise`.
+        self.failed: asyncio.Future[str] | None = None
         self.leader_since: float | None = None
         self.on_leadership: list[Callable[[], None]] = []
         # Metrics the API exports.
@@ -110,16 +112,33 @@ class NodeRuntime:
 
     async def start(self) -> None:
         await self.transport.start()
+        self.failed = asyncio.get_running_loop().create_future()
         self._tasks.append(asyncio.create_task(self._loop(), name="paxos-loop"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="paxos-ticker"))
         self._tasks.append(asyncio.create_task(self._gossip(), name="api-gossip"))
+        for task in [*self._tasks, *self.transport.tasks]:
+            task.add_done_callback(self._supervise)
+
+    def _supervise(self, task: asyncio.Task[None]) -> None:
+        """Every task of a node runs until `stop()`. One that ends early leaves a node that
+        still answers HTTP but no longer takes part in consensus (or cannot reach a peer),
+        which nobody would notice until a second failure costs the quorum; so its end is
+        reported through `failed`, and `serve` stops the process with an error instead."""
+        failed = self.failed
+        if self._stopping or task.cancelled() or failed is None or failed.done():
+            return
+        exc = task.exception()
+        log.critical("task %s of node %d stopped", task.get_name(), self.cfg.node_id,
+                     exc_info=exc)  # fmt: skip
+        failed.set_result(f"task {task.get_name()} stopped: {exc!r}")
 
     async def stop(self) -> None:
         self._stopping = True
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A task that failed was reported through `failed` already.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.transport.stop()
         self.storage.close()

@@ -28,6 +28,9 @@ _LEN = struct.Struct(">I")
 _SENDER = struct.Struct(">I")
 _MAC_SIZE = 32
 _QUEUE_LIMIT = 10_000
+_BACKOFF_MIN = 0.02
+_BACKOFF_MAX = 0.1
+_CONNECT_TIMEOUT = 1.0
 
 
 def _mac(secret: bytes, sender: int, body: bytes) -> bytes:
@@ -66,6 +69,7 @@ class PeerTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
+        self.connected: set[int] = set()  # peers with an open outbound connection
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.listen[0], self.listen[1])
@@ -87,6 +91,11 @@ class PeerTransport:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The per-peer sender tasks, for the runtime to supervise."""
+        return list(self._tasks)
+
     def send(self, to: int, body: bytes) -> None:
         queue = self._queues.get(to)
         if queue is None:
@@ -99,48 +108,77 @@ class PeerTransport:
             self.dropped["send_queue_full"] += 1
 
     async def _sender(self, peer: int) -> None:
-        host, port = self.peers[peer]
+        """Keep one outbound connection to `peer` alive for the life of the node.
+
+        Whatever ends one connection ends only that connection: a sender task that died
+        would leave this node deaf to nobody and mute to one peer, which with one other node
+        down is a cluster without a quorum and without any error to show for it."""
         queue = self._queues[peer]
-        backoff = 0.02
+        backoff = _BACKOFF_MIN
         while True:
             try:
-                reader, writer = await asyncio.open_connection(host, port)
-            except OSError:
+                connected = await self._connection(peer, queue)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # uvloop, for one, raises RuntimeError (not ConnectionError) when a write
+                # races with the peer closing the connection.
+                self.dropped["connection_lost"] += 1
+                log.warning("connection to node %d failed (%s); reconnecting", peer, exc)
+                connected = True
+            if connected:
+                backoff = _BACKOFF_MIN
+            else:
                 # Frames queued for a dead peer are stale by the time it returns; Paxos
                 # retransmits what still matters.
                 self._discard(queue)
-                await asyncio.sleep(backoff)
                 # Capped well below the election timeout, so that a restarted peer hears
                 # the leader before its own timer fires and it campaigns.
-                backoff = min(backoff * 2, 0.1)
-                continue
-            backoff = 0.02
-            # The peer never writes on this connection, so a completed read means it closed
-            # (for instance it was killed and restarted). Without watching for that, some event
-            # loops (uvloop) keep accepting writes into a dead socket and the peer never hears
-            # from us again.
-            closed = asyncio.ensure_future(reader.read(1))
-            try:
-                while True:
-                    get = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-                    if closed in done:
-                        get.cancel()
-                        self.dropped["connection_lost"] += 1
-                        break
-                    chunks = [get.result()]
-                    while not queue.empty() and len(chunks) < 512:
-                        chunks.append(queue.get_nowait())
-                    writer.write(b"".join(chunks))
-                    await writer.drain()
-                    self.sent += len(chunks)
-            except (OSError, ConnectionError):
-                self.dropped["connection_lost"] += 1
-            finally:
-                closed.cancel()
-                writer.close()
-                with contextlib.suppress(Exception):
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+            await asyncio.sleep(backoff)
+
+    async def _connection(self, peer: int, queue: asyncio.Queue[bytes]) -> bool:
+        """Send queued frames over one connection until it breaks; False if none was made."""
+        host, port = self.peers[peer]
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            return False
+        log.info("connected to node %d at %s:%d", peer, host, port)
+        self.connected.add(peer)
+        # The peer never writes on this connection, so a completed read means it closed
+        # (for instance it was killed and restarted). Without watching for that, some event
+        # loops (uvloop) keep accepting writes into a dead socket and the peer never hears
+        # from us again.
+        closed = asyncio.ensure_future(reader.read(1))
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if closed in done or writer.is_closing():
+                    get.cancel()  # a frame it already took is lost; Paxos retransmits
+                    self.dropped["connection_lost"] += 1
+                    break
+                chunks = [get.result()]
+                while not queue.empty() and len(chunks) < 512:
+                    chunks.append(queue.get_nowait())
+                writer.write(b"".join(chunks))
+                await writer.drain()
+                self.sent += len(chunks)
+        except (OSError, ConnectionError):
+            self.dropped["connection_lost"] += 1
+        finally:
+            self.connected.discard(peer)
+            log.info("connection to node %d closed", peer)
+            if closed.done() and not closed.cancelled():
+                closed.exception()  # retrieved, so asyncio does not log it as unhandled
+            closed.cancel()
+            writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
                     await writer.wait_closed()
+        return True
 
     def _discard(self, queue: asyncio.Queue[bytes]) -> None:
         while not queue.empty():

@@ -83,3 +83,49 @@ def test_frames_are_authenticated_and_bad_ones_are_counted_not_fatal() -> None:
 def test_empty_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="secret"):
         PeerTransport(1, ("127.0.0.1", 0), {}, b"", lambda s, b: None)
+
+
+def test_a_connection_that_fails_in_an_unexpected_way_is_replaced_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop raises RuntimeError ("the handler is closed"), not ConnectionError, when a write
+    races with the peer closing the connection. That once killed the sender task and left a
+    node silently unable to reach one peer: with another node down, no quorum, no error."""
+
+    async def scenario() -> None:
+        p1, p2 = _port(), _port()
+        peers = {1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2)}
+        got: list[bytes] = []
+        a = PeerTransport(1, peers[1], peers, SECRET, lambda s, b: None)
+        b = PeerTransport(2, peers[2], peers, SECRET, lambda s, body: got.append(body))
+        await a.start()
+        await b.start()
+        try:
+            a.send(2, b"before")
+            await _eventually(lambda: got == [b"before"], "the first frame")
+
+            real_write = asyncio.StreamWriter.write
+            failures = [RuntimeError("unable to perform operation; the handler is closed")]
+
+            def flaky_write(self: asyncio.StreamWriter, data: bytes) -> None:
+                if failures:
+                    raise failures.pop()
+                real_write(self, data)
+
+            monkeypatch.setattr(asyncio.StreamWriter, "write", flaky_write)
+            a.send(2, b"lost with the connection")
+            await _eventually(lambda: not failures, "the injected write failure")
+
+            def resend_until_delivered() -> bool:
+                if b"after" not in got:
+                    a.send(2, b"after")
+                return b"after" in got
+
+            await _eventually(resend_until_delivered, "a frame after the failed write")
+            assert a.dropped["connection_lost"] >= 1
+            assert all(not t.done() for t in a.tasks), "the sender task must still run"
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())

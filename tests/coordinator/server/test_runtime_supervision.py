@@ -1,0 +1,56 @@
+"""A node whose consensus loop (or any task that must run until shutdown) stops reports it
+through `NodeRuntime.failed` instead of lingering as a node that answers HTTP but no longer
+votes; `serve` turns that into a non-zero exit for the supervisor to restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from coordinator.server.runtime import NodeRuntime, ServerConfig
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_crashed_consensus_loop_is_reported_as_a_node_failure(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        peers = {1: ("127.0.0.1", _port()), 2: ("127.0.0.1", _port()), 3: ("127.0.0.1", _port())}
+        cfg = ServerConfig(
+            node_id=1, peers=peers, api=("127.0.0.1", _port()), data_dir=tmp_path,
+            secret=b"supervision-test-secret", api_token="token-123", fsync=False,
+        )  # fmt: skip
+        rt = NodeRuntime(cfg)
+
+        def broken_tick() -> None:
+            raise ValueError("a bug in the core")
+
+        rt.node.tick = broken_tick  # type: ignore[method-assign]
+        await rt.start()
+        try:
+            assert rt.failed is not None
+            reason = await asyncio.wait_for(asyncio.shield(rt.failed), timeout=5)
+            assert "paxos-loop" in reason and "a bug in the core" in reason
+        finally:
+            await rt.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_clean_stop_is_not_a_failure(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        peers = {1: ("127.0.0.1", _port()), 2: ("127.0.0.1", _port()), 3: ("127.0.0.1", _port())}
+        cfg = ServerConfig(
+            node_id=1, peers=peers, api=("127.0.0.1", _port()), data_dir=tmp_path,
+            secret=b"supervision-test-secret", api_token="token-123", fsync=False,
+        )  # fmt: skip
+        rt = NodeRuntime(cfg)
+        await rt.start()
+        await rt.stop()
+        assert rt.failed is not None and not rt.failed.done()
+
+    asyncio.run(scenario())
