@@ -136,7 +136,7 @@ def run(cfg: ServerConfig) -> None:
         format=f"%(asctime)s node{cfg.node_id} %(levelname)s %(name)s: %(message)s",
     )
     try:
-        import uvloop  # a faster event loop where available; behaviour is the same
+        import uvloop  # a faster event loop where available
     except ImportError:
         runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
