@@ -657,7 +657,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     expected=expected,
                     goal=goal,
                     timeout=timeout,
-                    spy=args.pyspy_worker if name == "paxline" else "",
+                    spy=f"{args.pyspy_worker}.{name}"
+                    if args.pyspy_worker and name.startswith("paxline")
+                    else "",
                     others=stack.pids(),
                     transactional=name == "paxline-eos",
                 )
@@ -970,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--pyspy-worker",
         default="",
-        help="attach py-spy to the paxline worker, raw stacks written here",
+        help="attach py-spy to the paxline workers; raw stacks written to FILE.<system>",
     )
     ap.add_argument(
         "--profile-worker",
