@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
+from pipeline.errors import PipelineError
 from pipeline.settings import resolve
 
 __all__ = ["register"]
@@ -95,7 +96,11 @@ def register(app: typer.Typer) -> None:
                                 metrics_port=metrics_port))  # fmt: skip
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: w.stop_event.set())
-        w.run()
+        try:
+            w.run()
+        except PipelineError as exc:
+            logging.getLogger("pipeline.worker").critical("worker %s stopped: %s", wid, exc)
+            raise typer.Exit(1) from exc
 
     @app.command()
     def submit(

@@ -148,6 +148,10 @@ class Worker:
 
     # ------------------------------------------------------------------------ heartbeat
     def _heartbeat_loop(self) -> None:
+        """Runs until stop. A heartbeat thread that died would leave a worker that still
+        runs but whose session lapses: its partitions move away and it never gets new ones,
+        silently. So any failure of one beat is logged and the next beat tried; `run`
+        also stops the worker if this thread ends anyway."""
         while not self.stop_event.is_set():
             try:
                 reply = self._hb_client.heartbeat(
@@ -158,6 +162,8 @@ class Worker:
                     self._hb.version += 1
             except (CoordinatorUnavailable, RequestRejected) as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed unexpectedly; retrying")
             self.stop_event.wait(self.cfg.heartbeat_interval)
 
     # ----------------------------------------------------------------------- assignment
@@ -472,6 +478,9 @@ class Worker:
         log.info("worker %s started (capacity %d)", self.cfg.worker_id, self.cfg.capacity)
         try:
             while not self.stop_event.is_set():
+                if not hb.is_alive():
+                    raise PipelineError("the heartbeat thread stopped; exiting so that a "
+                                        "supervisor restarts the worker")  # fmt: skip
                 self.run_once()
                 if not self.owned:
                     # Nothing assigned: poll_batch returns at once, so wait here instead of
