@@ -330,9 +330,9 @@ class Job:
 
         Keys become strings (``str`` as is, ``bytes`` as UTF-8, ``int`` in decimal, anything
         else as sorted-key JSON). ``partitions`` defaults to the source's count.
-        ``value_type`` (a dataclass / msgspec / pydantic class) restores typed values after
-        the hop; without it they arrive as plain dicts/lists unless the source's value class
-        still applies (no map/flat_map in between).
+        ``value_type`` (a dataclass, msgspec, pydantic or faust.Record class) restores typed
+        values after the hop; without it they arrive as plain dicts/lists unless the source's
+        value class still applies (no map/flat_map in between).
         """
         _callable("key_by", fn)
         if partitions is not None:
