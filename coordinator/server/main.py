@@ -110,23 +110,25 @@ async def serve(cfg: ServerConfig) -> None:
         "node %d: peers on %s, API on %s:%d, data in %s",
         cfg.node_id, cfg.peers[cfg.node_id], *cfg.api, cfg.data_dir,
     )  # fmt: skip
-    serving = asyncio.create_task(server.serve())
     failed = rt.failed
     if failed is None:
         raise NodeFailed("the runtime did not start")
-    waits: set[asyncio.Future[Any]] = {serving, failed}
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    serving = asyncio.create_task(server.serve())
+    try:
+        waits: set[asyncio.Future[Any]] = {serving, failed}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            server.should_exit = True
+        await serving  # and re-raise whatever stopped uvicorn
+    finally:
+        expiry_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry_task
+        await app.state.forward_client.aclose()
+        await rt.stop()
     if failed.done():
-        server.should_exit = True
-        await serving
-    expiry_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await expiry_task
-    await app.state.forward_client.aclose()
-    await rt.stop()
-    if failed.done():
-        # Exit non-zero so a supervisor (compose `restart:`, systemd, `paxline up`) restarts
-        # the node; its state is durable, so a restart is as safe as after kill -9.
+        # Exit non-zero so that a supervisor (compose's `restart:`, systemd) restarts the
+        # node; its state is durable, so a restart is as safe as one after kill -9.
         raise NodeFailed(f"node {cfg.node_id} stopped: {failed.result()}")
 
 

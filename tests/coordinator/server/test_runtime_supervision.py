@@ -8,6 +8,9 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
+
+from coordinator.server.main import NodeFailed, serve
 from coordinator.server.runtime import NodeRuntime, ServerConfig
 
 
@@ -54,3 +57,25 @@ def test_a_clean_stop_is_not_a_failure(tmp_path: Path) -> None:
         assert rt.failed is not None and not rt.failed.done()
 
     asyncio.run(scenario())
+
+
+def test_serve_stops_the_api_and_raises_when_the_consensus_loop_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `paxline coordinator run` turns into exit status 1."""
+
+    async def crashing_loop(self: NodeRuntime) -> None:
+        raise ValueError("a bug in the loop")
+
+    monkeypatch.setattr(NodeRuntime, "_loop", crashing_loop)
+    peers = {1: ("127.0.0.1", _port()), 2: ("127.0.0.1", _port()), 3: ("127.0.0.1", _port())}
+    cfg = ServerConfig(
+        node_id=1, peers=peers, api=("127.0.0.1", _port()), data_dir=tmp_path,
+        secret=b"supervision-test-secret", api_token="token-123", fsync=False,
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        await asyncio.wait_for(serve(cfg), timeout=20)
+
+    with pytest.raises(NodeFailed, match="paxos-loop stopped: ValueError"):
+        asyncio.run(scenario())
