@@ -5,28 +5,27 @@ votes; `serve` turns that into a non-zero exit for the supervisor to restart."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 
 from coordinator.server.main import NodeFailed, serve
 from coordinator.server.runtime import NodeRuntime, ServerConfig
+from pipeline.localstack.common import free_port
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _config(data_dir: Path) -> ServerConfig:
+    """Node 1 of a 3-node cluster whose other nodes never start."""
+    peers = {i: ("127.0.0.1", free_port()) for i in (1, 2, 3)}
+    return ServerConfig(
+        node_id=1, peers=peers, api=("127.0.0.1", free_port()), data_dir=data_dir,
+        secret=b"supervision-test-secret", api_token="token-123", fsync=False,
+    )  # fmt: skip
 
 
 def test_a_crashed_consensus_loop_is_reported_as_a_node_failure(tmp_path: Path) -> None:
     async def scenario() -> None:
-        peers = {1: ("127.0.0.1", _port()), 2: ("127.0.0.1", _port()), 3: ("127.0.0.1", _port())}
-        cfg = ServerConfig(
-            node_id=1, peers=peers, api=("127.0.0.1", _port()), data_dir=tmp_path,
-            secret=b"supervision-test-secret", api_token="token-123", fsync=False,
-        )  # fmt: skip
+        cfg = _config(tmp_path)
         rt = NodeRuntime(cfg)
 
         def broken_tick() -> None:
@@ -46,11 +45,7 @@ def test_a_crashed_consensus_loop_is_reported_as_a_node_failure(tmp_path: Path) 
 
 def test_a_clean_stop_is_not_a_failure(tmp_path: Path) -> None:
     async def scenario() -> None:
-        peers = {1: ("127.0.0.1", _port()), 2: ("127.0.0.1", _port()), 3: ("127.0.0.1", _port())}
-        cfg = ServerConfig(
-            node_id=1, peers=peers, api=("127.0.0.1", _port()), data_dir=tmp_path,
-            secret=b"supervision-test-secret", api_token="token-123", fsync=False,
-        )  # fmt: skip
+        cfg = _config(tmp_path)
         rt = NodeRuntime(cfg)
         await rt.start()
         await rt.stop()
@@ -68,11 +63,7 @@ def test_serve_stops_the_api_and_raises_when_the_consensus_loop_dies(
         raise ValueError("a bug in the loop")
 
     monkeypatch.setattr(NodeRuntime, "_loop", crashing_loop)
-    peers = {1: ("127.0.0.1", _port()), 2: ("127.0.0.1", _port()), 3: ("127.0.0.1", _port())}
-    cfg = ServerConfig(
-        node_id=1, peers=peers, api=("127.0.0.1", _port()), data_dir=tmp_path,
-        secret=b"supervision-test-secret", api_token="token-123", fsync=False,
-    )  # fmt: skip
+    cfg = _config(tmp_path)
 
     async def scenario() -> None:
         await asyncio.wait_for(serve(cfg), timeout=20)

@@ -5,21 +5,15 @@ node keeps serving afterwards."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 from collections.abc import Callable
 
 import pytest
 
 from coordinator.server.transport import PeerTransport, encode_frame
+from pipeline.localstack.common import free_port
 
 SECRET = b"cluster-secret"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _eventually(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -39,7 +33,7 @@ async def _raw(port: int, data: bytes) -> None:
 
 def test_frames_are_authenticated_and_bad_ones_are_counted_not_fatal() -> None:
     async def scenario() -> None:
-        p1, p2 = _port(), _port()
+        p1, p2 = free_port(), free_port()
         peers = {1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2)}
         got: list[tuple[int, bytes]] = []
 
@@ -93,7 +87,7 @@ def test_a_connection_that_fails_in_an_unexpected_way_is_replaced_not_fatal(
     node silently unable to reach one peer: with another node down, no quorum, no error."""
 
     async def scenario() -> None:
-        p1, p2 = _port(), _port()
+        p1, p2 = free_port(), free_port()
         peers = {1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2)}
         got: list[bytes] = []
         a = PeerTransport(1, peers[1], peers, SECRET, lambda s, b: None)

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import orjson
-import pydantic
 import pytest
 
 from pipeline.executor import InRecord, OutRecord, PlanError, compile_job
 from pipeline.job import Job
+from tests.pipeline.executor.clicks import Click, ClickModel, ClickStruct
 from tests.pipeline.executor.memory_state import MemoryState, json_records, records
-
-
-@dataclass
-class Click:
-    user: str
-    ts: int
-
-
-class ClickStruct(msgspec.Struct):
-    user: str
-    ts: int
-
-
-class ClickModel(pydantic.BaseModel):
-    user: str
-    ts: int
 
 
 def run0(job: Job, recs: list[InRecord]) -> Any:

@@ -5,41 +5,16 @@ the `value_type`, and writes them to a JSON sink as plain objects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import faust
-import msgspec
-import pydantic
 import pytest
 
 from pipeline.executor import compile_job
 from pipeline.job import Job
+from tests.pipeline.executor.clicks import Click, ClickModel, ClickRecord, ClickStruct
 from tests.pipeline.executor.memory_state import MemoryState, records, run_pipeline
 
-
-@dataclass
-class ClickDC:
-    user: str
-    ts: int
-
-
-class ClickStruct(msgspec.Struct):
-    user: str
-    ts: int
-
-
-class ClickModel(pydantic.BaseModel):
-    user: str
-    ts: int
-
-
-class ClickRecord(faust.Record, serializer="json"):
-    user: str
-    ts: int
-
-
-CLASSES = [ClickDC, ClickStruct, ClickModel, ClickRecord]
+CLASSES = [Click, ClickStruct, ClickModel, ClickRecord]
 IDS = ["dataclass", "msgspec", "pydantic", "faust"]
 RAW = [b'{"user":"ann","ts":1}', b'{"user":"bob","ts":2}', b'{"user":"ann","ts":3}']
 
