@@ -69,7 +69,6 @@ class PeerTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
-        self.connected: set[int] = set()  # peers with an open outbound connection
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.listen[0], self.listen[1])
@@ -146,7 +145,6 @@ class PeerTransport:
         except (OSError, TimeoutError):
             return False
         log.info("connected to node %d at %s:%d", peer, host, port)
-        self.connected.add(peer)
         # The peer never writes on this connection, so a completed read means it closed
         # (for instance it was killed and restarted). Without watching for that, some event
         # loops (uvloop) keep accepting writes into a dead socket and the peer never hears
@@ -169,7 +167,6 @@ class PeerTransport:
         except (OSError, ConnectionError):
             self.dropped["connection_lost"] += 1
         finally:
-            self.connected.discard(peer)
             log.info("connection to node %d closed", peer)
             if closed.done() and not closed.cancelled():
                 closed.exception()  # retrieved, so asyncio does not log it as unhandled
