@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import shutil
 import signal
 import statistics
@@ -364,7 +365,7 @@ def start_py_spy(pid: int, warmup: float, duration: float, path: str) -> subproc
         "--nonblocking",
     ]
     return subprocess.Popen(
-        ["sh", "-c", f"sleep {warmup}; exec " + " ".join(cmd)],
+        ["sh", "-c", f"sleep {warmup}; exec " + shlex.join(cmd)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -74,8 +74,10 @@ class LocalCluster:
         n = self.nodes[node_id]
         cmd = [
             sys.executable, "-m", "pipeline.cli", "coordinator", "run",
-            "--id", str(node_id), "--peers", self.peers,
-            "--api", f"127.0.0.1:{n.api_port}", "--data-dir", str(n.data_dir),
+            # `--opt=value`: a value (a data directory, say) that begins with "-" must not
+            # read as an option (issue 21).
+            f"--id={node_id}", f"--peers={self.peers}",
+            f"--api=127.0.0.1:{n.api_port}", f"--data-dir={n.data_dir}",
         ]  # fmt: skip
         if not self.fsync:
             cmd.append("--no-fsync")

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from pipeline.localstack.common import (
 __all__ = [
     "DEFAULT_VERSION",
     "KafkaBroker",
+    "cluster_id",
     "fetch",
+    "format_storage",
     "metadata_brokers",
     "start",
     "status",
@@ -189,16 +192,24 @@ def _java(libs: Path, main: str, args: list[str], log_cfg: Path | None) -> list[
     return cmd
 
 
-def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id the way Kafka's `Uuid.randomUuid()` makes one: url-safe base64 of
+    16 random bytes, drawn again while it would begin with "-" (Kafka never hands out such an
+    id, since command-line parsers read it as an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
-def _format(libs: Path, data_dir: Path, props: Path) -> None:
+def format_storage(libs: Path, data_dir: Path, props: Path, cid: str | None = None) -> None:
+    """Format the KRaft log directory once. The id travels as `--cluster-id=<id>`, so even an
+    id that begins with "-" (allowed in one given by an operator) cannot read as an option."""
     if (data_dir / "logs" / "meta.properties").exists():
         return
+    args = ["format", f"--cluster-id={cid or cluster_id()}", f"--config={props}"]
     proc = subprocess.run(
-        _java(libs, "kafka.tools.StorageTool",
-              ["format", "-t", _cluster_id(), "-c", str(props), "--ignore-formatted"], None),
+        _java(libs, "kafka.tools.StorageTool", [*args, "--ignore-formatted"], None),
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -234,7 +245,7 @@ def start(
     log_cfg = data_dir / "log4j2.properties"
     log_file = data_dir / "kafka.log"
     log_cfg.write_text(_LOG4J2.format(log=log_file))
-    _format(libs, data_dir, props)
+    format_storage(libs, data_dir, props)
     with open(data_dir / "kafka.out", "ab") as out:
         proc = subprocess.Popen(
             _java(libs, "kafka.Kafka", [str(props)], log_cfg),

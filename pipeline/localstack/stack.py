@@ -155,7 +155,7 @@ class LocalStack:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(logs / f"{worker_id}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "worker", "run", "--id", worker_id],
+                [sys.executable, "-m", "pipeline.cli", "worker", "run", f"--id={worker_id}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True, cwd=os.getcwd(),
             )  # fmt: skip
