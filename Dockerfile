@@ -1,14 +1,21 @@
 # paxline: one image for coordinators and workers (the same `paxline` commands as the local
 # stack). Job code ships in the image: examples/ is included; add your own jobs the same way.
+# Dependencies come from uv.lock (the versions CI proved), installed by the pinned uv.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/paxline UV_NO_CACHE=1 \
+    PATH=/opt/paxline/bin:$PATH
 RUN useradd --create-home --uid 10001 paxline
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY scripts/uv.requirements.txt /tmp/uv.requirements.txt
+RUN pip install --require-hashes -r /tmp/uv.requirements.txt
+# Dependencies first (a layer that changes only with the lock), then the project itself.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-dev --no-install-project --no-editable
 COPY coordinator ./coordinator
 COPY pipeline ./pipeline
-RUN pip install . && mkdir -p /data && chown paxline:paxline /data
+RUN uv sync --locked --no-dev --no-editable && mkdir -p /data && chown paxline:paxline /data
 COPY examples ./examples
 USER paxline
 EXPOSE 8701 9701 9400

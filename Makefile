@@ -2,20 +2,32 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+UV     := scripts/uv
 STATE  ?= .paxline
 export PYTHON := $(abspath $(BIN)/python)
+# uv installs into $(VENV) from uv.lock only; it never downloads a Python of its own.
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: venv deps lint test test-fast chaos sim-long demo demo-stop clean
+.PHONY: venv lock lock-check bench-venv deps lint test test-fast chaos sim-long demo demo-stop clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON_BOOT) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
-	rm -f $(VENV)/.installed-* && touch $@
+## The virtualenv with the runtime and the dev extra, exactly as uv.lock pins them (fast
+## when nothing changed: uv checks and returns).
+venv: lock-check
+	$(UV) sync --locked --extra dev --quiet
 
-PYTHON_BOOT ?= python3
+## Fails with one clear line when pyproject.toml changed and uv.lock was not regenerated.
+lock-check:
+	@out=$$($(UV) lock --check 2>&1) || { echo "$$out" >&2; \
+	  echo "error: uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; \
+	  exit 1; }
 
-venv: $(STAMP)
+## Regenerate uv.lock on purpose (after changing dependencies in pyproject.toml).
+lock:
+	$(UV) lock
+
+## The benchmark peers (quixstreams needs confluent-kafka < 2.13): their own venv, same lock.
+bench-venv: lock-check
+	UV_PROJECT_ENVIRONMENT=$(abspath .venv-bench) $(UV) sync --locked --extra bench --quiet
 
 ## System packages (Java, Maven, redis-server) and the Kafka jars from Maven Central.
 deps: venv

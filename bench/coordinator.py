@@ -7,7 +7,8 @@ until the next commit succeeds). It measures the same on PySyncObj (Raft, 3 proc
 defaults: a `ReplDict.set` with a callback) and on etcd 3.4 (3 members on 127.0.0.1, `POST
 /v3/kv/put` through its HTTP/JSON gateway), and prints our/their ratios and the targets.
 
-    .venv/bin/python bench/coordinator.py --json /tmp/coordinator-bench.json
+    make bench-venv
+    .venv-bench/bin/python bench/coordinator.py --json /tmp/coordinator-bench.json
 
 Order per system: N leader kills on the freshly started cluster, then the load phases, then
 one more leader kill after the load, timing how long the restarted node takes to rejoin. The
@@ -875,7 +876,7 @@ def main() -> int:
             try:
                 import pysyncobj  # noqa: F401
             except ImportError:
-                results["skipped"]["pysyncobj"] = "pysyncobj not installed (pip install pysyncobj)"
+                results["skipped"]["pysyncobj"] = "pysyncobj not installed (make bench-venv)"
             else:
                 attempt("pysyncobj", bench_pysyncobj, args)
         if "etcd" in args.only:

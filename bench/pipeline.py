@@ -24,7 +24,9 @@ the broker, the coordinators and processes outside the benchmark (the box may be
 the end ``_pipeline_breakdown.py`` times the per-record main-thread CPU of each step of the raw
 loop and of the worker (``--no-breakdown`` skips it).
 
-    .venv/bin/python bench/pipeline.py --rounds 5 --quiet-wait 180 --json /tmp/pipeline-bench.json
+    make bench-venv
+    .venv-bench/bin/python bench/pipeline.py --rounds 5 --quiet-wait 180 \\
+        --json /tmp/pipeline-bench.json
 
 Needs the ``bench`` extra (quixstreams, faust-streaming) in the venv, Java for the broker and
 ``redis-server``; a peer that is not installed is skipped with a note. See
@@ -536,7 +538,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     skipped: dict[str, str] = {}
     for s, mod in (("quix", "quixstreams"), ("faust", "faust")):
         if s in systems and not installed(mod):
-            skipped[s] = f"{mod} not installed (pip install the `bench` extra)"
+            skipped[s] = f"{mod} not installed (make bench-venv)"
             systems.remove(s)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paxline-pipeline-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "api.md"
 
 
+def normalised(node: Any) -> Any:
+    """The document with every description dedented by `inspect.cleandoc`: libraries differ in
+    how they turn a docstring into a description (msgspec 0.23 dedents, 0.22 did not), and the
+    generated file must change only when the API does."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else normalised(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [normalised(v) for v in node]
+    return node
+
+
 def render(doc: dict[str, Any]) -> str:
+    doc = normalised(doc)
     out = [
         "# paxline coordinator HTTP API",
         "",
