@@ -117,10 +117,11 @@ def register(app: typer.Typer) -> None:
         """
         from pipeline.job import JobLoadError, SpecError, load_job
         from pipeline.kafka import create_topics
+        from pipeline.spec import build_spec
 
         sys.path.insert(0, os.getcwd())
         try:
-            spec = load_job(ref).spec(ref)
+            spec = build_spec(load_job(ref), ref)
         except (JobLoadError, SpecError) as exc:
             raise _fail(str(exc), 2) from exc
         ep = resolve(coordinators, kafka=kafka)

@@ -25,13 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from pipeline.errors import PipelineError
 from pipeline.executor import BatchResult, DeadLetter, OutRecord
 from pipeline.kafka.clients import Source, TransactionalSink
 from pipeline.state import MemoryStore, PartitionStore, StateKey
-from pipeline.state.redis import EpochRedisStore
+from pipeline.state.redis import EpochRedisStore, RedisStores
 
 __all__ = [
     "Overlay",
@@ -168,7 +166,7 @@ def take_over(
     *,
     kafka: str,
     source: Source,
-    redis_client: redis.Redis | None,
+    stores: RedisStores | None,
     key: StateKey,
     epoch: int,
     agreed: int | None,
@@ -179,8 +177,8 @@ def take_over(
     try:
         producer.init()  # 1. fence the previous owner's producer
         store: PartitionStore = MemoryStore()
-        if redis_client is not None:
-            eos_store = EpochRedisStore(redis_client, key, epoch, view)
+        if stores is not None:
+            eos_store = stores.epoch_store(key, epoch, view)
             eos_store.take_over()  # 2. fence the previous owner's Redis writes
             store = eos_store
         tp = (key.topic, key.partition)

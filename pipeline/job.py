@@ -4,7 +4,8 @@ A job is a plain value. Every builder method returns a *new* job, so a half-buil
 be shared and extended without surprises, and two workers that import the same module get
 equal jobs. Builders check their own arguments at once (so the traceback points at the bad
 line); whole-pipeline rules (one source, one sink, stateful operators after ``key_by``) are
-checked by :func:`pipeline.spec.validate`, which ``spec()`` and the executor call.
+checked by :func:`pipeline.spec.validate`, which :func:`pipeline.spec.build_spec` (at submit) and
+the executor call; this module does not import it, so the two do not form a cycle.
 
 Time units: window sizes and ``allowed_lateness`` are given in seconds (floats allowed) and
 stored as integer milliseconds; event timestamps are epoch **milliseconds** (``int``), both
@@ -409,12 +410,6 @@ class Job:
     @property
     def dlq_topic(self) -> str:
         return self.dead_letter_topic or f"paxline.{self.name}.dlq"
-
-    def spec(self, entrypoint: str) -> dict[str, Any]:
-        """The validated spec the coordinator stores (see :func:`pipeline.spec.build_spec`)."""
-        from pipeline.spec import build_spec
-
-        return build_spec(self, entrypoint)
 
     def __repr__(self) -> str:
         chain = ".".join(op_name(op) for op in self.operators)

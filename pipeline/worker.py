@@ -23,8 +23,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
 from pipeline import eos
 from pipeline.checkpoint import Pending, commit_checkpoints
@@ -34,8 +32,8 @@ from pipeline.job import load_job
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
 from pipeline.metrics import WorkerMetrics
 from pipeline.provenance import dedup
-from pipeline.state import MemoryStore, PartitionStore, RedisStore, StateKey
-from pipeline.state.redis import EpochRedisStore, StaleEpoch
+from pipeline.state import MemoryStore, PartitionStore, RedisStore, RedisStores, StateKey
+from pipeline.state.redis import StaleEpoch
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -133,7 +131,7 @@ class Worker:
         self._hb = _Heartbeat()
         self._hb_client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=5)
         self._client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=10)
-        self._redis = redis.Redis.from_url(cfg.redis_url)
+        self._stores = RedisStores(cfg.redis_url)
         self.sink = Sink(cfg.kafka)
         self.jobs: dict[str, JobRuntime] = {}
         self.owned: dict[tuple[str, str, int], Owned] = {}
@@ -221,7 +219,7 @@ class Worker:
             taken = eos.take_over(
                 kafka=self.cfg.kafka,
                 source=rt.source,
-                redis_client=self._redis if stateful else None,
+                stores=self._stores if stateful else None,
                 key=key,
                 epoch=a["epoch"],
                 agreed=agreed,
@@ -234,7 +232,7 @@ class Worker:
         if stateful:
             # The epoch fences a previous owner that has not noticed the move yet: its late
             # state writes are refused instead of counted twice.
-            store = EpochRedisStore(self._redis, key, a["epoch"], view=rt.view)
+            store = self._stores.epoch_store(key, a["epoch"], view=rt.view)
             store.take_over()
         # State may be ahead of the agreed checkpoint (crash after apply, before commit); its
         # outputs were flushed before it was applied, so resume after it.

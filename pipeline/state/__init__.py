@@ -6,6 +6,6 @@ has applied input, so a record replayed after a crash never updates state twice.
 
 from pipeline.state.base import PartitionStore, StateKey
 from pipeline.state.memory import MemoryStore
-from pipeline.state.redis import RedisStore
+from pipeline.state.redis import RedisStore, RedisStores
 
-__all__ = ["MemoryStore", "PartitionStore", "RedisStore", "StateKey"]
+__all__ = ["MemoryStore", "PartitionStore", "RedisStore", "RedisStores", "StateKey"]

@@ -16,7 +16,7 @@ import redis
 
 from pipeline.state.base import StateKey
 
-__all__ = ["EpochRedisStore", "RedisStore", "StaleEpoch", "view_key"]
+__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "view_key"]
 
 # KEYS: state hash, applied key, view hash.
 # ARGV: end_offset, n_state_sets, n_state_dels, n_view_sets, n_view_dels, then the items.
@@ -238,3 +238,19 @@ class EpochRedisStore(RedisStore):
         if status == b"fenced":
             raise StaleEpoch(int(current))
         return bool(status == b"ok")
+
+
+class RedisStores:
+    """A worker's one Redis connection and the partition stores made on it.
+
+    The worker and the exactly-once takeover hold this instead of a `redis.Redis`, so that
+    this package stays the only one that imports redis (docs/architecture.md, layers)."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url)
+
+    def epoch_store(self, key: StateKey, epoch: int, view: str = "") -> EpochRedisStore:
+        return EpochRedisStore(self._client, key, epoch, view)
+
+    def close(self) -> None:
+        self._client.close()

@@ -18,6 +18,7 @@ from coordinator.machine import validate_spec
 from examples import clicks, enrich, wordcount
 from pipeline.executor import compile_job
 from pipeline.job import load_job
+from pipeline.spec import build_spec
 from tests.pipeline.executor.memory_state import (
     json_records,
     partition_of,
@@ -134,5 +135,5 @@ def test_examples_load_by_both_entrypoint_forms_and_specs_are_accepted() -> None
         by_path = load_job(f"examples/{name}.py:job")
         by_module = load_job(f"examples.{name}:job")
         assert by_path is by_module
-        spec = by_path.spec(f"examples/{name}.py:job")
+        spec = build_spec(by_path, f"examples/{name}.py:job")
         assert validate_spec(msgspec.convert(spec, JobSpec)) is None

@@ -234,7 +234,7 @@ def test_bad_entrypoints_are_refused(entrypoint: str) -> None:
 def test_wordcount_spec_shape() -> None:
     from examples import wordcount
 
-    spec = wordcount.job.spec("examples/wordcount.py:job")
+    spec = build_spec(wordcount.job, "examples/wordcount.py:job")
     assert spec["name"] == "wordcount"
     assert spec["entrypoint"] == "examples/wordcount.py:job"
     assert spec["sources"] == [
@@ -265,7 +265,7 @@ def test_spec_details_for_kafka_sinks_repartition_partitions_and_settings() -> N
         .dead_letter("errors")
         .settings(batch_size=50, producer={"linger.ms": 5})
     )
-    spec = job.spec("jobs.mine:job")
+    spec = build_spec(job, "jobs.mine:job")
     assert spec["sources"][1] == {"topic": "paxline.j.repartition.1", "partitions": 12}
     assert spec["sink"] == {
         "kind": "kafka",

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.executor import InRecord, Plan, compile_job
 from pipeline.job import Job
+from pipeline.spec import build_spec
 from pipeline.state import MemoryStore
 from pipeline.state.redis import view_key
 
@@ -136,7 +137,7 @@ def check(job: Job, bootstrap: str, redis_url: str) -> Report:
                 )
                 compare_records(out_topic, want, got, report)
         if stage.output == "redis":
-            sink_view = str(job.spec("x:y")["sink"]["view"])
+            sink_view = str(build_spec(job, "x:y")["sink"]["view"])
             actual_view = client.hgetall(view_key(plan.job_name, sink_view))
             compare_state("view", view, actual_view, report)
     return report
