@@ -148,6 +148,19 @@ class Node:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
+    @property
+    def serving(self) -> bool:
+        """Leader whose state machine has applied every slot any predecessor may have chosen
+        (its own no-op barrier included). Only then may a decision rest on local state; before,
+        a new leader's replica can still be missing a predecessor's acknowledged commands."""
+        lead = self.lead
+        return (
+            self.role is Role.LEADER
+            and lead is not None
+            and lead.active
+            and self.applied >= lead.recovery_target
+        )
+
     # ------------------------------------------------------------------------- client API
     def propose(self, cmd: Command) -> None:
         """Queue a command; its outcome arrives as a `ProposalResult` in a later `Ready`."""
@@ -257,6 +270,11 @@ class Node:
             known = self.log.get(slot)
             value = known if known is not None else values.get(slot, NOOP)
             lead.open_slot(value)
+        # Every slot a predecessor may have chosen is at or below `top` (chosen slots below
+        # `start` we know; above it a quorum's promises report them) and is re-proposed in our
+        # own ballot, so once `top` is applied our replica holds every earlier choice: this is
+        # the barrier `serving` and read-index wait for (Raft needs an extra no-op for the same
+        # effect because it cannot re-propose old entries under a new term).
         lead.recovery_target = top
         lead.active = True
         for p in self.others:
