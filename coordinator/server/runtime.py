@@ -259,7 +259,9 @@ class NodeRuntime:
         if kind != _PAXOS:
             raise DecodeError(f"unknown frame kind {kind!r}")
         cid, sep, payload = payload.partition(b"\0")
-        if self.identity is None or not sep or cid.decode() != self.identity.cluster_id:
+        if not sep:
+            raise DecodeError("paxos frame without a cluster id")
+        if self.identity is None or cid != self.identity.cluster_id.encode():
             # Another cluster's node, or one that has not established its identity: it must
             # not take part in our consensus.
             self.transport.dropped["other_cluster"] += 1
