@@ -58,6 +58,12 @@ def coordinator_run(
     no_fsync: bool = typer.Option(
         False, "--no-fsync", help="Skip fsync (unsafe; benchmarks only)."
     ),
+    initial_cluster: str = typer.Option(
+        "existing", help="'new' lets an empty data dir bootstrap a new cluster with its peers."
+    ),
+    join: bool = typer.Option(
+        False, "--join", help="An empty data dir replaces this node's lost disk: learn, then vote."
+    ),
 ) -> None:
     """Run one coordinator node until SIGTERM.
 
@@ -71,7 +77,7 @@ def coordinator_run(
     from coordinator.server.main import ConfigError, config_from_env, run
 
     try:
-        cfg = config_from_env(node_id, peers, api, data_dir, fsync=not no_fsync)
+        cfg = config_from_env(node_id, peers, api, data_dir, not no_fsync, initial_cluster, join)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -33,6 +33,7 @@ from coordinator.paxos.leader import Leadership, PendingRead, best_snapshot, mer
 from coordinator.paxos.machine import SessionMachine, StateMachine
 from coordinator.paxos.types import (
     NOOP,
+    ZERO_BALLOT,
     Accept,
     Accepted,
     Ballot,
@@ -101,8 +102,14 @@ class Node:
         durable: DurableState,
         app: StateMachine,
         rng: RandomSource,
+        floor: Ballot = ZERO_BALLOT,
     ) -> None:
+        """`floor` is set for a node whose storage was lost (a replaced disk): it may have
+        promised or accepted anything up to `floor` and forgotten it, so it only learns until
+        it hears a leader of a higher ballot, i.e. one whose phase 1 ran without it."""
         config.validate()
+        self.floor = floor
+        self._admission: tuple[Ballot, int] | None = None
         self.config = config
         self.id = config.node_id
         self.others = tuple(p for p in config.peers if p != config.node_id)
@@ -147,6 +154,56 @@ class Node:
     @property
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
+
+    @property
+    def voter(self) -> bool:
+        """Whether this node may promise and accept. A node that lost its storage votes again
+        only after durably promising a ballot above `floor`: such a ballot's phase 1 ran with a
+        quorum of other nodes after the loss, so it recovered every value the old incarnation
+        helped choose and exceeds every ballot it may have promised."""
+        return self.acceptor.promised > self.floor or self.floor == ZERO_BALLOT
+
+    def _admit(self, ballot: Ballot, commit: int) -> bool:
+        """For a learner: whether to vote in `ballot`. Only a ballot above the floor will do
+        (else its leader is asked to run phase 1 again: a Nack above the floor makes a leader
+        re-campaign at once), and only once this node has durably re-acquired, as a snapshot,
+        every slot that leader knew chosen (`commit`): slots chosen before its phase 1 are
+        not re-proposed, and may be durable only at the remaining nodes that accepted them."""
+        if self.voter:
+            return True
+        if ballot <= self.floor:
+            return False
+        if self._admission is None or self._admission[0] != ballot:
+            self._admission = (ballot, commit)
+        else:
+            self._admission = (ballot, max(commit, self._admission[1]))
+        self._try_admit()
+        return self.voter
+
+    def _try_admit(self) -> None:
+        adm = self._admission
+        if adm is None or self.voter or self.applied < adm[1]:
+            return
+        if self.applied > self.snap_index:
+            self._take_snapshot()
+        self.acceptor.promise_self(adm[0])  # persisted with the snapshot, before any vote
+        self._admission = None
+
+    def _provoke(self, ballot: Ballot, leader: int) -> None:
+        self._outbox.append(Nack(self.id, leader, ballot, Ballot(self.floor.round + 1, 0)))
+
+    @property
+    def serving(self) -> bool:
+        """Leader whose state machine has applied every slot any predecessor may have chosen
+        (its own no-op barrier included). Only then may a decision rest on local state; before,
+        a new leader's replica can still be missing a predecessor's acknowledged commands."""
+        lead = self.lead
+        return (
+            self.role is Role.LEADER
+            and lead is not None
+            and lead.active
+            and self.applied >= lead.recovery_target
+        )
 
     # ------------------------------------------------------------------------- client API
     def propose(self, cmd: Command) -> None:
@@ -196,7 +253,7 @@ class Node:
             for p in self.others:
                 if p not in lead.promises:
                     self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
-        if self._elapsed >= self._timeout:
+        if self._elapsed >= self._timeout and self.voter:
             self._campaign()
 
     def _new_timeout(self) -> int:
@@ -257,6 +314,11 @@ class Node:
             known = self.log.get(slot)
             value = known if known is not None else values.get(slot, NOOP)
             lead.open_slot(value)
+        # Every slot a predecessor may have chosen is at or below `top` (chosen slots below
+        # `start` we know; above it a quorum's promises report them) and is re-proposed in our
+        # own ballot, so once `top` is applied our replica holds every earlier choice: this is
+        # the barrier `serving` and read-index wait for (Raft needs an extra no-op for the same
+        # effect because it cannot re-propose old entries under a new term).
         lead.recovery_target = top
         lead.active = True
         for p in self.others:
@@ -314,6 +376,8 @@ class Node:
 
     def _on_prepare(self, m: Prepare) -> None:
         self._observe(m.ballot)
+        if not self.voter:
+            return  # a learner's promise would stand on forgotten state
         if m.src != self.id and self._hears_live_leader(m.src):
             return
         ok, entries, snap = self.acceptor.prepare(m.ballot, m.from_slot)
@@ -350,6 +414,10 @@ class Node:
 
     def _on_accept(self, m: Accept) -> None:
         self._observe(m.ballot)
+        if not self._admit(m.ballot, m.commit):
+            if m.ballot <= self.floor:
+                self._provoke(m.ballot, m.src)
+            return
         if not self.acceptor.accept(m.ballot, m.entries):
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
             return
@@ -377,6 +445,13 @@ class Node:
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
         self._observe(m.ballot)
+        if not self._admit(m.ballot, m.commit):
+            self.leader_id = m.src  # so that requests can be forwarded meanwhile
+            if m.ballot <= self.floor:
+                self._provoke(m.ballot, m.src)
+            else:  # round 0 confirms nothing; `need` asks the leader for catch-up
+                self._outbox.append(HeartbeatAck(self.id, m.src, m.ballot, 0, self.first_unchosen))
+            return
         if m.ballot < self.acceptor.promised:
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
             return
@@ -388,7 +463,8 @@ class Node:
         lead = self.lead
         if self.role is not Role.LEADER or lead is None or m.ballot != lead.ballot:
             return
-        lead.last_ack_tick[m.src] = self._ticks
+        if m.round > 0:  # a learner's ack (round 0) is no sign of a voting quorum
+            lead.last_ack_tick[m.src] = self._ticks
         if m.round > lead.acked_round.get(m.src, 0):
             lead.acked_round[m.src] = m.round
         if m.need <= self.commit_index:
@@ -544,6 +620,7 @@ class Node:
         every = self.config.snapshot_every
         if every > 0 and self.applied - self.snap_index >= every:
             self._take_snapshot()
+        self._try_admit()
 
     def _apply(self, batch: Batch) -> None:
         for cmd in batch.commands:

@@ -353,16 +353,22 @@ def build_app(rt: NodeRuntime) -> Starlette:
         body = _decode_body(raw, _HeartbeatBody) if raw.strip() else _HeartbeatBody()
         if body.capacity < 1:
             raise ApiError(400, "capacity must be >= 1", "$.capacity")
-        known = rt.app.machine.worker(worker_id)
-        if known is None or known.capacity != body.capacity:
+        # Whether to register is decided from a linearizable read, never from this node's
+        # replica: a leader elected a moment ago may not have applied a predecessor's
+        # DeregisterWorker/ExpireWorker yet (issue 11). The registration and the assignment
+        # come from one read, so the answer is one state of the machine. RegisterWorker is
+        # idempotent in its apply, so a race with a concurrent change cannot double-register.
+        seen = await read("heartbeat", worker_id)
+        known, assignment = seen["worker"], seen["assignment"]
+        if known is None or known["capacity"] != body.capacity:
             result = await propose(request, RegisterWorker(worker_id, body.capacity))
             if not isinstance(result, WorkerRegistered):
                 return _result_response(result)
+            assignment = await read("assignment", worker_id)
         now = time.monotonic()
         sessions.touch(worker_id, now)
         for p in body.progress:  # soft state, like sessions: for lag, never for decisions
             progress[(p.job, p.topic, p.partition)] = (p.end, p.position, worker_id, now)
-        assignment = await read("assignment", worker_id)
         return JSONResponse(
             {
                 "worker_id": worker_id,
@@ -438,10 +444,18 @@ def build_app(rt: NodeRuntime) -> Starlette:
     )
 
     async def expire_lapsed() -> None:
-        """Leader only: propose `ExpireWorker` for sessions that ran out."""
-        if not rt.node.is_leader or rt.leader_since is None:
+        """Leader only: propose `ExpireWorker` for sessions that ran out.
+
+        The registry comes from a linearizable read (not this node's replica, which a new
+        leader may not have brought up to date), and each `ExpireWorker` names the
+        registration that lapsed, so its apply refuses it (`StaleExpiry`) if the worker
+        re-registered meanwhile: the machine, not this loop, makes the final decision."""
+        if not rt.node.serving or rt.leader_since is None:
             return
-        registered = {w.worker_id: w.registered_at for w in rt.app.machine.workers()}
+        res = await rt.read(encode_query("workers"))
+        if not res.ok:
+            return  # lost leadership or no quorum; the next round tries again
+        registered = {w["worker_id"]: w["registered_at"] for w in msgspec.json.decode(res.value)}
         for worker_id, registered_at in sessions.lapsed(registered, time.monotonic()):
             await rt.propose(encode_command(ExpireWorker(worker_id, registered_at)))
 

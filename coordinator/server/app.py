@@ -19,7 +19,7 @@ __all__ = ["MetadataApp", "Query", "encode_query"]
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A read served by the leader after read-index confirmation."""
 
-    op: Literal["jobs", "job", "workers", "assignment", "offsets", "status"]
+    op: Literal["jobs", "job", "workers", "worker", "assignment", "heartbeat", "offsets", "status"]
     name: str = ""
 
 
@@ -53,8 +53,15 @@ class MetadataApp:
                 return _json.encode(m.job(q.name))
             case "workers":
                 return _json.encode(m.workers())
+            case "worker":
+                return _json.encode(m.worker(q.name))
             case "assignment":
                 return _json.encode(m.assignment(q.name))
+            case "heartbeat":
+                # Registration and assignment of one worker from one state, for heartbeats.
+                return _json.encode(
+                    {"worker": m.worker(q.name), "assignment": m.assignment(q.name)}
+                )
             case "offsets":
                 return _json.encode(m.offsets(q.name))
             case _:

@@ -15,7 +15,8 @@ import uvicorn
 
 from coordinator.errors import CoordinatorError
 from coordinator.server.api import build_app
-from coordinator.server.runtime import NodeRuntime, ServerConfig
+from coordinator.server.identity import has_state, load_identity
+from coordinator.server.runtime import IdentityError, NodeRuntime, ServerConfig
 
 __all__ = ["ConfigError", "NodeFailed", "parse_address", "parse_peers", "run", "serve"]
 
@@ -55,8 +56,9 @@ def parse_peers(text: str) -> dict[int, tuple[str, int]]:
 
 
 def config_from_env(
-    node_id: int, peers: str, api: str, data_dir: Path, fsync: bool = True
-) -> ServerConfig:
+    node_id: int, peers: str, api: str, data_dir: Path, fsync: bool = True,
+    initial_cluster: str = "existing", join: bool = False,
+) -> ServerConfig:  # fmt: skip
     peer_map = parse_peers(peers)
     if node_id not in peer_map:
         raise ConfigError(f"--id {node_id} is not one of the --peers ({sorted(peer_map)})")
@@ -68,7 +70,17 @@ def config_from_env(
     token = os.environ.get("PAXLINE_API_TOKEN", "")
     if len(token) < 8:
         raise ConfigError("PAXLINE_API_TOKEN must be set (8+ characters) to protect mutations")
+    if initial_cluster not in ("new", "existing"):
+        raise ConfigError(f"--initial-cluster must be new or existing, got {initial_cluster!r}")
+    empty = load_identity(data_dir) is None and not has_state(data_dir)
+    if empty and initial_cluster != "new" and not join:
+        raise ConfigError(
+            f"data dir {data_dir} is empty: pass --initial-cluster new to bootstrap a new "
+            "cluster, or --join to replace this node's lost disk in an existing one"
+        )
     return ServerConfig(
+        initial_cluster=initial_cluster,
+        join=join and empty,
         node_id=node_id,
         peers=peer_map,
         api=parse_address(api, "--api"),
@@ -126,6 +138,8 @@ async def serve(cfg: ServerConfig) -> None:
             await expiry_task
         await app.state.forward_client.aclose()
         await rt.stop()
+    if rt.refused is not None:
+        raise ConfigError(rt.refused)
     if failed.done():
         # Exit non-zero so that a supervisor (compose's `restart:`, systemd) restarts the
         # node; its state is durable, so a restart is as safe as one after kill -9.
@@ -145,6 +159,9 @@ def run(cfg: ServerConfig) -> None:
         runner = uvloop.run
     try:
         runner(serve(cfg))
+    except (ConfigError, IdentityError) as exc:
+        log.critical("%s", exc)  # bad configuration: one line, no restart will fix it
+        raise SystemExit(2) from exc
     except NodeFailed as exc:
         log.critical("%s; exiting so that a supervisor restarts the node", exc)
         raise SystemExit(1) from exc

@@ -22,13 +22,30 @@ from pathlib import Path
 
 from coordinator.paxos.errors import DecodeError
 from coordinator.paxos.node import Node, NodeConfig
-from coordinator.paxos.types import Command, Message, ProposalResult, ReadResult, Ready
+from coordinator.paxos.types import (
+    ZERO_BALLOT,
+    Ballot,
+    Command,
+    Message,
+    ProposalResult,
+    ReadResult,
+    Ready,
+)
 from coordinator.server.app import MetadataApp
+from coordinator.server.identity import (
+    Identity,
+    cluster_id_of,
+    has_state,
+    load_identity,
+    new_incarnation,
+    nonce,
+    save_identity,
+)
 from coordinator.server.storage import DiskStorage
 from coordinator.server.transport import PeerTransport
 from coordinator.server.wire import decode, encode
 
-__all__ = ["NodeRuntime", "ServerConfig"]
+__all__ = ["IdentityError", "NodeRuntime", "ServerConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +53,10 @@ log = logging.getLogger(__name__)
 # where the others serve their HTTP API (so followers can forward to the leader).
 _PAXOS = b"P"
 _HELLO = b"H"
+
+
+class IdentityError(Exception):
+    """The data directory cannot be used as configured; exit with one line."""
 
 
 @dataclass
@@ -55,6 +76,8 @@ class ServerConfig:
     max_batch: int = 256
     window: int = 32
     worker_session_timeout: float = 10.0
+    initial_cluster: str = "existing"  # "new": bootstrap from empty data directories
+    join: bool = False  # an empty data directory replaces a lost disk (learn, then vote)
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -63,22 +86,21 @@ class NodeRuntime:
 
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
+        self.identity = load_identity(cfg.data_dir)
+        if self.identity is None and has_state(cfg.data_dir):
+            # A data directory from before identities: its state is intact, adopt it.
+            self.identity = Identity("", cfg.node_id, new_incarnation())
+            save_identity(cfg.data_dir, self.identity, cfg.fsync)
+        if self.identity is not None and self.identity.node_id != cfg.node_id:
+            raise IdentityError(
+                f"data dir {cfg.data_dir} belongs to node {self.identity.node_id}, "
+                f"not {cfg.node_id}"
+            )
+        self._nonce = nonce(cfg.data_dir, cfg.fsync) if self.identity is None else ""
+        self._peer_hello: dict[int, dict[str, object]] = {}
         self.storage = DiskStorage(cfg.data_dir / "paxos", fsync=cfg.fsync)
         self.app = MetadataApp()
-        self.node = Node(
-            NodeConfig(
-                node_id=cfg.node_id,
-                peers=tuple(sorted(cfg.peers)),
-                election_ticks=cfg.election_ticks,
-                heartbeat_ticks=cfg.heartbeat_ticks,
-                window=cfg.window,
-                max_batch=cfg.max_batch,
-                snapshot_every=cfg.snapshot_every,
-            ),
-            self.storage.load(),
-            self.app,
-            random.Random(),  # election jitter only; nothing replicated depends on it
-        )
+        self.node = self._make_node(self.identity.floor if self.identity else ZERO_BALLOT)
         self.transport = PeerTransport(
             cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame
         )
@@ -92,6 +114,7 @@ class NodeRuntime:
         self._stopping = False
         # Resolves (with a reason) if a task that should run forever ends; see `_supervise`.
         self.failed: asyncio.Future[str] | None = None
+        self.refused: str | None = None
         self.leader_since: float | None = None
         self.on_leadership: list[Callable[[], None]] = []
         # Metrics the API exports.
@@ -100,6 +123,81 @@ class NodeRuntime:
         self.reads_total = 0
         self.ready_total = 0
         self.started = time.monotonic()
+
+    def _make_node(self, floor: Ballot) -> Node:
+        cfg = self.cfg
+        return Node(
+            NodeConfig(
+                node_id=cfg.node_id,
+                peers=tuple(sorted(cfg.peers)),
+                election_ticks=cfg.election_ticks,
+                heartbeat_ticks=cfg.heartbeat_ticks,
+                window=cfg.window,
+                max_batch=cfg.max_batch,
+                snapshot_every=cfg.snapshot_every,
+            ),
+            self.storage.load(),
+            self.app,
+            random.Random(),  # election jitter only; nothing replicated depends on it
+            floor,
+        )
+
+    def _establish(self) -> None:
+        """An empty data directory takes part in nothing until every peer has said who it
+        is: with `new`, all founders' nonces give the cluster id; with `join`, the peers'
+        cluster id and the highest ballot they promised (the floor) are adopted."""
+        others = [p for p in self.cfg.peers if p != self.cfg.node_id]
+        hellos = self._peer_hello
+        members = {p: h for p, h in hellos.items() if h.get("cluster") is not None}
+        if self.cfg.join:
+            if len(members) < len(others):
+                return
+            ids = {str(h["cluster"]) for h in members.values()}
+            if len(ids) != 1:
+                return
+            floor = max(Ballot(*h["promised"]) for h in members.values())  # type: ignore[misc]
+            ident = Identity(ids.pop(), self.cfg.node_id, new_incarnation(), floor)
+        else:
+            for p, h in sorted(members.items()):
+                raw = h.get("members")
+                listed = raw.items() if isinstance(raw, dict) else ()
+                founders = {int(k): str(v) for k, v in listed}
+                if founders.get(self.cfg.node_id) != self._nonce:
+                    self.refused = (
+                        f"data dir {self.cfg.data_dir} is empty but node {p} already belongs "
+                        f"to cluster {h['cluster']} (was this disk replaced?); restart with "
+                        "--join to rejoin it as a learner, see README 'Replacing a disk'"
+                    )
+                    if self.failed is not None and not self.failed.done():
+                        self.failed.set_result(self.refused)
+                    return
+                ident = Identity(str(h["cluster"]), self.cfg.node_id, new_incarnation(),
+                                 ZERO_BALLOT, founders)  # fmt: skip
+                break
+            else:
+                if len(hellos) < len(others) or any(not h.get("nonce") for h in hellos.values()):
+                    return
+                founders = {p: str(h["nonce"]) for p, h in hellos.items()}
+                founders[self.cfg.node_id] = self._nonce
+                ident = Identity(cluster_id_of(founders), self.cfg.node_id, new_incarnation(),
+                                 ZERO_BALLOT, founders)  # fmt: skip
+        save_identity(self.cfg.data_dir, ident, self.cfg.fsync)
+        self.identity = ident
+        self.node = self._make_node(ident.floor)
+        log.info("node %d joined cluster %s (floor %s)", self.cfg.node_id, ident.cluster_id,
+                 ident.floor)  # fmt: skip
+
+    def _hello(self) -> bytes:
+        ident = self.identity
+        promised = self.node.acceptor.promised
+        body: dict[str, object] = {
+            "api": self.advertised_api(),
+            "cluster": ident.cluster_id if ident else None,
+            "members": ident.members if ident else None,
+            "nonce": self._nonce if self.cfg.initial_cluster == "new" else None,
+            "promised": [promised.round, promised.node],
+        }
+        return _HELLO + json.dumps(body).encode()
 
     # ------------------------------------------------------------------------ lifecycle
     def advertised_api(self) -> str:
@@ -147,13 +245,27 @@ class NodeRuntime:
     def _on_frame(self, sender: int, body: bytes) -> None:
         kind, payload = body[:1], body[1:]
         if kind == _HELLO:
-            url = json.loads(payload)["api"]
+            hello = json.loads(payload)
+            url = hello["api"]
             if not isinstance(url, str) or not url.startswith("http"):
                 raise DecodeError("hello frame without an http api url")
-            self.api_urls[sender] = url
+            self._peer_hello[sender] = hello
+            ident = self.identity
+            if ident is None:
+                self._establish()
+            elif hello.get("cluster") == ident.cluster_id:
+                self.api_urls[sender] = url
             return
         if kind != _PAXOS:
             raise DecodeError(f"unknown frame kind {kind!r}")
+        cid, sep, payload = payload.partition(b"\0")
+        if not sep:
+            raise DecodeError("paxos frame without a cluster id")
+        if self.identity is None or cid != self.identity.cluster_id.encode():
+            # Another cluster's node, or one that has not established its identity: it must
+            # not take part in our consensus.
+            self.transport.dropped["other_cluster"] += 1
+            return
         msg = decode(payload)
         if msg.src != sender or msg.dst != self.cfg.node_id:
             raise DecodeError(f"frame from {sender} claims src={msg.src} dst={msg.dst}")
@@ -161,13 +273,15 @@ class NodeRuntime:
         self._wake.set()
 
     async def _gossip(self) -> None:
-        hello = _HELLO + json.dumps({"api": self.advertised_api()}).encode()
         while True:
+            hello = self._hello()
             for peer in self.transport.peers:
                 self.transport.send(peer, hello)
             # Quickly until every peer's address is known (a follower cannot forward to a
             # leader it cannot locate), then slowly to refresh after restarts.
-            known = all(p in self.api_urls for p in self.transport.peers)
+            known = self.identity is not None and all(
+                p in self.api_urls for p in self.transport.peers
+            )
             await asyncio.sleep(2.0 if known else 0.1)
 
     async def _ticker(self) -> None:
@@ -188,9 +302,11 @@ class NodeRuntime:
             await self._wake.wait()
             self._wake.clear()
             inbox, self._inbox = self._inbox, []
+            ticks, self._pending_ticks = self._pending_ticks, 0
+            if self.identity is None:
+                continue  # not a member of any cluster yet: no votes, no campaigns
             for msg in inbox:
                 self.node.step(msg)
-            ticks, self._pending_ticks = self._pending_ticks, 0
             for _ in range(ticks):
                 self.node.tick()
             was_leader = self.leader_since is not None
@@ -206,8 +322,9 @@ class NodeRuntime:
             self.fsync_seconds.append(time.perf_counter() - t0)
             if len(self.fsync_seconds) > 4096:
                 del self.fsync_seconds[:2048]
+        cid = (self.identity.cluster_id if self.identity else "").encode() + b"\0"
         for msg in rd.messages:
-            self.transport.send(msg.dst, _PAXOS + encode(msg))
+            self.transport.send(msg.dst, _PAXOS + cid + encode(msg))
         self.node.advance(rd)
         for res in rd.results:
             fut = self._proposals.pop((res.client_id, res.seq), None)

@@ -19,7 +19,15 @@ from typing import Any
 
 from coordinator.paxos.node import Node, NodeConfig, Role
 from coordinator.paxos.storage import MemoryStorage
-from coordinator.paxos.types import Batch, Command, Message, ProposalResult, ReadResult
+from coordinator.paxos.types import (
+    ZERO_BALLOT,
+    Ballot,
+    Batch,
+    Command,
+    Message,
+    ProposalResult,
+    ReadResult,
+)
 from coordinator.sim.kv import KVMachine
 from coordinator.sim.workload import Workload
 
@@ -85,6 +93,9 @@ class SimNode:
     stalled_until: int = 0  # clock stall: no ticks (a frozen timer), messages still flow
     stall_parked: bool = False
     led: object = None  # last ballot we logged this node leading, to log each term once
+    # Set when the disk was replaced: the node learns until it hears a ballot above it
+    # (kept with the disk, like the identity file a real node writes when it joins).
+    floor: Ballot = ZERO_BALLOT
 
 
 @dataclass(slots=True)
@@ -115,6 +126,7 @@ class World:
         self.p_drop = params.p_drop
         self.p_dup = params.p_dup
         self.healed_at: int | None = None
+        self.kill_after_ack = False
         self.ids = tuple(range(1, params.n_nodes + 1))
         self.chosen: dict[int, Batch] = {}
         self.chosen_by: dict[int, int] = {}
@@ -185,7 +197,9 @@ class World:
         sn.flush_pending = False
         sn.stalled_until = 0  # a restarted process gets a working clock
         sn.stall_parked = False
-        sn.node = Node(cfg, sn.storage.load(), KVMachine(), random.Random(self.rng.getrandbits(64)))
+        sn.node = Node(
+            cfg, sn.storage.load(), KVMachine(), random.Random(self.rng.getrandbits(64)), sn.floor
+        )
         self._at(self.now + self.rng.randint(1, sn.period), TICK, (sn.id, sn.inc))
 
     def crash(self, nid: int) -> None:
@@ -204,6 +218,24 @@ class World:
             return
         self._start_node(sn)
         self.log(f"RESTART n{nid} (promised={sn.storage.load().promised})")
+
+    def wipe(self, nid: int) -> None:
+        """A crashed node's disk is replaced by an empty one; it rejoins like `--join`."""
+        sn = self.nodes[nid]
+        self.crash(nid)
+        sn.storage = MemoryStorage()
+        sn.floor = self.amnesia_floor(nid)
+        self.log(f"WIPE disk of n{nid} (rejoins learning, floor={sn.floor})")
+
+    def _voting(self, nid: int) -> bool:
+        node = self.nodes[nid].node
+        return node is not None and node.voter
+
+    def amnesia_floor(self, nid: int) -> Ballot:
+        """What a joining node collects in its peers' hellos: the highest ballot any other node
+        has promised. Every ballot the lost disk promised is at or below it, because the
+        candidate that owns such a ballot promised it durably itself."""
+        return max(self.nodes[o].storage.load().promised for o in self.ids if o != nid)
 
     def _unstall(self, nid: int) -> None:
         sn = self.nodes[nid]
@@ -263,6 +295,14 @@ class World:
                 self._respond(res)
             for rr in rd.reads:
                 self._respond_read(rr)
+            if self.kill_after_ack and node.is_leader and any(r.ok for r in rd.results):
+                # The client now depends on that write; its next request meets a new leader
+                # that has not necessarily applied it.
+                self.kill_after_ack = False
+                self.log(f"CRASH leader n{nid} right after acknowledging a write")
+                self.crash(nid)
+                self._at(self.now + self.rng.randint(200, 3000), FAULT, f"restart:{nid}")
+                return
         if node.has_ready():
             self._dirty(sn)
 
@@ -347,6 +387,7 @@ class World:
         rng = self.rng
         if what == "heal":
             self.blocked.clear()
+            self.kill_after_ack = False
             self.p_drop = 0.0
             self.p_dup = 0.0
             for nid in self.ids:
@@ -373,7 +414,8 @@ class World:
         n = len(self.ids)
         kind = rng.choice(
             ("split", "split", "isolate_leader", "isolate_leader", "one_way", "crash", "crash",
-             "crash_leader", "crash_all", "heal_net", "stall_leader", "stall_leader")
+             "crash_leader", "crash_all", "heal_net", "stall_leader", "stall_leader",
+             "leader_change_after_ack", "amnesia", "amnesia")
         )  # fmt: skip
         up = [nid for nid in self.ids if self.nodes[nid].node is not None]
         if kind == "split":
@@ -415,6 +457,14 @@ class World:
             lead = self.leader()
             victim = lead if kind == "crash_leader" and lead is not None else rng.choice(up)
             self.crash(victim)
+            self._at(self.now + rng.randint(200, 3000), FAULT, f"restart:{victim}")
+        elif kind == "leader_change_after_ack":
+            self.kill_after_ack = True
+        elif kind == "amnesia" and len(up) == n and all(self._voting(x) for x in up):
+            # One disk at a time, like an operator replacing disks: losing a majority's disks
+            # loses the cluster's memory whatever the protocol does.
+            victim = rng.choice(up)
+            self.wipe(victim)
             self._at(self.now + rng.randint(200, 3000), FAULT, f"restart:{victim}")
         elif kind == "crash_all":
             for nid in up:

@@ -70,7 +70,7 @@ class LocalCluster:
     def endpoints(self) -> list[str]:
         return [n.url for _, n in sorted(self.nodes.items())]
 
-    def command(self, node_id: int) -> list[str]:
+    def command(self, node_id: int, join: bool = False) -> list[str]:
         n = self.nodes[node_id]
         cmd = [
             sys.executable, "-m", "pipeline.cli", "coordinator", "run",
@@ -81,6 +81,9 @@ class LocalCluster:
         ]  # fmt: skip
         if not self.fsync:
             cmd.append("--no-fsync")
+        # `new` only bootstraps when every node's directory is fresh; a node whose disk was
+        # wiped later is refused (see README "Replacing a disk") unless started with join.
+        cmd += ["--join"] if join else ["--initial-cluster", "new"]
         return cmd
 
     def start(self, timeout: float = 30.0) -> int:
@@ -88,7 +91,7 @@ class LocalCluster:
             self.start_node(node_id)
         return self.wait_for_leader(timeout)
 
-    def start_node(self, node_id: int) -> None:
+    def start_node(self, node_id: int, join: bool = False) -> None:
         n = self.nodes[node_id]
         if n.alive():
             return
@@ -103,7 +106,7 @@ class LocalCluster:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(n.log_path, "ab") as log:
             n.proc = subprocess.Popen(
-                self.command(node_id), stdout=log, stderr=subprocess.STDOUT,
+                self.command(node_id, join), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )  # fmt: skip
         n.starts += 1

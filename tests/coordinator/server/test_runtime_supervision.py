@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.server.identity import Identity, save_identity
 from coordinator.server.main import NodeFailed, serve
 from coordinator.server.runtime import NodeRuntime, ServerConfig
 from pipeline.localstack.common import free_port
@@ -17,6 +18,8 @@ from pipeline.localstack.common import free_port
 def _config(data_dir: Path) -> ServerConfig:
     """Node 1 of a 3-node cluster whose other nodes never start."""
     peers = {i: ("127.0.0.1", free_port()) for i in (1, 2, 3)}
+    # A member of an established cluster, so that the loop runs without peers.
+    save_identity(data_dir, Identity("test-cluster", 1, "inc-1"), fsync=False)
     return ServerConfig(
         node_id=1, peers=peers, api=("127.0.0.1", free_port()), data_dir=data_dir,
         secret=b"supervision-test-secret", api_token="token-123", fsync=False,

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator.paxos import acceptor, leader, node
-from coordinator.paxos.types import AcceptedEntry, Ballot, Batch, Promise
+from coordinator.paxos.types import ZERO_BALLOT, AcceptedEntry, Ballot, Batch, Promise
+from coordinator.sim import world
 from coordinator.sim.runner import RunResult, run_seed
 
 
@@ -65,3 +66,14 @@ def test_read_without_quorum_confirmation_is_caught(monkeypatch: pytest.MonkeyPa
     assert failure is not None
     assert any("LINEARIZABILITY" in v for v in failure.violations)
     assert f"seed {failure.seed}" in failure.report()
+
+
+@pytest.mark.sim
+def test_a_wiped_node_voting_at_once_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Protection off: a node whose disk was replaced votes with forgotten promises and
+    accepted values (first failing seed measured: 5)."""
+    monkeypatch.setattr(world.World, "amnesia_floor", lambda self, nid: ZERO_BALLOT)
+    failure = first_failure(40)
+    assert failure is not None
+    assert any("AGREEMENT" in v or "DURABILITY" in v for v in failure.violations)
+    assert "WIPE" in failure.report(tail=100000)

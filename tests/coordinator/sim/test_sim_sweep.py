@@ -6,6 +6,7 @@ import pytest
 
 from coordinator.sim.cli import run_sweep
 from coordinator.sim.runner import run_seed
+from coordinator.sim.world import World, params_for_seed
 
 SEEDS = 500
 
@@ -23,6 +24,17 @@ def test_faults_actually_happen() -> None:
     assert sum(s.partitions for s in stats) > 20
     assert sum(s.leaders for s in stats) > 40
     assert sum(s.dropped for s in stats) > 100
+
+
+@pytest.mark.sim
+def test_the_sweep_replaces_disks_and_kills_leaders_right_after_a_write() -> None:
+    traces = []
+    for seed in range(20):
+        w = World(params_for_seed(seed))
+        w.run()
+        traces.append("\n".join(w.trace))
+    assert sum(t.count("WIPE disk") for t in traces) >= 5
+    assert sum(t.count("right after acknowledging a write") for t in traces) >= 5
 
 
 def test_fault_free_run_makes_progress_without_violations() -> None:
