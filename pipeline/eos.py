@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.executor import BatchResult, DeadLetter, OutRecord
+from pipeline.executor.records import BatchResult, DeadLetter, OutRecord
 from pipeline.kafka.clients import Source, TransactionalSink
 from pipeline.state import MemoryStore, PartitionStore, StateKey
 from pipeline.state.redis import EpochRedisStore, RedisStores

@@ -27,11 +27,12 @@ from coordinator.client import CoordinatorClient, CoordinatorUnavailable, Reques
 from pipeline import eos
 from pipeline.checkpoint import Pending, commit_checkpoints
 from pipeline.errors import PipelineError
-from pipeline.executor import BatchResult, InRecord, Plan, StateAccess, compile_job
+from pipeline.executor.plan import Plan, compile_job
+from pipeline.executor.provenance import dedup
+from pipeline.executor.records import BatchResult, InRecord, StateAccess
 from pipeline.job import load_job
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
 from pipeline.metrics import WorkerMetrics
-from pipeline.provenance import dedup
 from pipeline.state import MemoryStore, PartitionStore, RedisStore, RedisStores, StateKey
 from pipeline.state.redis import StaleEpoch
 

@@ -23,7 +23,7 @@ from confluent_kafka import (
 )
 
 from pipeline.errors import PipelineError
-from pipeline.executor import DeadLetter, InRecord, OutRecord
+from pipeline.executor.records import DeadLetter, InRecord, OutRecord
 
 __all__ = ["TP", "Sink", "Source"]
 

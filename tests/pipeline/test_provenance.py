@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from pipeline.executor import InRecord
-from pipeline.provenance import SRC_HEADER, dedup, stamp
+from pipeline.executor.provenance import SRC_HEADER, dedup, stamp
+from pipeline.executor.records import InRecord
 from pipeline.state import MemoryStore
 
 

@@ -10,16 +10,16 @@ applied - in the same atomic state write as the batch - and drops anything at or
 That is what lets Redis state count each input record exactly once even when the Kafka topics
 in between hold duplicates.
 
-Pure: no I/O.
+Pure: no I/O. Stamping happens where a stage encodes its repartition output
+(:mod:`pipeline.executor.encoding`); the worker runs de-duplication before a downstream
+stage's batch, because the high-water marks live in that stage's state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the executor imports `stamp` from here
-    from pipeline.executor import InRecord, StateAccess
+from pipeline.executor.records import InRecord, StateAccess
 
 __all__ = ["SRC_HEADER", "dedup", "stamp"]
 

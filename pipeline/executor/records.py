@@ -1,0 +1,83 @@
+"""What the worker and the executor hand each other: records in, records out, state access.
+
+These types are the executor's whole interface to the worker, and the Kafka clients, the
+transactional sink and provenance use them too, so this module depends on nothing else in
+the package: anything may import it without pulling in the executor's machinery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pipeline.errors import PipelineError
+
+__all__ = [
+    "BatchResult",
+    "DeadLetter",
+    "InRecord",
+    "OutRecord",
+    "PlanError",
+    "StateAccess",
+    "StateAccessError",
+]
+
+
+# InRecord and OutRecord are made once per record on the hot path: slotted but not frozen,
+# because a frozen dataclass's __init__ goes through object.__setattr__ (about 3x slower).
+# Treat them as immutable all the same.
+@dataclass(slots=True)
+class InRecord:
+    """One Kafka record as consumed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class OutRecord:
+    """A record to produce; the producer picks the partition from ``key``."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that failed; ``stage`` names the operator (e.g. ``map#3``)."""
+
+    record: InRecord
+    error: str
+    stage: str
+
+
+class StateAccess(Protocol):
+    """Partition-local keyed state, injected by the worker (memory or Redis)."""
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes | None]: ...
+
+
+@dataclass
+class BatchResult:
+    """Everything one batch produced: the executor applies none of it, the worker does."""
+
+    outputs: list[OutRecord] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    state_writes: dict[str, bytes | None] = field(default_factory=dict)
+    view_writes: dict[str, bytes | None] = field(default_factory=dict)
+    late_dropped: int = 0
+
+
+class PlanError(PipelineError, LookupError):
+    """A worker asked for a stage or topic this plan does not have."""
+
+
+class StateAccessError(PipelineError):
+    """Reading or decoding state failed: an infrastructure problem, never a dead letter."""

@@ -1,0 +1,156 @@
+"""Tumbling and hopping windows: per-window aggregates, the watermark, lateness and closing.
+
+Time is event time: the ``timestamp=`` function's value, or else the record's timestamp (the
+Kafka timestamp, carried across repartitions). The watermark is the highest event time the
+partition has seen; a window ``[start, end)`` closes, emitting one value per key in arrival
+order, once the watermark reaches ``end`` plus the allowed lateness. A record that falls in a
+window already closed is not added to it and counts as late. Nothing reads a clock, so a
+replay closes the same windows at the same records.
+
+State layout (partition-local, stage ``n``):
+
+* ``s{n}:wm`` — the partition's watermark (max event time seen, ms)
+* ``s{n}:wi`` — sorted starts of open windows
+* ``s{n}:wk:{start}`` — keys with state in the window starting at ``start`` (arrival order)
+* ``s{n}:w:{start}:{key}`` — accumulator of ``key`` in that window
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.executor.batch import BatchRun
+from pipeline.executor.columns import col_map
+from pipeline.executor.state_cache import ABSENT, StateCache
+from pipeline.executor.stateful import Aggregation, Emit
+from pipeline.job import Window
+
+__all__ = ["WindowedAggregate", "event_time"]
+
+
+def event_time(value: Any) -> int:
+    """A ``timestamp=`` function's result as epoch milliseconds, refusing what is not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value == value and value not in (float("inf"), -float("inf")):
+        return int(value)
+    raise TypeError(f"timestamp must be epoch milliseconds (int), got {type(value).__name__}")
+
+
+class WindowedAggregate:
+    """One aggregate per key and window, emitted when the window closes."""
+
+    __slots__ = ("agg", "emit", "label", "prefix", "window")
+
+    def __init__(
+        self, stage: int, window: Window, label: str, agg: Aggregation, emit: Emit
+    ) -> None:
+        self.prefix = f"s{stage}:"
+        self.window = window
+        self.label = label
+        self.agg = agg
+        self.emit = emit
+
+    def prepare(
+        self,
+        run: BatchRun,
+        cache: StateCache,
+        orig: list[int],
+        vals: list[Any],
+        keys: list[Any],
+        stamps: list[int],
+    ) -> tuple[list[int], list[Any], list[Any], list[int]]:
+        window = self.window
+        ts_fn = window.timestamp
+        if ts_fn is not None:
+            fn = ts_fn
+            ets, errors = col_map(lambda v: event_time(fn(v)), vals)
+            if errors:
+                for j, exc in errors:
+                    run.fail(orig[j], exc, self.label)
+                keep = [k for k, o in enumerate(orig) if o not in run.failed]
+                orig = [orig[k] for k in keep]
+                vals = [vals[k] for k in keep]
+                keys = [keys[k] for k in keep]
+                ets = [ets[k] for k in keep]
+        else:
+            ets = [stamps[o] for o in orig]
+        p = self.prefix
+        wanted = [p + "wm", p + "wi"]
+        starts_of = window.spec.starts
+        for k, t in zip(keys, ets, strict=True):
+            for s in starts_of(t):
+                wanted.append(f"{p}wk:{s}")
+                wanted.append(f"{p}w:{s}:{k}")
+        cache.load(wanted)
+        return orig, vals, keys, ets
+
+    def update(
+        self,
+        run: BatchRun,
+        cache: StateCache,
+        keys: list[Any],
+        vals: list[Any],
+        ets: list[int],
+        i: int,
+        j: int,
+    ) -> None:
+        window = self.window
+        agg = self.agg
+        size = window.spec.size_ms
+        lateness = window.allowed_lateness_ms
+        p = self.prefix
+        wm_key, wi_key = p + "wm", p + "wi"
+        wm = cache.get(wm_key)
+        high = wm
+        for e in range(i, j):
+            key, value, t = keys[e], vals[e], ets[e]
+            late = False
+            for start in window.spec.starts(t):
+                if wm is not ABSENT and wm >= start + size + lateness:
+                    late = True
+                    continue
+                ak = f"{p}w:{start}:{key}"
+                acc = cache.get(ak)
+                if acc is ABSENT:
+                    new = agg.fresh(value)
+                    kl_key = f"{p}wk:{start}"
+                    if cache.get(kl_key) is ABSENT:
+                        cache.put(kl_key, [key])
+                        index = cache.get(wi_key)
+                        opened = [] if index is ABSENT else index
+                        cache.put(wi_key, sorted([*opened, start]))
+                    else:
+                        cache.append(kl_key, key)
+                else:
+                    new = agg.step(acc, value)
+                cache.put(ak, new)
+            if late:
+                run.late += 1
+            if high is ABSENT or t > high:
+                high = t
+        if high is ABSENT or (wm is not ABSENT and high <= wm):
+            return
+        cache.put(wm_key, high)
+        index = cache.get(wi_key)
+        if index is ABSENT:
+            return
+        closed = 0
+        for start in index:
+            end = start + size
+            if high < end + lateness:
+                break
+            closed += 1
+            kl_key = f"{p}wk:{start}"
+            wkeys = list(cache.get(kl_key))
+            cache.load([f"{p}w:{start}:{k}" for k in wkeys])
+            for k in wkeys:
+                ak = f"{p}w:{start}:{k}"
+                acc = cache.get(ak)
+                emission = {"key": k, "window_start": start, "window_end": end, "value": acc}
+                cache.put(ak, ABSENT)
+                self.emit(run, k, emission, end - 1)
+            cache.put(kl_key, ABSENT)
+        if closed:
+            rest = index[closed:]
+            cache.put(wi_key, rest if rest else ABSENT)
