@@ -15,6 +15,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --locked --no-dev --no-install-project --no-editable
 COPY coordinator ./coordinator
 COPY pipeline ./pipeline
+COPY paxline ./paxline
 RUN uv sync --locked --no-dev --no-editable && mkdir -p /data && chown paxline:paxline /data
 COPY examples ./examples
 USER paxline

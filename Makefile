@@ -29,11 +29,10 @@ lock:
 bench-venv: lock-check
 	UV_PROJECT_ENVIRONMENT=$(abspath .venv-bench) $(UV) sync --locked --extra bench --quiet
 
-## System packages (Java, Maven, redis-server) and the Kafka jars from Maven Central.
+## System packages (Java, Maven, redis-server, ...: scripts/install-deps) and the Kafka jars.
 deps: venv
 	scripts/install-deps
 	scripts/kafka fetch
-	scripts/redis install
 
 lint: venv
 	$(BIN)/ruff check .

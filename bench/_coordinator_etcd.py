@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.localstack.common import free_port
+from paxline.localstack.common import free_port
 
 __all__ = ["EtcdCluster", "etcd_binary"]
 

@@ -51,8 +51,8 @@ import _coordinator_loadgen as lg  # noqa: E402
 from _coordinator_etcd import EtcdCluster, etcd_binary  # noqa: E402
 
 from coordinator.client import CoordinatorClient  # noqa: E402
-from pipeline.localstack.common import free_port  # noqa: E402
-from pipeline.localstack.coordinators import LocalCluster  # noqa: E402
+from paxline.localstack.common import free_port  # noqa: E402
+from paxline.localstack.coordinators import LocalCluster  # noqa: E402
 
 CTX = mp.get_context("spawn")
 JOB = "bench"
@@ -801,8 +801,8 @@ def code_state() -> dict[str, Any]:
     except OSError:
         pass
     # What the measured processes run: the coordinator package and the launcher.
-    sources = [*(root / "coordinator").rglob("*.py"), *(root / "pipeline/localstack").glob("*.py")]
-    sources.append(root / "pipeline/cli.py")
+    sources = [*(root / "coordinator").rglob("*.py"), *(root / "paxline/localstack").glob("*.py")]
+    sources.append(root / "paxline/cli/main.py")
     state["mtimes"] = {str(f.relative_to(root)): f.stat().st_mtime for f in sources if f.exists()}
     return state
 

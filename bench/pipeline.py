@@ -73,10 +73,10 @@ from confluent_kafka import (  # noqa: E402
 from confluent_kafka import __version__ as _ck_version  # noqa: E402
 
 from coordinator.client import CoordinatorClient  # noqa: E402
+from paxline.localstack import kafka as kafka_stack  # noqa: E402
+from paxline.localstack import redis as redis_stack  # noqa: E402
+from paxline.localstack.coordinators import LocalCluster  # noqa: E402
 from pipeline.kafka import create_topics  # noqa: E402
-from pipeline.localstack import kafka as kafka_stack  # noqa: E402
-from pipeline.localstack import redis as redis_stack  # noqa: E402
-from pipeline.localstack.coordinators import LocalCluster  # noqa: E402
 
 SOURCE = "bench-in"
 SYSTEMS = ("raw", "paxline", "quix", "faust")
@@ -603,7 +603,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     }
                     entry = "bench/_pipeline_job.py:job"
                     sub = subprocess.run(
-                        [PY, "-m", "pipeline.cli", "submit", entry],
+                        [PY, "-m", "paxline.cli", "submit", entry],
                         cwd=_ROOT,
                         env=penv,
                         capture_output=True,

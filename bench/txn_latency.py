@@ -25,10 +25,10 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
+from paxline.localstack import kafka as kafka_stack  # noqa: E402
 from pipeline.executor.records import OutRecord  # noqa: E402
 from pipeline.kafka import create_topics  # noqa: E402
 from pipeline.kafka.clients import Source, TransactionalSink  # noqa: E402
-from pipeline.localstack import kafka as kafka_stack  # noqa: E402
 
 # name -> producer settings on top of TransactionalSink's own
 SETTINGS: dict[str, dict[str, object]] = {

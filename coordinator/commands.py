@@ -2,7 +2,7 @@
 
 These types are the wire format of the replicated log: every replica decodes the same bytes
 into them, so they are plain ``msgspec`` structs with a ``type`` tag and no behaviour. They
-live apart from :mod:`coordinator.machine` so that the HTTP API and the client can share
+live apart from :mod:`coordinator.metadata` so that the HTTP API and the client can share
 them without importing the machine. Like the machine, this module is pure.
 
 Errors are results, never exceptions, because an exception inside ``apply`` would stop the

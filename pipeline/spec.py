@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 SPEC_VERSION = 1
-MAX_PARTITIONS = 100_000  # the coordinator's limit (coordinator.machine.MAX_PARTITIONS)
+MAX_PARTITIONS = 100_000  # the coordinator's limit (coordinator.metadata.MAX_PARTITIONS)
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.client import CoordinatorClient
+from paxline.settings import resolve
 from pipeline.kafka import end_offsets
-from pipeline.settings import resolve
 from pipeline.state.redis import view_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def main() -> int:
     if not any(j["spec"]["name"] == "wordcount" for j in client.jobs()):
         console.print("submitting examples/wordcount.py:job ...")
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "submit", "examples/wordcount.py:job", "--wait"],
+            [sys.executable, "-m", "paxline.cli", "submit", "examples/wordcount.py:job", "--wait"],
             cwd=ROOT, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -74,7 +74,7 @@ def main() -> int:
         top.add_row(word, str(count))
     console.print(top)
     subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "offsets", "wordcount"], cwd=ROOT, check=False
+        [sys.executable, "-m", "paxline.cli", "offsets", "wordcount"], cwd=ROOT, check=False
     )
     console.print(
         "look further:  .venv/bin/paxline cluster status | .venv/bin/paxline jobs | "

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.localstack import kafka as kafka_launcher
-from pipeline.localstack import redis as redis_launcher
+from paxline.localstack import kafka as kafka_launcher
+from paxline.localstack import redis as redis_launcher
 
 _started: dict[str, str] = {}
 

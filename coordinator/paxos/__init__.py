@@ -3,8 +3,8 @@
 See `node` for the driver contract and `storage` for what must be durable.
 """
 
+from coordinator.paxos.application import SessionMachine, StateMachine
 from coordinator.paxos.errors import ConfigError, DecodeError, PaxosError
-from coordinator.paxos.machine import SessionMachine, StateMachine
 from coordinator.paxos.node import Node, NodeConfig, RandomSource, Role
 from coordinator.paxos.storage import MemoryStorage, Storage
 from coordinator.paxos.types import (

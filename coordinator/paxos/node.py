@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from coordinator.paxos.acceptor import Acceptor
+from coordinator.paxos.application import SessionMachine, StateMachine
 from coordinator.paxos.errors import ConfigError
 from coordinator.paxos.leader import Leadership, PendingRead, best_snapshot, merge_promises
-from coordinator.paxos.machine import SessionMachine, StateMachine
 from coordinator.paxos.types import (
     NOOP,
     ZERO_BALLOT,

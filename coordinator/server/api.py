@@ -48,13 +48,13 @@ from coordinator.commands import (
     decode_result,
     encode_command,
 )
-from coordinator.machine import validate_spec
-from coordinator.server.app import encode_query
+from coordinator.metadata import validate_spec
+from coordinator.server.dashboard import index_html, static_dir
+from coordinator.server.metadata_app import encode_query
 from coordinator.server.metrics import render_metrics
 from coordinator.server.openapi import openapi_document
 from coordinator.server.runtime import NodeRuntime
 from coordinator.server.sessions import WorkerSessions
-from pipeline.dashboard import index_html, static_dir
 
 __all__ = ["build_app"]
 

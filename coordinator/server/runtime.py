@@ -31,7 +31,6 @@ from coordinator.paxos.types import (
     ReadResult,
     Ready,
 )
-from coordinator.server.app import MetadataApp
 from coordinator.server.identity import (
     Identity,
     cluster_id_of,
@@ -41,6 +40,7 @@ from coordinator.server.identity import (
     nonce,
     save_identity,
 )
+from coordinator.server.metadata_app import MetadataApp
 from coordinator.server.storage import DiskStorage
 from coordinator.server.transport import PeerTransport
 from coordinator.server.wire import decode, encode

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from coordinator.paxos.machine import SessionMachine
+from coordinator.paxos.application import SessionMachine
 from coordinator.sim.kv import KVMachine
 from coordinator.sim.linearizability import HistOp, check_key
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from pipeline.cli import app
+from paxline.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.commands import JobSpec
-from coordinator.machine import validate_spec
+from coordinator.metadata import validate_spec
 from examples import clicks, enrich, wordcount
 from pipeline.executor import compile_job
 from pipeline.job import load_job

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.client import CoordinatorClient
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.localstack.coordinators import LocalCluster
 
 
 @pytest.fixture

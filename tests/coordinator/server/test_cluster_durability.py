@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from coordinator.client import CoordinatorClient
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.localstack.coordinators import LocalCluster
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from coordinator.client import CoordinatorClient
-from pipeline.localstack.common import wait_until
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.localstack.common import wait_until
+from paxline.localstack.coordinators import LocalCluster
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from coordinator.client import CoordinatorClient
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.localstack.coordinators import LocalCluster
 
 pytestmark = pytest.mark.integration
 

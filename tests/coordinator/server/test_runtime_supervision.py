@@ -12,7 +12,7 @@ import pytest
 from coordinator.server.identity import Identity, save_identity
 from coordinator.server.main import NodeFailed, serve
 from coordinator.server.runtime import NodeRuntime, ServerConfig
-from pipeline.localstack.common import free_port
+from paxline.localstack.common import free_port
 
 
 def _config(data_dir: Path) -> ServerConfig:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from coordinator.server.transport import PeerTransport, encode_frame
-from pipeline.localstack.common import free_port
+from paxline.localstack.common import free_port
 
 SECRET = b"cluster-secret"
 

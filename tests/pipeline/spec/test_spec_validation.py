@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from coordinator.commands import JobSpec
-from coordinator.machine import validate_spec
+from coordinator.metadata import validate_spec
 from pipeline.job import Job, hopping, tumbling
 from pipeline.spec import SpecError, build_spec, validate
 

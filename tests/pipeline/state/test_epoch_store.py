@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from pipeline.localstack.redis import RedisServer
+from paxline.localstack.redis import RedisServer
 from pipeline.state import StateKey
 from pipeline.state.redis import EpochRedisStore, StaleEpoch, view_key
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from pipeline.localstack.redis import RedisServer
+from paxline.localstack.redis import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from pipeline.localstack.redis import RedisServer
+from paxline.localstack.redis import RedisServer
 from pipeline.state import MemoryStore, PartitionStore, RedisStore, StateKey
 from pipeline.state.redis import view_key
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from e2e_stack import Stack
 
-from pipeline.localstack.coordinators import LocalCluster
-from pipeline.localstack.kafka import KafkaBroker
-from pipeline.localstack.redis import RedisServer
+from paxline.localstack.coordinators import LocalCluster
+from paxline.localstack.kafka import KafkaBroker
+from paxline.localstack.redis import RedisServer
 
 
 @pytest.fixture(scope="module")

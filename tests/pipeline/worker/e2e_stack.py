@@ -20,9 +20,9 @@ import redis
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from coordinator.client import CoordinatorClient
+from paxline.localstack.common import wait_until
+from paxline.localstack.coordinators import LocalCluster
 from pipeline.kafka import end_offsets
-from pipeline.localstack.common import wait_until
-from pipeline.localstack.coordinators import LocalCluster
 from pipeline.state.redis import view_key
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,14 +51,14 @@ class Stack:
 
     def paxline(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, "-m", "paxline.cli", *args],
             cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
     def start_worker(self, worker_id: str, env: dict[str, str] | None = None) -> None:
         log = open(self.logs / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by the child
         self.workers[worker_id] = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "run", "--id", worker_id,
+            [sys.executable, "-m", "paxline.cli", "worker", "run", "--id", worker_id,
              "--batch-size", "500"],
             cwd=ROOT, env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,

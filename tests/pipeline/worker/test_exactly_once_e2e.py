@@ -18,8 +18,8 @@ import pytest
 from e2e_stack import Stack, produce, wait_idle_eos, wait_workers
 from eos_checker import Report, check, read_partitions
 
+from paxline.localstack.common import wait_until
 from pipeline.job import load_job
-from pipeline.localstack.common import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 JOBS = "tests/pipeline/worker/jobs_for_tests.py"

@@ -23,7 +23,7 @@ from e2e_stack import (
 )
 
 from examples import clicks, enrich, wordcount
-from pipeline.localstack.common import ServiceError, free_port, wait_until
+from paxline.localstack.common import ServiceError, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -22,7 +22,7 @@ from e2e_stack import (
     wait_workers,
 )
 
-from pipeline.localstack.common import wait_until
+from paxline.localstack.common import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 JOBS = "tests/pipeline/worker/jobs_for_tests.py"

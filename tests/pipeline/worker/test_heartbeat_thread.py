@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from paxline.localstack.common import wait_until
 from pipeline.errors import PipelineError
-from pipeline.localstack.common import wait_until
 from pipeline.worker import Worker, WorkerConfig
 
 

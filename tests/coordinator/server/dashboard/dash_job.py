@@ -1,5 +1,5 @@
-"""The job the dashboard test submits (`tests/pipeline/dashboard/dash_job.py:job`): counts per
-value on its own topic, so it never shares input with the other end-to-end modules."""
+"""The job the dashboard test submits (`tests/coordinator/server/dashboard/dash_job.py:job`):
+counts per value on its own topic, so it never shares input with the other end-to-end modules."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ __all__ = ["index_html", "static_dir"]
 
 
 def static_dir() -> str:
-    return str(files("pipeline.dashboard") / "static")
+    return str(files(__name__) / "static")
 
 
 def index_html() -> str:
-    return (files("pipeline.dashboard") / "static" / "index.html").read_text(encoding="utf-8")
+    return (files(__name__) / "static" / "index.html").read_text(encoding="utf-8")

@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.localstack.common import ServiceError, free_port, wait_until
+from paxline.localstack.common import ServiceError, free_port, wait_until
 
 __all__ = ["LocalCluster", "NodeProcess"]
 
@@ -73,7 +73,7 @@ class LocalCluster:
     def command(self, node_id: int, join: bool = False) -> list[str]:
         n = self.nodes[node_id]
         cmd = [
-            sys.executable, "-m", "pipeline.cli", "coordinator", "run",
+            sys.executable, "-m", "paxline.cli", "coordinator", "run",
             # `--opt=value`: a value (a data directory, say) that begins with "-" must not
             # read as an option (issue 21).
             f"--id={node_id}", f"--peers={self.peers}",

@@ -4,6 +4,6 @@ Stdlib only on purpose: `scripts/kafka` and `scripts/redis` run these modules wi
 Python before any virtualenv exists.
 """
 
-from pipeline.localstack.common import ServiceError
+from paxline.localstack.common import ServiceError
 
 __all__ = ["ServiceError"]

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.localstack import kafka, redis
-from pipeline.localstack.common import (
+from paxline.localstack import kafka, redis
+from paxline.localstack.common import (
     ServiceError,
     free_port,
     process_alive,
     wait_until,
 )
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.localstack.coordinators import LocalCluster
 
 __all__ = ["LocalStack", "StackInfo"]
 
@@ -155,7 +155,7 @@ class LocalStack:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(logs / f"{worker_id}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "worker", "run", f"--id={worker_id}"],
+                [sys.executable, "-m", "paxline.cli", "worker", "run", f"--id={worker_id}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True, cwd=os.getcwd(),
             )  # fmt: skip

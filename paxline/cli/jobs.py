@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
+from paxline.settings import resolve
 from pipeline.errors import PipelineError
-from pipeline.settings import resolve
 
 __all__ = ["register"]
 

@@ -128,7 +128,8 @@ def cluster_status(
 
 
 def _register() -> None:
-    from pipeline import cli_jobs, cli_stack
+    from paxline.cli import jobs as cli_jobs
+    from paxline.cli import stack as cli_stack
 
     cli_jobs.register(app)
     cli_stack.register(app)

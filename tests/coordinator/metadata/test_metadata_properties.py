@@ -38,7 +38,7 @@ from coordinator.commands import (
     decode_result,
     encode_command,
 )
-from coordinator.machine import MetadataMachine
+from coordinator.metadata import MetadataMachine
 
 JOBS = ["j1", "j2", "j3"]
 TOPICS = ["t", "u"]

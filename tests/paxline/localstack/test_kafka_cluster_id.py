@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.localstack import kafka
+from paxline.localstack import kafka
 
 # url-safe base64 maps the first 6 bits of the first byte: 0xF8 -> "-", 0xFC -> "_".
 DASH_FIRST = bytes([0xF8]) + bytes(15)

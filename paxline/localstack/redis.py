@@ -7,7 +7,6 @@ installed, otherwise the error says what to install.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.localstack.common import (
+from paxline.localstack.common import (
     ServiceError,
     free_port,
     port_open,
@@ -42,27 +41,15 @@ class RedisServer:
 
 
 def ensure_installed() -> str:
-    """Path of `redis-server`, installing the Debian package when that is possible."""
+    """Path of `redis-server`. Installing system packages is the job of
+    `scripts/install-deps` (the Makefile runs it), never of the runtime package."""
     found = shutil.which("redis-server")
     if found:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ServiceError(
-            "redis-server is not installed; install it with `sudo apt-get install -y "
-            "redis-server` (Debian/Ubuntu) or your platform's redis package (>= 6.2)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-        # Package lists may be missing on a fresh machine.
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        proc = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise ServiceError(f"apt-get install redis-server failed:\n{proc.stderr[-2000:]}")
-    found = shutil.which("redis-server")
-    if not found:
-        raise ServiceError("redis-server still missing after apt-get install")
-    return found
+    raise ServiceError(
+        "redis-server is not installed: run scripts/install-deps (as root on Debian/Ubuntu), "
+        "or install your platform's redis package (>= 6.2)"
+    )
 
 
 def ping(port: int, timeout: float = 1.0) -> bool:
@@ -139,12 +126,12 @@ def stop(data_dir: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/redis", description=__doc__)
-    parser.add_argument("command", choices=["install", "start", "stop", "status"])
+    parser.add_argument("command", choices=["which", "start", "stop", "status"])
     parser.add_argument("--data-dir", type=Path, default=Path(".paxline/redis"))
     parser.add_argument("--port", type=int, default=None, help="port (default: free)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "install":
+        if args.command == "which":
             print(f"redis-server at {ensure_installed()}")
         elif args.command == "start":
             r = start(args.data_dir, args.port)

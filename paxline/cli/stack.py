@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.settings import home
+from paxline.settings import home
 
 __all__ = ["register"]
 
@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         Local state and logs live under $PAXLINE_HOME (default .paxline/).
         Stop with `paxline down`. Example: paxline up --workers 3
         """
-        from pipeline.localstack import compose as compose_stack
-        from pipeline.localstack.stack import LocalStack
+        from paxline.localstack import compose as compose_stack
+        from paxline.localstack.stack import LocalStack
 
         if local and compose:
             raise typer.BadParameter("choose one of --local and --compose")
@@ -58,8 +58,8 @@ def register(app: typer.Typer) -> None:
         compose: bool = typer.Option(False, "--compose", help="Stop the compose deployment."),
     ) -> None:
         """Stop everything `paxline up` started (data stays for the next `up`)."""
-        from pipeline.localstack import compose as compose_stack
-        from pipeline.localstack.stack import LocalStack
+        from paxline.localstack import compose as compose_stack
+        from paxline.localstack.stack import LocalStack
 
         if compose:
             subprocess.run([*compose_stack.compose_command(), "down"], cwd=compose_stack.ROOT,
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def status(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
         """Which local services run, and where."""
-        from pipeline.localstack.stack import LocalStack
+        from paxline.localstack.stack import LocalStack
 
         rows = LocalStack(home()).process_table()
         if as_json:

@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.localstack.common import ServiceError, wait_until
+from paxline.localstack.common import ServiceError, wait_until
 
 __all__ = ["compose_command", "engine_available", "up"]
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.localstack.stack import LocalStack
+from paxline.localstack.stack import LocalStack
 
 __all__ = ["Endpoints", "home", "resolve"]
 

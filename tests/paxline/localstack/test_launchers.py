@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.localstack import kafka
-from pipeline.localstack import redis as redis_launcher
-from pipeline.localstack.common import port_open
+from paxline.localstack import kafka
+from paxline.localstack import redis as redis_launcher
+from paxline.localstack.common import port_open
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +53,6 @@ def test_redis_runs_with_aof_and_keeps_data_across_a_restart(tmp_path: Path) -> 
 
 
 def test_metadata_probe_says_zero_for_a_port_nobody_serves() -> None:
-    from pipeline.localstack.common import free_port
+    from paxline.localstack.common import free_port
 
     assert kafka.metadata_brokers("127.0.0.1", free_port()) == 0

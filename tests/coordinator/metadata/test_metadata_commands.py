@@ -50,7 +50,7 @@ from coordinator.commands import (
     WorkerExpired,
     WorkerRegistered,
 )
-from coordinator.machine import MetadataMachine
+from coordinator.metadata import MetadataMachine
 
 
 def spec(name: str = "wc", **overrides: Any) -> JobSpec:

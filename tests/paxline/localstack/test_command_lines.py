@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from typer.main import get_command
 
-from pipeline.cli import app
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.cli.main import app
+from paxline.localstack.coordinators import LocalCluster
 
 
 def parsed_params(args: list[str]) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def parsed_params(args: list[str]) -> dict[str, Any]:
 def test_a_coordinator_command_keeps_a_data_dir_that_begins_with_a_dash(base: str) -> None:
     cluster = LocalCluster(Path(base), size=3)
     argv = cluster.command(2)
-    assert argv[1:3] == ["-m", "pipeline.cli"]
+    assert argv[1:3] == ["-m", "paxline.cli"]
     params = parsed_params(argv[3:])
     assert Path(params["data_dir"]) == Path(base).resolve() / "node2"
     assert params["node_id"] == 2

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.localstack.common import (
+from paxline.localstack.common import (
     ServiceError,
     free_port,
     port_open,

@@ -32,7 +32,7 @@ from coordinator.commands import (
     encode_command,
     encode_result,
 )
-from coordinator.machine import SNAPSHOT_VERSION, MetadataMachine, SnapshotError
+from coordinator.metadata import SNAPSHOT_VERSION, MetadataMachine, SnapshotError
 
 SPEC = JobSpec(
     name="wc",

@@ -11,9 +11,9 @@ import pytest
 from dash_bench import CHROMIUM, CHROMIUM_ARGS, JOB_PATH, WORKERS, BrowserPage, DashStack
 from playwright.sync_api import ConsoleMessage, sync_playwright
 
-from pipeline.localstack.coordinators import LocalCluster
-from pipeline.localstack.kafka import KafkaBroker
-from pipeline.localstack.redis import RedisServer
+from paxline.localstack.coordinators import LocalCluster
+from paxline.localstack.kafka import KafkaBroker
+from paxline.localstack.redis import RedisServer
 
 
 @pytest.fixture(scope="module")

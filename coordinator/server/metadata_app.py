@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from coordinator.machine import MetadataMachine
+from coordinator.metadata import MetadataMachine
 
 __all__ = ["MetadataApp", "Query", "encode_query"]
 

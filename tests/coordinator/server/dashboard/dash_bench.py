@@ -12,10 +12,10 @@ from pathlib import Path
 
 from playwright.sync_api import Page
 
-from pipeline.localstack.coordinators import LocalCluster
+from paxline.localstack.coordinators import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[3]
-JOB_PATH = "tests/pipeline/dashboard/dash_job.py:job"
+JOB_PATH = "tests/coordinator/server/dashboard/dash_job.py:job"
 WORKERS = ("dash-w1", "dash-w2")
 
 # Flags that keep Chromium quiet and quick on a machine without outside network access.
@@ -51,14 +51,14 @@ class DashStack:
 
     def paxline(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, "-m", "paxline.cli", *args],
             cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
     def start_worker(self, worker_id: str) -> None:
         log = open(self.logs / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by the child
         self.workers[worker_id] = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "run", "--id", worker_id],
+            [sys.executable, "-m", "paxline.cli", "worker", "run", "--id", worker_id],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

@@ -1,0 +1,1 @@
+"""The `paxline` command: `main` builds the app; `jobs` and `stack` add their sub-commands."""
