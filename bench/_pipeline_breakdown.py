@@ -28,8 +28,8 @@ from _pipeline_transform import enrich, positive
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from pipeline.executor import InRecord, OutRecord, compile_job
-from pipeline.job import load_job
 from pipeline.kafka.clients import Sink, Source
+from pipeline.loading import load_job
 from pipeline.state import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
-"""Commands, results and read models of the metadata state machine.
+"""Commands and results of the metadata state machine.
 
 These types are the wire format of the replicated log: every replica decodes the same bytes
-into them, so they are plain ``msgspec`` structs with a ``type`` tag and no behaviour. They
-live apart from :mod:`coordinator.metadata` so that the HTTP API and the client can share
-them without importing the machine. Like the machine, this module is pure.
+into them, so they are plain ``msgspec`` structs with a ``type`` tag and no behaviour. The job
+spec and the read models they refer to are the API's too, and live in
+:mod:`coordinator.protocol`. Like the machine, this module is pure.
 
 Errors are results, never exceptions, because an exception inside ``apply`` would stop the
 log on every replica at once.
@@ -11,14 +11,12 @@ log on every replica at once.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import msgspec
 
 from coordinator.errors import CoordinatorError
+from coordinator.protocol import JobSpec
 
 __all__ = [
-    "AssignedPartition",
     "CancelJob",
     "CheckpointCommitted",
     "Command",
@@ -27,19 +25,15 @@ __all__ = [
     "DeregisterWorker",
     "ExpireWorker",
     "Fenced",
-    "Guarantee",
     "InvalidCommand",
     "JobCancelled",
     "JobExists",
-    "JobInfo",
     "JobNotPaused",
     "JobPaused",
     "JobResumed",
-    "JobSpec",
     "JobSubmitted",
     "OffsetRegression",
     "OffsetsReset",
-    "PartitionStatus",
     "PartitionsShrink",
     "PartitionsUpdated",
     "PauseJob",
@@ -48,9 +42,7 @@ __all__ = [
     "Result",
     "ResultDecodeError",
     "ResumeJob",
-    "SourceSpec",
     "StaleExpiry",
-    "Status",
     "SubmitJob",
     "UnknownJob",
     "UnknownPartition",
@@ -59,7 +51,6 @@ __all__ = [
     "UpdatePartitions",
     "WorkerDeregistered",
     "WorkerExpired",
-    "WorkerInfo",
     "WorkerRegistered",
     "decode_command",
     "decode_result",
@@ -67,7 +58,6 @@ __all__ = [
     "encode_result",
 ]
 
-Guarantee = Literal["at-least-once", "exactly-once"]
 TopicPartition = tuple[str, int]
 
 
@@ -77,33 +67,6 @@ class CommandDecodeError(CoordinatorError, ValueError):
 
 class ResultDecodeError(CoordinatorError, ValueError):
     """Bytes that are not a well-formed result."""
-
-
-# --------------------------------------------------------------------------------------
-# Job spec
-# --------------------------------------------------------------------------------------
-
-
-class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One input topic of a job and how many partitions it has (repartition topics too)."""
-
-    topic: str
-    partitions: int
-
-
-class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What Paxos stores about a job; the code itself ships with the deployment.
-
-    ``sink`` and ``settings`` are opaque JSON objects owned by the pipeline runtime; the
-    machine only checks that they are JSON-like so snapshots stay deterministic.
-    """
-
-    name: str
-    entrypoint: str
-    sources: tuple[SourceSpec, ...]
-    sink: dict[str, Any]
-    guarantee: Guarantee = "at-least-once"
-    settings: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------
@@ -358,56 +321,6 @@ Result = (
     | OffsetRegression
     | InvalidCommand
 )
-
-# --------------------------------------------------------------------------------------
-# Read models
-# --------------------------------------------------------------------------------------
-
-
-class JobInfo(msgspec.Struct, frozen=True):
-    spec: JobSpec
-    paused: bool
-    submitted_at: int
-
-
-class WorkerInfo(msgspec.Struct, frozen=True):
-    worker_id: str
-    capacity: int
-    registered_at: int
-    assigned: int
-
-
-class AssignedPartition(msgspec.Struct, frozen=True):
-    """``offset`` is the next offset to read; ``None`` means never committed (start at
-    the earliest available offset)."""
-
-    job: str
-    topic: str
-    partition: int
-    epoch: int
-    offset: int | None
-
-
-class PartitionStatus(msgspec.Struct, frozen=True):
-    """``epoch`` is 0 for a partition that has never had an owner."""
-
-    topic: str
-    partition: int
-    offset: int | None
-    owner: str | None
-    epoch: int
-
-
-class Status(msgspec.Struct, frozen=True):
-    applied_slot: int
-    last_epoch: int
-    jobs: int
-    paused_jobs: int
-    workers: int
-    partitions: int
-    assigned_partitions: int
-    unassigned_partitions: int
-
 
 # --------------------------------------------------------------------------------------
 # Encoding

@@ -32,14 +32,12 @@ Decisions where DESIGN.md is silent:
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import msgspec
 
 from coordinator.assignor import assign
 from coordinator.commands import (
-    AssignedPartition,
     CancelJob,
     CheckpointCommitted,
     Command,
@@ -51,16 +49,13 @@ from coordinator.commands import (
     InvalidCommand,
     JobCancelled,
     JobExists,
-    JobInfo,
     JobNotPaused,
     JobPaused,
     JobResumed,
-    JobSpec,
     JobSubmitted,
     OffsetRegression,
     OffsetsReset,
     PartitionsShrink,
-    PartitionStatus,
     PartitionsUpdated,
     PauseJob,
     RegisterWorker,
@@ -68,7 +63,6 @@ from coordinator.commands import (
     Result,
     ResumeJob,
     StaleExpiry,
-    Status,
     SubmitJob,
     UnknownJob,
     UnknownPartition,
@@ -77,16 +71,26 @@ from coordinator.commands import (
     UpdatePartitions,
     WorkerDeregistered,
     WorkerExpired,
-    WorkerInfo,
     WorkerRegistered,
     decode_command,
     encode_result,
 )
 from coordinator.errors import CoordinatorError
+from coordinator.protocol import (
+    GUARANTEES,
+    JOB_NAME,
+    MAX_CAPACITY,
+    MAX_PARTITIONS,
+    AssignedPartition,
+    JobInfo,
+    JobSpec,
+    PartitionStatus,
+    Status,
+    WorkerInfo,
+    valid_topic,
+)
 
 __all__ = [
-    "MAX_CAPACITY",
-    "MAX_PARTITIONS",
     "SNAPSHOT_VERSION",
     "MetadataMachine",
     "SnapshotError",
@@ -94,13 +98,6 @@ __all__ = [
 ]
 
 SNAPSHOT_VERSION = 1
-#: Upper bounds keep one command from making every replica allocate without limit.
-MAX_PARTITIONS = 100_000
-MAX_CAPACITY = 1_000_000
-
-_JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
-_GUARANTEES = ("at-least-once", "exactly-once")
 
 TopicPartition = tuple[str, int]
 
@@ -167,7 +164,7 @@ def _json_problem(value: object, path: str) -> str | None:
 
 
 def _topic_problem(topic: object, path: str) -> str | None:
-    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+    if not valid_topic(topic):
         return f"{path} must be a Kafka topic name ([A-Za-z0-9._-], 1-249 chars), got {topic!r}"
     return None
 
@@ -180,7 +177,7 @@ def _count_problem(count: object, path: str) -> str | None:
 
 def validate_spec(spec: JobSpec) -> str | None:
     """Return why ``spec`` is unacceptable, naming the field, or ``None`` if it is fine."""
-    if not isinstance(spec.name, str) or not _JOB_NAME.fullmatch(spec.name):
+    if not isinstance(spec.name, str) or not JOB_NAME.fullmatch(spec.name):
         return f"spec.name must match [A-Za-z0-9._-]{{1,128}}, got {spec.name!r}"
     ep = spec.entrypoint
     module, _, attr = ep.partition(":") if isinstance(ep, str) else ("", "", "")
@@ -200,8 +197,8 @@ def validate_spec(spec: JobSpec) -> str | None:
         seen.add(source.topic)
     if not isinstance(spec.sink, dict) or not spec.sink:
         return "spec.sink must be a non-empty object"
-    if spec.guarantee not in _GUARANTEES:
-        return f"spec.guarantee must be one of {', '.join(_GUARANTEES)}, got {spec.guarantee!r}"
+    if spec.guarantee not in GUARANTEES:
+        return f"spec.guarantee must be one of {', '.join(GUARANTEES)}, got {spec.guarantee!r}"
     if not isinstance(spec.settings, dict):
         return "spec.settings must be an object"
     return _json_problem(spec.sink, "spec.sink") or _json_problem(spec.settings, "spec.settings")

@@ -18,16 +18,12 @@ bytes; :func:`load_job` resolves both forms.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
+from coordinator.protocol import GUARANTEES, JOB_NAME, Guarantee
 from pipeline.errors import PipelineError
 
 __all__ = [
@@ -38,7 +34,6 @@ __all__ = [
     "FlatMap",
     "Guarantee",
     "Job",
-    "JobLoadError",
     "KeyBy",
     "Map",
     "Operator",
@@ -51,15 +46,11 @@ __all__ = [
     "Window",
     "WindowSpec",
     "hopping",
-    "load_job",
     "tumbling",
 ]
 
-Guarantee = Literal["at-least-once", "exactly-once"]
 SinkValue = Literal["json", "str", "bytes"]
 
-_GUARANTEES = ("at-least-once", "exactly-once")
-_JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 #: Worker tuning knobs with their defaults; ``Job.settings`` rejects unknown names so a typo
 #: is an error at submit time rather than a silently ignored setting in production.
@@ -76,10 +67,6 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
 
 class SpecError(PipelineError, ValueError):
     """A job or one of its arguments is invalid; the message names the field or operator."""
-
-
-class JobLoadError(PipelineError, LookupError):
-    """An entrypoint (``path.py:attr`` or ``module:attr``) cannot be resolved to a Job."""
 
 
 # --------------------------------------------------------------------------------------
@@ -289,11 +276,11 @@ class Job:
     extra_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _JOB_NAME.fullmatch(self.name):
+        if not isinstance(self.name, str) or not JOB_NAME.fullmatch(self.name):
             raise SpecError(f"Job(): name must match [A-Za-z0-9._-]{{1,128}}, got {self.name!r}")
-        if self.guarantee not in _GUARANTEES:
+        if self.guarantee not in GUARANTEES:
             raise SpecError(
-                f"Job(): guarantee must be one of {', '.join(_GUARANTEES)}, got {self.guarantee!r}"
+                f"Job(): guarantee must be one of {', '.join(GUARANTEES)}, got {self.guarantee!r}"
             )
 
     def _then(self, op: Operator) -> Job:
@@ -414,98 +401,3 @@ class Job:
     def __repr__(self) -> str:
         chain = ".".join(op_name(op) for op in self.operators)
         return f"Job({self.name!r}{'.' if chain else ''}{chain})"
-
-
-# --------------------------------------------------------------------------------------
-# Loading by entrypoint
-# --------------------------------------------------------------------------------------
-
-
-def load_job(ref: str, *, cwd: str | Path | None = None) -> Job:
-    """Resolve ``path/to/file.py:attr`` (relative to ``cwd``) or ``package.module:attr``.
-
-    A file inside a package under ``cwd`` (every directory up to ``cwd`` has
-    ``__init__.py``) is imported under its dotted name, so both spellings give the very same
-    Job object and the file's relative imports work.
-    """
-    if not isinstance(ref, str) or ":" not in ref:
-        raise JobLoadError(
-            f"entrypoint must look like 'path.py:attr' or 'module:attr', got {ref!r}"
-        )
-    target, _, attr = ref.rpartition(":")
-    if not target or not attr or not attr.isidentifier():
-        raise JobLoadError(
-            f"entrypoint must look like 'path.py:attr' or 'module:attr', got {ref!r}"
-        )
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        module = _import_file(base, target)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and target.startswith(exc.name):
-                raise JobLoadError(
-                    f"cannot import module {target!r}: no module named {exc.name!r}"
-                ) from None
-            raise JobLoadError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            raise JobLoadError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise JobLoadError(f"{target!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, Job):
-        raise JobLoadError(f"{ref!r} is a {type(obj).__name__}, not a paxline Job")
-    return obj
-
-
-def _import_file(base: Path, target: str) -> Any:
-    path = (base / target).resolve()
-    if not path.is_file():
-        raise JobLoadError(f"job file not found: {target!r} (looked at {path})")
-    root = base.resolve()
-    dotted = _dotted_name(root, path)
-    try:
-        if dotted is not None:
-            if str(root) not in sys.path:
-                sys.path.insert(0, str(root))
-            module = importlib.import_module(dotted)
-            origin = getattr(module, "__file__", None)
-            if origin is not None and Path(origin).resolve() == path:
-                return module
-            # another module shadows the dotted name: fall back to loading the file itself
-        name = "_paxline_job_" + re.sub(r"\W", "_", str(path))
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise JobLoadError(f"cannot load {target!r} as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return module
-    except JobLoadError:
-        raise
-    except Exception as exc:
-        raise JobLoadError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _dotted_name(root: Path, path: Path) -> str | None:
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        return None
-    parts = rel.with_suffix("").parts
-    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
-        return None
-    directory = root
-    for part in parts[:-1]:
-        directory = directory / part
-        if not (directory / "__init__.py").is_file():
-            return None
-    return ".".join(parts)

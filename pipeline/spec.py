@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.protocol import MAX_PARTITIONS, valid_topic
 from pipeline.job import (
     DEFAULT_SETTINGS,
     Aggregate,
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 SPEC_VERSION = 1
-MAX_PARTITIONS = 100_000  # the coordinator's limit (coordinator.metadata.MAX_PARTITIONS)
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
 _STATEFUL = (Count, Reduce, Aggregate)
@@ -87,7 +86,7 @@ class StagePlan:
 
 
 def _topic_problem(topic: object, what: str) -> str | None:
-    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+    if not valid_topic(topic):
         return (
             f"{what} must be a Kafka topic name ([A-Za-z0-9._-], 1-249 chars, "
             f"not '.' or '..'), got {topic!r}"

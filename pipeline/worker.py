@@ -30,8 +30,8 @@ from pipeline.errors import PipelineError
 from pipeline.executor.plan import Plan, compile_job
 from pipeline.executor.provenance import dedup
 from pipeline.executor.records import BatchResult, InRecord, StateAccess
-from pipeline.job import load_job
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
+from pipeline.loading import load_job
 from pipeline.metrics import WorkerMetrics
 from pipeline.state import MemoryStore, PartitionStore, RedisStore, RedisStores, StateKey
 from pipeline.state.redis import StaleEpoch

@@ -30,7 +30,6 @@ from coordinator.commands import (
     InvalidCommand,
     JobExists,
     JobNotPaused,
-    JobSpec,
     JobSubmitted,
     OffsetRegression,
     PauseJob,
@@ -49,6 +48,7 @@ from coordinator.commands import (
     encode_command,
 )
 from coordinator.metadata import validate_spec
+from coordinator.protocol import JobSpec
 from coordinator.server.dashboard import index_html, static_dir
 from coordinator.server.metadata_app import encode_query
 from coordinator.server.metrics import render_metrics

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from coordinator.commands import JobSpec
+from coordinator.protocol import JobSpec
 
 __all__ = ["openapi_document"]
 

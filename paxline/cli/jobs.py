@@ -115,8 +115,9 @@ def register(app: typer.Typer) -> None:
 
         Example: paxline submit examples/wordcount.py:job --wait
         """
-        from pipeline.job import JobLoadError, SpecError, load_job
+        from pipeline.job import SpecError
         from pipeline.kafka import create_topics
+        from pipeline.loading import JobLoadError, load_job
         from pipeline.spec import build_spec
 
         sys.path.insert(0, os.getcwd())

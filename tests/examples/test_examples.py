@@ -13,11 +13,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.commands import JobSpec
 from coordinator.metadata import validate_spec
+from coordinator.protocol import JobSpec
 from examples import clicks, enrich, wordcount
 from pipeline.executor import compile_job
-from pipeline.job import load_job
+from pipeline.loading import load_job
 from pipeline.spec import build_spec
 from tests.pipeline.executor.memory_state import (
     json_records,

@@ -15,7 +15,6 @@ from coordinator.commands import (
     ExpireWorker,
     Fenced,
     InvalidCommand,
-    JobSpec,
     JobSubmitted,
     OffsetRegression,
     PauseJob,
@@ -24,7 +23,6 @@ from coordinator.commands import (
     Result,
     ResultDecodeError,
     ResumeJob,
-    SourceSpec,
     SubmitJob,
     UpdatePartitions,
     decode_command,
@@ -33,6 +31,7 @@ from coordinator.commands import (
     encode_result,
 )
 from coordinator.metadata import SNAPSHOT_VERSION, MetadataMachine, SnapshotError
+from coordinator.protocol import JobSpec, SourceSpec
 
 SPEC = JobSpec(
     name="wc",

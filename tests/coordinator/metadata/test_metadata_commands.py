@@ -12,7 +12,6 @@ import msgspec
 import pytest
 
 from coordinator.commands import (
-    AssignedPartition,
     CancelJob,
     CheckpointCommitted,
     Command,
@@ -26,19 +25,16 @@ from coordinator.commands import (
     JobNotPaused,
     JobPaused,
     JobResumed,
-    JobSpec,
     JobSubmitted,
     OffsetRegression,
     OffsetsReset,
     PartitionsShrink,
-    PartitionStatus,
     PartitionsUpdated,
     PauseJob,
     RegisterWorker,
     ResetOffsets,
     Result,
     ResumeJob,
-    SourceSpec,
     StaleExpiry,
     SubmitJob,
     UnknownJob,
@@ -51,6 +47,7 @@ from coordinator.commands import (
     WorkerRegistered,
 )
 from coordinator.metadata import MetadataMachine
+from coordinator.protocol import AssignedPartition, JobSpec, PartitionStatus, SourceSpec
 
 
 def spec(name: str = "wc", **overrides: Any) -> JobSpec:

@@ -21,14 +21,12 @@ from coordinator.commands import (
     CommitCheckpoint,
     DeregisterWorker,
     ExpireWorker,
-    JobSpec,
     OffsetsReset,
     PauseJob,
     RegisterWorker,
     ResetOffsets,
     Result,
     ResumeJob,
-    SourceSpec,
     SubmitJob,
     UpdatePartitions,
     WorkerDeregistered,
@@ -39,6 +37,7 @@ from coordinator.commands import (
     encode_command,
 )
 from coordinator.metadata import MetadataMachine
+from coordinator.protocol import JobSpec, SourceSpec
 
 JOBS = ["j1", "j2", "j3"]
 TOPICS = ["t", "u"]

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-PURE_MODULES = ["coordinator/metadata.py", "coordinator/assignor.py", "coordinator/commands.py"]
+PURE_MODULES = [
+    "coordinator/metadata.py",
+    "coordinator/assignor.py",
+    "coordinator/commands.py",
+    "coordinator/protocol.py",
+]
 ALLOWED = {
     "__future__",
     "bisect",
@@ -31,6 +36,7 @@ ALLOWED = {
     "coordinator.assignor",
     "coordinator.commands",
     "coordinator.errors",
+    "coordinator.protocol",
 }
 FORBIDDEN_CALLS = {"__import__", "open", "eval", "exec", "input", "print", "hash", "id"}
 

@@ -29,11 +29,6 @@ ALLOWED = {
     "orjson",
 }
 # A ``pipeline`` module is allowed when it passes the same checks: the walk reaches it.
-KNOWN_IMPURE = {
-    # load_job imports a user's job file. The executor never calls it, but importing
-    # pipeline.job brings these in; moving the loader out of pipeline.job (issue 12) ends it.
-    "pipeline.job": {"importlib", "importlib.util", "pathlib", "sys"},
-}
 FORBIDDEN_MODULES = {"confluent_kafka", "redis", "socket", "asyncio", "time", "os", "threading",
                      "random", "subprocess", "pickle", "importlib"}  # fmt: skip
 FORBIDDEN_CALLS = {"__import__", "open", "eval", "exec", "input", "print", "hash", "id"}
@@ -41,8 +36,8 @@ FORBIDDEN_CALLS = {"__import__", "open", "eval", "exec", "input", "print", "hash
 
 def module_file(name: str) -> Path | None:
     """The source file of an in-repo ``pipeline`` module, or None for anything else."""
-    if name != "pipeline" and not name.startswith("pipeline."):
-        return None
+    if name.split(".")[0] not in ("pipeline", "coordinator"):
+        return None  # coordinator: the executor reaches coordinator.protocol (limits)
     base = ROOT.joinpath(*name.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
@@ -91,8 +86,8 @@ def impure_imports(name: str) -> list[str]:
     bad = []
     for imported in imported_modules(parse(name)):
         top = imported.split(".")[0]
-        if top == "pipeline" or imported in KNOWN_IMPURE.get(name, ()):
-            continue  # pipeline modules are checked in their own right (see `reachable`)
+        if top in ("pipeline", "coordinator"):
+            continue  # in-repo modules are checked in their own right (see `reachable`)
         if top in FORBIDDEN_MODULES or top not in ALLOWED:
             bad.append(imported)
     return bad
@@ -123,13 +118,6 @@ def test_calls_no_io_or_nondeterministic_builtins(name: str) -> None:
     for node in ast.walk(parse(name)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             assert node.func.id not in FORBIDDEN_CALLS, f"{name} calls {node.func.id}()"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_IMPURE))
-def test_known_impurities_are_still_real(name: str) -> None:
-    """An exception that is no longer needed must go, or it would hide a new import."""
-    assert name in PURE_MODULES
-    assert KNOWN_IMPURE[name] <= set(imported_modules(parse(name)))
 
 
 def test_the_check_catches_a_forbidden_import() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from coordinator.commands import JobSpec
 from coordinator.metadata import validate_spec
+from coordinator.protocol import JobSpec
 from pipeline.job import Job, hopping, tumbling
 from pipeline.spec import SpecError, build_spec, validate
 

@@ -19,7 +19,7 @@ from e2e_stack import Stack, produce, wait_idle_eos, wait_workers
 from eos_checker import Report, check, read_partitions
 
 from paxline.localstack.common import wait_until
-from pipeline.job import load_job
+from pipeline.loading import load_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 JOBS = "tests/pipeline/worker/jobs_for_tests.py"

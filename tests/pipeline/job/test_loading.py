@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.job import Job, JobLoadError, load_job
+from pipeline.job import Job
+from pipeline.loading import JobLoadError, load_job
 
 JOB_SRC = (
     "from pipeline.job import Job\n"
