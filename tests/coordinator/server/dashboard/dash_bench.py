@@ -14,7 +14,7 @@ from playwright.sync_api import Page
 
 from paxline.localstack.coordinators import LocalCluster
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 JOB_PATH = "tests/coordinator/server/dashboard/dash_job.py:job"
 WORKERS = ("dash-w1", "dash-w2")
 

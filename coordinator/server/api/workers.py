@@ -1,0 +1,102 @@
+"""Routes of worker sessions: heartbeat (registers, returns the assignment), deregister, list;
+and the leader's expiry of lapsed sessions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from coordinator.commands import (
+    DeregisterWorker,
+    ExpireWorker,
+    RegisterWorker,
+    WorkerDeregistered,
+    WorkerRegistered,
+    encode_command,
+)
+from coordinator.protocol import (
+    AssignedPartition,
+    HeartbeatBody,
+    HeartbeatReply,
+    WorkerInfo,
+)
+from coordinator.server.api.common import Api, ApiError, decode_body, result_response
+
+__all__ = ["expiry", "worker_routes"]
+
+
+class _Seen(msgspec.Struct, frozen=True):
+    """Registration and assignment of one worker, read from one state of the machine."""
+
+    worker: WorkerInfo | None
+    assignment: list[AssignedPartition]
+
+
+def worker_routes(api: Api) -> list[Route]:
+    async def heartbeat(request: Request) -> Response:
+        worker_id = request.path_params["worker_id"]
+        raw = await request.body()
+        body = decode_body(raw, HeartbeatBody) if raw.strip() else HeartbeatBody()
+        if body.capacity < 1:
+            raise ApiError(400, "capacity must be >= 1", "$.capacity")
+        # Whether to register is decided from a linearizable read, never from this node's
+        # replica: a leader elected a moment ago may not have applied a predecessor's
+        # DeregisterWorker/ExpireWorker yet (issue 11). The registration and the assignment
+        # come from one read, so the answer is one state of the machine. RegisterWorker is
+        # idempotent in its apply, so a race with a concurrent change cannot double-register.
+        seen = await api.read("heartbeat", worker_id, _Seen)
+        assignment = seen.assignment
+        if seen.worker is None or seen.worker.capacity != body.capacity:
+            result = await api.propose(request, RegisterWorker(worker_id, body.capacity))
+            if not isinstance(result, WorkerRegistered):
+                return result_response(result)
+            assignment = await api.read("assignment", worker_id, list[AssignedPartition])
+        now = time.monotonic()
+        api.sessions.touch(worker_id, now)
+        for p in body.progress:  # soft state, like sessions: for lag, never for decisions
+            api.progress[(p.job, p.topic, p.partition)] = (p.end, p.position, worker_id, now)
+        reply = HeartbeatReply(worker_id, api.sessions.timeout, assignment)
+        return JSONResponse(msgspec.to_builtins(reply))
+
+    async def deregister(request: Request) -> Response:
+        worker_id = request.path_params["worker_id"]
+        result = await api.propose(request, DeregisterWorker(worker_id))
+        if isinstance(result, WorkerDeregistered):
+            api.sessions.forget(worker_id)
+        return result_response(result)
+
+    async def list_workers(request: Request) -> Response:
+        return JSONResponse({"workers": await api.read("workers")})
+
+    return [
+        Route("/v1/workers", api.reader(list_workers), methods=["GET"]),
+        Route("/v1/workers/{worker_id}/heartbeat", api.writer(heartbeat), methods=["POST"]),
+        Route("/v1/workers/{worker_id}", api.writer(deregister), methods=["DELETE"]),
+    ]
+
+
+def expiry(api: Api) -> Callable[[], Awaitable[None]]:
+    async def expire_lapsed() -> None:
+        """Leader only: propose `ExpireWorker` for sessions that ran out.
+
+        The registry comes from a linearizable read (not this node's replica, which a new
+        leader may not have brought up to date), and each `ExpireWorker` names the
+        registration that lapsed, so its apply refuses it (`StaleExpiry`) if the worker
+        re-registered meanwhile: the machine, not this loop, makes the final decision."""
+        rt = api.rt
+        if not rt.node.serving or rt.leader_since is None:
+            return
+        try:
+            workers = await api.read("workers", tp=list[WorkerInfo])
+        except ApiError:
+            return  # lost leadership or no quorum; the next round tries again
+        registered = {w.worker_id: w.registered_at for w in workers}
+        for worker_id, registered_at in api.sessions.lapsed(registered, time.monotonic()):
+            await rt.propose(encode_command(ExpireWorker(worker_id, registered_at)))
+
+    return expire_lapsed
