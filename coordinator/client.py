@@ -13,11 +13,20 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import httpx
+import msgspec
 
+from coordinator.commands import Result
 from coordinator.errors import CoordinatorError
+from coordinator.protocol import (
+    HeartbeatReply,
+    JobInfo,
+    PartitionOffsets,
+    Progress,
+    WorkerInfo,
+)
 
 __all__ = ["CoordinatorClient", "CoordinatorUnavailable", "RequestRejected"]
 
@@ -120,60 +129,70 @@ class CoordinatorClient:
                 time.sleep(min(0.05 * attempt, 0.25))  # back off after a full round
 
     # ------------------------------------------------------------------------- commands
-    def submit_job(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/jobs", dict(spec), mutation=True)
+    # Every answer is decoded into the structs of `coordinator.protocol` (reads) or
+    # `coordinator.commands` (results of mutations), so callers never index into JSON.
+    def submit_job(self, spec: Mapping[str, Any]) -> Result:
+        return _result(self._call("POST", "/v1/jobs", dict(spec), mutation=True))
 
-    def cancel_job(self, name: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/v1/jobs/{name}", mutation=True)
+    def cancel_job(self, name: str) -> Result:
+        return _result(self._call("DELETE", f"/v1/jobs/{name}", mutation=True))
 
-    def pause_job(self, name: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/jobs/{name}/pause", mutation=True)
+    def pause_job(self, name: str) -> Result:
+        return _result(self._call("POST", f"/v1/jobs/{name}/pause", mutation=True))
 
-    def resume_job(self, name: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/jobs/{name}/resume", mutation=True)
+    def resume_job(self, name: str) -> Result:
+        return _result(self._call("POST", f"/v1/jobs/{name}/resume", mutation=True))
 
-    def reset_offsets(self, job: str, offsets: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+    def reset_offsets(self, job: str, offsets: Mapping[tuple[str, int], int]) -> Result:
         body = {"offsets": _offset_list(offsets)}
-        return self._call("POST", f"/v1/jobs/{job}/offsets:reset", body, mutation=True)
+        return _result(self._call("POST", f"/v1/jobs/{job}/offsets:reset", body, mutation=True))
 
     def commit_checkpoint(
         self, job: str, worker_id: str, epoch: int, offsets: Mapping[tuple[str, int], int]
-    ) -> dict[str, Any]:
+    ) -> Result:
         body = {"worker_id": worker_id, "epoch": epoch, "offsets": _offset_list(offsets)}
-        return self._call("POST", f"/v1/jobs/{job}/checkpoints", body, mutation=True)
+        return _result(self._call("POST", f"/v1/jobs/{job}/checkpoints", body, mutation=True))
 
     def heartbeat(
-        self, worker_id: str, capacity: int = 1024, progress: list[dict[str, Any]] | None = None
-    ) -> dict[str, Any]:
-        """Keep the session alive and fetch the assignment; `progress` (job, topic, partition,
-        position, end) lets the coordinators show lag."""
+        self, worker_id: str, capacity: int = 1024, progress: list[Progress] | None = None
+    ) -> HeartbeatReply:
+        """Keep the session alive and fetch the assignment; `progress` lets the coordinators
+        show lag."""
         body: dict[str, Any] = {"capacity": capacity}
         if progress:
-            body["progress"] = progress
-        return self._call("POST", f"/v1/workers/{worker_id}/heartbeat", body, mutation=True)
+            body["progress"] = msgspec.to_builtins(progress)
+        reply = self._call("POST", f"/v1/workers/{worker_id}/heartbeat", body, mutation=True)
+        return msgspec.convert(reply, HeartbeatReply)
 
-    def deregister(self, worker_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/v1/workers/{worker_id}", mutation=True)
+    def deregister(self, worker_id: str) -> Result:
+        return _result(self._call("DELETE", f"/v1/workers/{worker_id}", mutation=True))
 
     # ---------------------------------------------------------------------------- reads
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/jobs")["jobs"])
+    def jobs(self) -> list[JobInfo]:
+        return msgspec.convert(self._call("GET", "/v1/jobs")["jobs"], list[JobInfo])
 
-    def job(self, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/jobs/{name}")
+    def job(self, name: str) -> JobInfo:
+        return msgspec.convert(self._call("GET", f"/v1/jobs/{name}"), JobInfo)
 
-    def offsets(self, job: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/v1/jobs/{job}/offsets")["partitions"])
+    def offsets(self, job: str) -> list[PartitionOffsets]:
+        parts = self._call("GET", f"/v1/jobs/{job}/offsets")["partitions"]
+        return msgspec.convert(parts, list[PartitionOffsets])
 
-    def workers(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/workers")["workers"])
+    def workers(self) -> list[WorkerInfo]:
+        return msgspec.convert(self._call("GET", "/v1/workers")["workers"], list[WorkerInfo])
 
     def node_status(self, endpoint: str, timeout: float = 2.0) -> dict[str, Any]:
-        """One node's own view (not forwarded), for `paxline cluster status`."""
+        """One node's own view (not forwarded), for `paxline cluster status`: free-form, it
+        grows with what a node can tell about itself."""
         resp = self._http.get(endpoint.rstrip("/") + "/v1/cluster", timeout=timeout)
         resp.raise_for_status()
         data = resp.json()
         return data if isinstance(data, dict) else {}
+
+
+def _result(body: dict[str, Any]) -> Result:
+    """A command's result from its JSON answer (the `type` tag selects the struct)."""
+    return cast(Result, msgspec.convert(body, Result))
 
 
 def _offset_list(offsets: Mapping[tuple[str, int], int]) -> list[dict[str, Any]]:

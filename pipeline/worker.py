@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
+from coordinator.protocol import AssignedPartition, JobSpec, Progress
 from pipeline import eos
 from pipeline.checkpoint import Pending, commit_checkpoints
 from pipeline.errors import PipelineError
@@ -71,7 +72,7 @@ class JobRuntime:
 
     name: str
     plan: Plan
-    spec: dict[str, Any]
+    spec: JobSpec
     source: Source
 
     group_metadata: Any = None
@@ -82,12 +83,12 @@ class JobRuntime:
 
     @property
     def view(self) -> str:
-        sink = self.spec.get("sink", {})
+        sink = self.spec.sink
         return str(sink.get("view", "")) if sink.get("kind") == "redis" else ""
 
     @property
     def dead_letter_topic(self) -> str:
-        return str(self.spec.get("sink", {}).get("dead_letter") or self.plan.dead_letter_topic)
+        return str(self.spec.sink.get("dead_letter") or self.plan.dead_letter_topic)
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Owned:
 @dataclass
 class _Heartbeat:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    assignment: list[dict[str, Any]] | None = None
+    assignment: list[AssignedPartition] | None = None
     version: int = 0
 
 
@@ -143,7 +144,7 @@ class Worker:
         # Exactly-once transactions of different partitions overlap on these threads; each
         # mostly waits on the broker, with the GIL released.
         self._txn_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="txn")
-        self._progress: list[dict[str, Any]] = []
+        self._progress: list[Progress] = []
 
     # ------------------------------------------------------------------------ heartbeat
     def _heartbeat_loop(self) -> None:
@@ -157,7 +158,7 @@ class Worker:
                     self.cfg.worker_id, self.cfg.capacity, self._progress
                 )
                 with self._hb.lock:
-                    self._hb.assignment = list(reply["assignment"])
+                    self._hb.assignment = reply.assignment
                     self._hb.version += 1
             except (CoordinatorUnavailable, RequestRejected) as exc:
                 log.warning("heartbeat failed: %s", exc)
@@ -169,8 +170,8 @@ class Worker:
     def _job(self, name: str) -> JobRuntime:
         rt = self.jobs.get(name)
         if rt is None:
-            spec = self._client.job(name)["spec"]
-            plan = compile_job(load_job(spec["entrypoint"]))
+            spec = self._client.job(name).spec
+            plan = compile_job(load_job(spec.entrypoint))
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             rt = self.jobs[name] = JobRuntime(name, plan, spec, source)
@@ -178,67 +179,67 @@ class Worker:
             rt.group_metadata = source.group_metadata()
         return rt
 
-    def _reconcile(self, assignment: list[dict[str, Any]]) -> None:
-        desired = {(a["job"], a["topic"], a["partition"]): a for a in assignment}
+    def _reconcile(self, assignment: list[AssignedPartition]) -> None:
+        desired = {(a.job, a.topic, a.partition): a for a in assignment}
         for key, o in list(self.owned.items()):
             a = desired.get(key)
-            if a is None or a["epoch"] != o.epoch:
+            if a is None or a.epoch != o.epoch:
                 self._revoke([o])
         wanted = [
             a for key, a in desired.items()
-            if key not in self.owned and (*key, a["epoch"]) not in self._broken
+            if key not in self.owned and (*key, a.epoch) not in self._broken
         ]  # fmt: skip
         # Takeovers are mostly waiting (init_transactions fences the previous producer, which
         # takes a broker round trip or several): run them side by side, install them here.
-        prepared: list[tuple[dict[str, Any], Future[Owned]]] = []
+        prepared: list[tuple[AssignedPartition, Future[Owned]]] = []
         for a in wanted:
             try:
-                self._job(a["job"])  # compile the plan on this thread, once
+                self._job(a.job)  # compile the plan on this thread, once
             except (PipelineError, CoordinatorUnavailable, RequestRejected) as exc:
-                log.error("cannot load job %s: %s", a["job"], exc)
+                log.error("cannot load job %s: %s", a.job, exc)
                 continue
             prepared.append((a, self._txn_pool.submit(self._prepare, a)))
         for a, fut in prepared:
-            key = (a["job"], a["topic"], a["partition"])
+            key = (a.job, a.topic, a.partition)
             try:
                 self._install(fut.result())
             except eos.StateLost as exc:
                 # Not guessing: this partition stays stopped until an operator acts.
-                self._broken[(*key, a["epoch"])] = str(exc)
+                self._broken[(*key, a.epoch)] = str(exc)
                 log.error("STOPPED %s[%d] of %s: %s", key[1], key[2], key[0], exc)
             except (PipelineError, CoordinatorUnavailable, RequestRejected, StaleEpoch) as exc:
                 log.error("cannot take %s[%d] of %s: %s", key[1], key[2], key[0], exc)
 
-    def _prepare(self, a: dict[str, Any]) -> Owned:
+    def _prepare(self, a: AssignedPartition) -> Owned:
         """Fence the previous owner and find where to resume (thread-safe: no worker state)."""
-        rt = self.jobs[a["job"]]
-        stage = rt.plan.stage_for_topic(a["topic"])
-        key = StateKey(a["job"], a["topic"], a["partition"])
+        rt = self.jobs[a.job]
+        stage = rt.plan.stage_for_topic(a.topic)
+        key = StateKey(a.job, a.topic, a.partition)
         stateful = rt.plan.stages[stage].stateful or bool(rt.view)
-        agreed: int | None = a["offset"]
+        agreed = a.offset
         if rt.exactly_once:
             taken = eos.take_over(
                 kafka=self.cfg.kafka,
                 source=rt.source,
                 stores=self._stores if stateful else None,
                 key=key,
-                epoch=a["epoch"],
+                epoch=a.epoch,
                 agreed=agreed,
                 view=rt.view,
                 commit=lambda offset: self._commit_now(a, offset),
             )
-            return Owned(rt, key.topic, key.partition, a["epoch"], stage, taken.store,
+            return Owned(rt, key.topic, key.partition, a.epoch, stage, taken.store,
                          taken.start, agreed, taken.txn)  # fmt: skip
         store: PartitionStore = MemoryStore()
         if stateful:
             # The epoch fences a previous owner that has not noticed the move yet: its late
             # state writes are refused instead of counted twice.
-            store = self._stores.epoch_store(key, a["epoch"], view=rt.view)
+            store = self._stores.epoch_store(key, a.epoch, view=rt.view)
             store.take_over()
         # State may be ahead of the agreed checkpoint (crash after apply, before commit); its
         # outputs were flushed before it was applied, so resume after it.
         known = [x for x in (agreed, store.applied_offset()) if x is not None]
-        return Owned(rt, key.topic, key.partition, a["epoch"], stage, store,
+        return Owned(rt, key.topic, key.partition, a.epoch, stage, store,
                      max(known) if known else None, agreed)  # fmt: skip
 
     def _install(self, o: Owned) -> None:
@@ -248,8 +249,8 @@ class Worker:
         log.info("took %s[%d] of %s at epoch %d from offset %s",
                  o.topic, o.partition, o.job.name, o.epoch, o.position)  # fmt: skip
 
-    def _commit_now(self, a: dict[str, Any], offset: int) -> bool:
-        p = Pending(a["job"], a["topic"], a["partition"], a["epoch"], offset)
+    def _commit_now(self, a: AssignedPartition, offset: int) -> bool:
+        p = Pending(a.job, a.topic, a.partition, a.epoch, offset)
         return bool(commit_checkpoints(self._client, self.cfg.worker_id, [p]).committed)
 
     def _drop(self, o: Owned) -> None:
@@ -431,7 +432,7 @@ class Worker:
 
     def _report_progress(self) -> None:
         """Per-partition lag for /metrics and for the coordinators (dashboard)."""
-        progress: list[dict[str, Any]] = []
+        progress: list[Progress] = []
         self.metrics.owned.set(len(self.owned))
         for rt in self.jobs.values():
             ends = rt.source.high_watermarks(list(rt.source.assigned))
@@ -441,8 +442,7 @@ class Worker:
                     continue
                 position = o.position
                 self.metrics.lag.labels(rt.name, topic, str(partition)).set(end - (position or 0))
-                progress.append({"job": rt.name, "topic": topic, "partition": partition,
-                                 "position": position, "end": end})  # fmt: skip
+                progress.append(Progress(rt.name, topic, partition, position, end))
         self._progress = progress
 
     def commit(self) -> None:

@@ -32,7 +32,7 @@ def main() -> int:
     console = Console()
     ep = resolve()
     client = CoordinatorClient(ep.coordinators, ep.token, timeout=30)
-    if not any(j["spec"]["name"] == "wordcount" for j in client.jobs()):
+    if not any(j.spec.name == "wordcount" for j in client.jobs()):
         console.print("submitting examples/wordcount.py:job ...")
         done = subprocess.run(
             [sys.executable, "-m", "paxline.cli", "submit", "examples/wordcount.py:job", "--wait"],
@@ -53,8 +53,8 @@ def main() -> int:
     with console.status("waiting until every partition's agreed offset reaches its end ..."):
         while True:
             parts = client.offsets("wordcount")
-            ends = end_offsets(ep.kafka, [(p["topic"], p["partition"]) for p in parts])
-            if all((p["offset"] or 0) == ends[(p["topic"], p["partition"])] for p in parts):
+            ends = end_offsets(ep.kafka, [(p.topic, p.partition) for p in parts])
+            if all((p.offset or 0) == ends[(p.topic, p.partition)] for p in parts):
                 break
             if time.monotonic() - t0 > 180:
                 console.print("[red]not caught up after 180 s; see .paxline/logs/[/red]")

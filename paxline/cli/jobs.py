@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
                 deadline = time.monotonic() + timeout
                 while True:
                     parts = client.offsets(spec["name"])
-                    if parts and all(p["owner"] for p in parts):
+                    if parts and all(p.owner for p in parts):
                         break
                     if time.monotonic() > deadline:
                         raise _fail(f"not every partition owned after {timeout:.0f}s; "
@@ -153,16 +154,16 @@ def register(app: typer.Typer) -> None:
         with _client(coordinators) as client:
             rows = client.jobs()
         if as_json:
-            typer.echo(json.dumps(rows))
+            typer.echo(json.dumps(msgspec.to_builtins(rows)))
             return
         table = Table(title="jobs")
         for col in ("name", "entrypoint", "sources", "sink", "guarantee", "paused"):
             table.add_column(col)
         for j in rows:
-            s = j["spec"]
-            sources = ", ".join(f"{x['topic']}({x['partitions']})" for x in s["sources"])
-            table.add_row(s["name"], s["entrypoint"], sources, json.dumps(s["sink"]),
-                          s["guarantee"], str(j["paused"]))  # fmt: skip
+            s = j.spec
+            sources = ", ".join(f"{x.topic}({x.partitions})" for x in s.sources)
+            table.add_row(s.name, s.entrypoint, sources, json.dumps(s.sink),
+                          s.guarantee, str(j.paused))  # fmt: skip
         Console().print(table)
 
     @app.command()
@@ -222,8 +223,8 @@ def register(app: typer.Typer) -> None:
         ep = resolve(coordinators, kafka=kafka)
         try:
             with _client(coordinators) as client:
-                parts = client.offsets(name)
-                guarantee = client.job(name)["spec"]["guarantee"]
+                parts = [msgspec.to_builtins(p) for p in client.offsets(name)]
+                guarantee = client.job(name).spec.guarantee
         except RequestRejected as exc:
             raise _fail(str(exc), 2) from exc
         except CoordinatorUnavailable as exc:

@@ -22,8 +22,8 @@ SPEC = {
 
 def _commit_some(client: CoordinatorClient, worker: str, upto: int) -> int:
     client.submit_job(SPEC)
-    assignment = client.heartbeat(worker)["assignment"]
-    epoch = assignment[0]["epoch"]
+    assignment = client.heartbeat(worker).assignment
+    epoch = assignment[0].epoch
     for offset in range(1, upto + 1):
         client.commit_checkpoint("orders", worker, epoch, {("orders", p): offset for p in range(4)})
     return int(epoch)
@@ -38,11 +38,11 @@ def test_stopping_and_restarting_all_nodes_keeps_the_state(
     cluster.start()
     after = client.offsets("orders")
     assert after == before
-    assert {p["offset"] for p in after} == {25}
-    assert {p["epoch"] for p in after} == {epoch}
+    assert {p.offset for p in after} == {25}
+    assert {p.epoch for p in after} == {epoch}
     # Still accepting work after the restart, with the same fencing.
     client.commit_checkpoint("orders", "w1", epoch, {("orders", 0): 26})
-    assert client.offsets("orders")[0]["offset"] == 26
+    assert client.offsets("orders")[0].offset == 26
 
 
 @pytest.mark.parametrize("damage", ["torn", "corrupted"])
@@ -64,9 +64,7 @@ def test_a_damaged_log_tail_is_truncated_with_a_warning_and_the_node_rejoins(
     log_file.write_bytes(bytes(data))
 
     cluster.start_node(victim)
-    client.commit_checkpoint(
-        "orders", "w1", client.offsets("orders")[0]["epoch"], {("orders", 1): 11}
-    )
+    client.commit_checkpoint("orders", "w1", client.offsets("orders")[0].epoch, {("orders", 1): 11})
     cluster.wait_all_applied()
     assert cluster.nodes[victim].alive()
     text = cluster.nodes[victim].log_path.read_text()

@@ -83,7 +83,7 @@ def test_bad_peer_frames_are_dropped_counted_and_the_node_keeps_serving(
     assert cluster.nodes[target].alive()
     client.submit_job(GOOD_SPEC)
     cluster.wait_all_applied()
-    assert [j["spec"]["name"] for j in client.jobs()] == ["clicks"]
+    assert [j.spec.name for j in client.jobs()] == ["clicks"]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_checkpoint_with_bad_offsets_names_the_field(
     cluster: LocalCluster, client: CoordinatorClient
 ) -> None:
     client.submit_job(GOOD_SPEC)
-    epoch = client.heartbeat("w1")["assignment"][0]["epoch"]
+    epoch = client.heartbeat("w1").assignment[0].epoch
     resp = httpx.post(
         cluster.endpoints[0] + "/v1/jobs/clicks/checkpoints",
         json={"worker_id": "w1", "epoch": epoch,
@@ -158,4 +158,4 @@ def test_checkpoint_with_bad_offsets_names_the_field(
     )  # fmt: skip
     assert resp.status_code == 400
     assert resp.json()["field"] == "$.offsets[0].offset"
-    assert {p["offset"] for p in client.offsets("clicks")} == {None}
+    assert {p.offset for p in client.offsets("clicks")} == {None}

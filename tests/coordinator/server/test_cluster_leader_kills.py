@@ -81,8 +81,8 @@ def _reader(cluster: LocalCluster, name: str, stop: threading.Event, h: History)
                 continue  # a read that never answered constrains nothing
             response = _now()
             for p in parts:
-                value = "" if p["offset"] is None else str(p["offset"])
-                h.add(HistOp(name, str(p["partition"]), "get", "", None, invoke, response, value))
+                value = "" if p.offset is None else str(p.offset)
+                h.add(HistOp(name, str(p.partition), "get", "", None, invoke, response, value))
 
 
 def test_commits_survive_repeated_leader_kills_and_the_history_is_linearizable(
@@ -98,7 +98,7 @@ def test_commits_survive_repeated_leader_kills_and_the_history_is_linearizable(
     try:
         with CoordinatorClient(cluster.endpoints, token=cluster.token, timeout=20) as admin:
             admin.submit_job(SPEC)
-            epoch = int(admin.heartbeat("w1")["assignment"][0]["epoch"])
+            epoch = int(admin.heartbeat("w1").assignment[0].epoch)
         for p in range(PARTITIONS):
             threads.append(threading.Thread(target=_writer, args=(cluster, epoch, p, stop, h)))
         for r in range(2):
@@ -122,7 +122,7 @@ def test_commits_survive_repeated_leader_kills_and_the_history_is_linearizable(
         assert not h.errors, h.errors
 
         with CoordinatorClient(cluster.endpoints, token=cluster.token, timeout=20) as admin:
-            final = {p["partition"]: p["offset"] for p in admin.offsets("ledger")}
+            final = {p.partition: p.offset for p in admin.offsets("ledger")}
         for partition, acked in h.acked.items():
             assert final[partition] is not None and final[partition] >= acked, (
                 f"acknowledged commit {acked} of partition {partition} lost; final {final}"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from coordinator.client import CoordinatorClient
+from coordinator.commands import WorkerDeregistered
 from paxline.localstack.coordinators import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -54,12 +55,12 @@ def test_a_heartbeat_acknowledged_after_a_leader_change_registers_the_worker(
                 client.heartbeat(w)
             for round_ in range(ROUNDS):
                 leader = cluster.wait_for_leader()
-                assert client.deregister("w3")["result"] == "WorkerDeregistered"
+                assert isinstance(client.deregister("w3"), WorkerDeregistered)
                 cluster.kill(leader, signal.SIGKILL)
                 survivors = [n for n in cluster.nodes if n != leader]
                 answer = _heartbeat_as_soon_as_served(cluster, survivors, "w3")
                 assert answer["worker_id"] == "w3"
-                workers = sorted(w["worker_id"] for w in client.workers())
+                workers = sorted(w.worker_id for w in client.workers())
                 assert workers == ["w1", "w2", "w3"], (
                     f"round {round_}: heartbeat(w3) answered {answer} after the leader change, "
                     f"but the registry lists {workers}"

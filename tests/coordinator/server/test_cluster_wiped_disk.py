@@ -36,7 +36,7 @@ def _history_with_a_wiped_disk(cluster: LocalCluster) -> tuple[int, int, int, in
     Returns (up_to_date, wiped, stale, epoch)."""
     with CoordinatorClient(cluster.endpoints, token=cluster.token, timeout=20) as client:
         client.submit_job(SPEC)
-        epoch = int(client.heartbeat("w1")["assignment"][0]["epoch"])
+        epoch = int(client.heartbeat("w1").assignment[0].epoch)
         _commit(client, epoch, 10)
         cluster.wait_all_applied()
         leader = cluster.wait_for_leader()
@@ -71,7 +71,7 @@ def test_a_node_restarted_with_an_empty_data_dir_refuses_to_vote_and_no_commit_i
             [cluster.nodes[up_to_date].url, cluster.nodes[stale].url], token=cluster.token,
             timeout=30,
         ) as client:  # fmt: skip
-            offsets = {p["partition"]: p["offset"] for p in client.offsets("orders")}
+            offsets = {p.partition: p.offset for p in client.offsets("orders")}
         assert offsets == {0: 20, 1: 20}, f"acknowledged offset 20 lost: {offsets}"
         wait_until(lambda: not node.alive(), 20, "the wiped node to exit")
         assert node.proc is not None and node.proc.returncode not in (0, None)
@@ -101,7 +101,7 @@ def test_a_replaced_disk_rejoins_with_join_and_then_counts_towards_the_quorum(
             [cluster.nodes[wiped].url, cluster.nodes[stale].url], token=cluster.token, timeout=30
         ) as client:
             _commit(client, epoch, 30)
-            offsets = {p["partition"]: p["offset"] for p in client.offsets("orders")}
+            offsets = {p.partition: p.offset for p in client.offsets("orders")}
         assert offsets == {0: 30, 1: 30}
     finally:
         cluster.stop()

@@ -93,8 +93,8 @@ def job_progress(stack: Stack, job: str) -> list[tuple[str, int, int | None, int
     """(topic, partition, agreed offset, Kafka end offset) for every source of the job."""
     with stack.client() as client:
         parts = client.offsets(job)
-    ends = end_offsets(stack.kafka, [(p["topic"], p["partition"]) for p in parts])
-    return [(p["topic"], p["partition"], p["offset"], ends[(p["topic"], p["partition"])])
+    ends = end_offsets(stack.kafka, [(p.topic, p.partition) for p in parts])
+    return [(p.topic, p.partition, p.offset, ends[(p.topic, p.partition)])
             for p in parts]  # fmt: skip
 
 
@@ -172,9 +172,9 @@ def uncommitted_left(stack: Stack, job: str) -> list[str]:
     })  # fmt: skip
     left: list[str] = []
     try:
-        consumer.assign([TopicPartition(p["topic"], p["partition"], p["offset"] or 0)
+        consumer.assign([TopicPartition(p.topic, p.partition, p.offset or 0)
                          for p in parts])  # fmt: skip
-        pending = {(p["topic"], p["partition"]) for p in parts}
+        pending = {(p.topic, p.partition) for p in parts}
         deadline = time.monotonic() + 10
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(100, 0.2):

@@ -49,7 +49,7 @@ def _produce(stack: Stack, topic: str, records: list[tuple[bytes, bytes]]) -> No
 
 def _agreed_total(stack: Stack, job: str) -> int:
     with stack.client() as client:
-        return sum(p["offset"] or 0 for p in client.offsets(job))
+        return sum(p.offset or 0 for p in client.offsets(job))
 
 
 def _check(stack: Stack, attr: str) -> Report:
@@ -116,7 +116,7 @@ def test_a_paused_zombie_changes_nothing_when_it_wakes_up(stack: Stack) -> None:
         # Its session lapses; ez-1 takes every partition over (new epochs everywhere).
         def moved() -> bool:
             with stack.client() as client:
-                return {p["owner"] for p in client.offsets("eoszombie")} == {"ez-1"}
+                return {p.owner for p in client.offsets("eoszombie")} == {"ez-1"}
 
         wait_until(moved, 60, "the zombie's partitions to move")
         _produce(stack, "eoszombie-in", clicks[len(clicks) // 2 :])

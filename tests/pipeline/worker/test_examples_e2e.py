@@ -62,8 +62,7 @@ def test_wordcount_view_equals_a_plain_count(stack: Stack) -> None:
         with stack.client() as client:
             shown[0] = client.offsets("wordcount")
         return all(
-            p["lag"] == 0 and p["end_offset"] == kafka_end[(p["topic"], p["partition"])]
-            for p in shown[0]
+            p.lag == 0 and p.end_offset == kafka_end[(p.topic, p.partition)] for p in shown[0]
         )
 
     try:

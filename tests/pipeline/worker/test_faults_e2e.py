@@ -10,6 +10,7 @@ import json
 import signal
 from collections import Counter
 
+import msgspec
 import orjson
 import pytest
 from e2e_stack import (
@@ -43,7 +44,7 @@ def _submit(stack: Stack, attr: str) -> None:
 
 def _owners(stack: Stack, job: str) -> Counter[str]:
     with stack.client() as client:
-        return Counter(p["owner"] for p in client.offsets(job))
+        return Counter(p.owner for p in client.offsets(job))
 
 
 def test_growing_to_three_workers_and_back_to_one_rebalances_without_loss(stack: Stack) -> None:
@@ -152,7 +153,7 @@ def test_a_bad_job_is_refused_with_an_error_naming_it(stack: Stack, ref: str, me
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     with stack.client() as client:
-        jobs = json.dumps(client.jobs())
+        jobs = json.dumps(msgspec.to_builtins(client.jobs()))
     assert "badwindow" not in jobs and "badtopic" not in jobs
 
 
@@ -174,7 +175,7 @@ def test_pause_reset_and_resume_replays_a_job_from_the_reset_offsets(stack: Stac
     )
     assert done.returncode == 0, done.stderr
     with stack.client() as client:
-        assert {p["offset"] for p in client.offsets("replay") if p["topic"] == "replay-in"} == {0}
+        assert {p.offset for p in client.offsets("replay") if p.topic == "replay-in"} == {0}
     assert stack.paxline("resume", "replay").returncode == 0
     wait_idle(stack, "replay")
     out = json_values(read_topic(stack.kafka, "replay-out"))
