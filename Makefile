@@ -38,6 +38,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## The whole suite: pure, simulator, integration and the short chaos variant (real Kafka, Redis).
 test: deps lint

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.sim.checkers import check_convergence, check_linearizability
-from coordinator.sim.world import SimParams, Stats, World, params_for_seed
+from coordinator.sim.params import SimParams, params_for_seed
+from coordinator.sim.world import Stats, World
 
 __all__ = ["RunResult", "run_seed"]
 

@@ -4,15 +4,35 @@ for the linearizability checker."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from coordinator.paxos.types import Command, ProposalResult, ReadResult
 from coordinator.sim.kv import read_query, write_command
 from coordinator.sim.linearizability import HistOp
+from coordinator.sim.params import SimParams
 
-if TYPE_CHECKING:
-    from coordinator.sim.world import SimParams, World
+
+class World(Protocol):
+    """What the workload needs of the simulated world (`coordinator.sim.world.World`): its
+    RNG and clock, the node ids, a way to schedule client events, and its log. A protocol,
+    so that the workload does not import the world that drives it."""
+
+    rng: random.Random
+    ids: tuple[int, ...]
+    now: int
+    verbose: bool
+    healed_at: int | None
+
+    def client_send(self, nid: int, kind: str, payload: Any) -> None: ...
+
+    def schedule_client(self, time: int, kind: int, payload: Any) -> None: ...
+
+    def log(self, text: str) -> None: ...
+
+    def violation(self, text: str) -> None: ...
+
 
 __all__ = ["Client", "Workload"]
 

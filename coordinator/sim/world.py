@@ -29,56 +29,12 @@ from coordinator.paxos.types import (
     ReadResult,
 )
 from coordinator.sim.kv import KVMachine
+from coordinator.sim.params import SimParams, params_for_seed
 from coordinator.sim.workload import Workload
 
 __all__ = ["SimNode", "SimParams", "World", "params_for_seed"]
 
 TICK, MSG, FLUSH, CREQ, CRESP, CTIMER, FAULT, CSTART = range(8)
-
-
-@dataclass(frozen=True, slots=True)
-class SimParams:
-    seed: int
-    n_nodes: int = 3
-    election_ticks: int = 10
-    heartbeat_ticks: int = 2
-    window: int = 8
-    max_batch: int = 8
-    snapshot_every: int = 16
-    tick_unit: int = 100
-    drift: int = 5  # each node's tick period is tick_unit +/- drift units
-    delay_min: int = 5
-    delay_max: int = 120
-    p_drop: float = 0.05
-    p_dup: float = 0.03
-    disk_min: int = 1
-    disk_max: int = 30
-    fault_gap: tuple[int, int] = (300, 2500)
-    fault_end: int = 40_000
-    run_end: int = 52_000
-    n_clients: int = 3
-    keys: tuple[str, ...] = ("a", "b")
-    client_timeout: int = 1_500
-    liveness_bound: int = 6_000  # units after healing within which every operation completes
-    faults: bool = True
-
-
-def params_for_seed(seed: int, **overrides: Any) -> SimParams:
-    """Vary the cluster shape and tuning with the seed so a sweep covers more than one setup."""
-    r = random.Random(f"params-{seed}")
-    base: dict[str, Any] = {
-        "seed": seed,
-        "n_nodes": r.choice((3, 3, 5)),
-        "window": r.choice((2, 8, 32)),
-        "max_batch": r.choice((1, 4, 64)),
-        "snapshot_every": r.choice((4, 16, 0)),
-        "p_drop": r.choice((0.0, 0.03, 0.1)),
-        "p_dup": r.choice((0.0, 0.05)),
-        "drift": r.choice((0, 3, 8)),
-        "n_clients": r.choice((2, 3, 4, 5)),
-    }
-    base.update(overrides)
-    return SimParams(**base)
 
 
 @dataclass(slots=True)
