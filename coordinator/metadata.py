@@ -5,7 +5,7 @@ deterministic function of (state, command bytes, slot): no clocks, no randomness
 collection is walked in sorted order. Errors are result values; a command that fails
 validation changes nothing, so a bad client can never stop or fork the log.
 
-Decisions where DESIGN.md is silent:
+Decisions where the original design (docs/architecture.md) is silent:
 
 * **Epochs.** Each (job, topic, partition) carries an owner and an epoch. Whenever a
   command changes the owner of one or more partitions (including to or from "nobody"), those

@@ -1,4 +1,4 @@
-"""Checkpoint commits through the coordinators (DESIGN.md sec. 5).
+"""Checkpoint commits through the coordinators (docs/architecture.md, sec. 4).
 
 A worker commits, per job and per fencing epoch, the next offset to read of every partition
 it has finished (outputs flushed, state applied). The coordinator accepts the commit only if

@@ -1,5 +1,5 @@
 """Exactly-once for one partition: takeover, reconciliation and the per-batch commit
-(DESIGN.md sec. 5).
+(docs/architecture.md, sec. 4).
 
 Takeover, in this order, because each step relies on the previous one:
 1. `init_transactions()` with `transactional.id = paxline.{job}.{topic}.{partition}` fences

@@ -1,5 +1,5 @@
 """The worker process: takes its assignment from the coordinators and runs the job's stages
-on the partitions it owns (DESIGN.md sec. 5).
+on the partitions it owns (docs/architecture.md, sec. 4).
 
 at-least-once, per poll round: run the pure executor -> produce outputs and dead letters ->
 flush (outputs durable) -> apply state in Redis, guarded by the partition's applied offset ->

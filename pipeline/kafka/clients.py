@@ -273,7 +273,7 @@ class TransactionFailed(PipelineError):
 
 
 class TransactionalSink:
-    """One transactional producer per owned partition (DESIGN.md sec. 5, step b).
+    """One transactional producer per owned partition (docs/architecture.md, sec. 4, step b).
 
     `transactional.id = paxline.{job}.{topic}.{partition}` is what fences the previous owner:
     `init_transactions` aborts its open transaction and makes its producer fail from then on.

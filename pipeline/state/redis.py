@@ -193,7 +193,7 @@ class StaleEpoch(Exception):
 
 class EpochRedisStore(RedisStore):
     """The exactly-once store: every write is checked against the owner's epoch and keeps
-    undo images of the last batch (DESIGN.md sec. 5, step a)."""
+    undo images of the last batch (docs/architecture.md, sec. 4, step a)."""
 
     def __init__(self, client: redis.Redis, key: StateKey, epoch: int, view: str = "") -> None:
         super().__init__(client, key, view)

@@ -1,5 +1,5 @@
-"""The HTTP API every coordinator serves (DESIGN.md sec. 4), one module per route group:
-`jobs`, `workers`, `cluster`; `common` holds what they share (docs/architecture.md)."""
+"""The HTTP API every coordinator serves, one module per route group: `jobs`, `workers`,
+`cluster`; `common` holds what they share (docs/architecture.md, sec. 2, "API")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The metadata machine and the assignor are pure: they import nothing that does I/O.
 
-DESIGN.md sec. 1 requires this so that every replica (and the simulator) computes the
+docs/architecture.md, sec. 1 requires this so that every replica (and the simulator) computes the
 same state from the same log. An allow-list is stricter than a deny-list: a new import has
 to be judged before it is added here.
 """

@@ -1,11 +1,10 @@
 """The executor package, and everything it imports, is pure: no I/O, no clocks, no randomness.
 
-DESIGN.md sec. 1 requires it; exactly-once relies on it, because a replayed batch must give
-byte-identical outputs. The check starts from every module of ``pipeline/executor/`` and
-follows each ``pipeline`` import it meets (TYPE_CHECKING ones too, and the packages Python
-runs on the way), so a new module or a new dependency is covered without editing this file.
-An allow-list is stricter than a deny-list.
-"""
+docs/architecture.md (sec. 1) requires it; exactly-once relies on it, because a replayed batch
+must give byte-identical outputs. The check starts from every module of ``pipeline/executor/``
+and follows each ``pipeline`` import it meets (TYPE_CHECKING ones too, and the packages Python
+runs on the way), so a new module or a new dependency is covered without editing this file. An
+allow-list is stricter than a deny-list."""
 
 from __future__ import annotations
 

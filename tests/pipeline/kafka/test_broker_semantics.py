@@ -1,6 +1,6 @@
-"""The exact broker behaviour the exactly-once design (DESIGN.md sec. 5) relies on, proven
-against the real Apache Kafka broker: manual assignment from explicit offsets, transactions
-invisible to read_committed readers until committed, and offsets committed inside a
+"""The exact broker behaviour the exactly-once design (docs/architecture.md, sec. 4) relies on,
+proven against the real Apache Kafka broker: manual assignment from explicit offsets,
+transactions invisible to read_committed readers until committed, and offsets committed inside a
 transaction for a consumer that never joined a group."""
 
 from __future__ import annotations

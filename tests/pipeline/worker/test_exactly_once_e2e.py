@@ -1,10 +1,9 @@
-"""Exactly-once under faults (DESIGN.md sec. 5 and 6): whatever workers or coordinators are
-killed, and whatever a paused zombie does when it wakes up, the committed output and the
+"""Exactly-once under faults (docs/architecture.md, sec. 4 and 5): whatever workers or coordinators
+are killed, and whatever a paused zombie does when it wakes up, the committed output and the
 Redis state equal one failure-free computation over the same input (the checker in
 `eos_checker.py` says what is lost, duplicated or wrong if not).
 
-`PAXLINE_CHAOS_RECORDS` sets the input size: 20,000 in CI; `make chaos` runs 200,000.
-"""
+`PAXLINE_CHAOS_RECORDS` sets the input size: 20,000 in CI; `make chaos` runs 200,000."""
 
 from __future__ import annotations
 
