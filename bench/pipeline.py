@@ -615,7 +615,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     cmd = [
                         PY,
                         "-m",
-                        "pipeline.cli",
+                        "paxline.cli",
                         "worker",
                         "run",
                         "--id",

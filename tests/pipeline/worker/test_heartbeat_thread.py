@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.protocol import HeartbeatReply
 from paxline.localstack.common import wait_until
 from pipeline.errors import PipelineError
 from pipeline.worker import Worker, WorkerConfig
@@ -35,11 +36,11 @@ def w() -> Iterator[Worker]:
 def test_an_unexpected_error_in_one_beat_does_not_stop_the_heartbeats(w: Worker) -> None:
     beats: list[str] = []
 
-    def heartbeat(*_: Any) -> dict[str, Any]:
+    def heartbeat(*_: Any) -> HeartbeatReply:
         beats.append("beat")
         if len(beats) == 1:
             raise ValueError("a reply that is not JSON")
-        return {"assignment": []}
+        return HeartbeatReply("w-hb", 10.0, [])
 
     w._hb_client.heartbeat = heartbeat  # type: ignore[method-assign]
     t = threading.Thread(target=w._heartbeat_loop, daemon=True)
