@@ -38,13 +38,13 @@ def campaign_with_promise_from_n3_only(c: LocalCluster) -> None:
     c.flush(2)
     prepares = [m for m in c.inflight if isinstance(m, Prepare) and m.dst == 3]
     c.inflight = []
-    for m in prepares:
-        c.nodes[3].step(m)
+    for prepare in prepares:
+        c.nodes[3].step(prepare)
     c.flush(3)
     promises = [m for m in c.inflight if isinstance(m, Promise) and m.dst == 2]
     c.inflight = []
-    for m in promises:
-        n2.step(m)
+    for promise in promises:
+        n2.step(promise)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -100,6 +100,10 @@ class History:
     def add(self, op: HistOp) -> None:
         with self.lock:
             self.ops.append(op)
+
+
+def _acks_reach(h: History, target: int) -> Callable[[], bool]:
+    return lambda: h.acks >= target
 
 
 def _now() -> int:
@@ -284,7 +288,7 @@ def test_commits_and_the_worker_registry_survive_repeated_leader_kills_lineariza
 
             for kill in range(KILLS):
                 before = h.acks
-                wait_until(lambda b=before: h.acks >= b + 40, 30, f"commits before kill {kill + 1}")
+                wait_until(_acks_reach(h, before + 40), 30, f"commits before kill {kill + 1}")
                 with h.gate.quiet():
                     leader = cluster.wait_for_leader()
                     _heartbeat(admin, "admin", "w3", h)
@@ -297,7 +301,7 @@ def test_commits_and_the_worker_registry_survive_repeated_leader_kills_lineariza
                         unlisted.append(f"kill {kill + 1}: {sorted(listed)}")
                 after_kill = h.acks
                 # Commits resume with the old leader still dead ...
-                wait_until(lambda a=after_kill: h.acks >= a + 40, 30, f"commits after {kill + 1}")
+                wait_until(_acks_reach(h, after_kill + 40), 30, f"commits after {kill + 1}")
                 cluster.start_node(leader)  # ... and it rejoins for the next round.
                 cluster.wait_for_leader(30)
             stop.set()
