@@ -26,8 +26,11 @@ stalls only the partitions that need it. Only bad configuration or a bug ends th
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import random
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -95,6 +98,11 @@ class JobRuntime:
     source: Source
 
     group_metadata: Any = None
+    # Takeovers read committed offsets on their own threads. librdkafka's `committed()` can
+    # hang past its timeout while another thread sits in `consume()` on the same consumer
+    # (seen in the issue-13 Redis test), so they ask a second consumer of the same group
+    # that is never assigned and never polled.
+    offsets: Source | None = None
 
     @property
     def exactly_once(self) -> bool:
@@ -220,7 +228,8 @@ class Worker:
             plan = compile_job(load_job(spec.entrypoint))
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
-            rt = self.jobs[name] = JobRuntime(name, plan, spec, source)
+            offsets = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
+            rt = self.jobs[name] = JobRuntime(name, plan, spec, source, offsets=offsets)
             # Read once on this thread; commit threads only pass it to their producer.
             rt.group_metadata = source.group_metadata()
         return rt
@@ -354,7 +363,7 @@ class Worker:
         if rt.exactly_once:
             taken = eos.take_over(
                 kafka=self.cfg.kafka,
-                source=rt.source,
+                source=rt.offsets or rt.source,
                 stores=self._stores if stateful else None,
                 key=key,
                 epoch=a.epoch,
@@ -624,6 +633,9 @@ class Worker:
     def run(self) -> None:
         if self.cfg.metrics_port:
             self.metrics.serve(self.cfg.metrics_port)
+        if threading.current_thread() is threading.main_thread():
+            # `kill -USR1 <pid>` prints every thread's stack: what a stalled worker waits on.
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         hb.start()
         log.info("worker %s started (capacity %d)", self.cfg.worker_id, self.cfg.capacity)
@@ -676,6 +688,8 @@ class Worker:
             self._txn_pool.shutdown(wait=True)
             for rt in self.jobs.values():
                 rt.source.close()
+                if rt.offsets is not None:
+                    rt.offsets.close()
             self._hb_client.close()
             self._client.close()
 

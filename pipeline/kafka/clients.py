@@ -336,7 +336,7 @@ class TransactionalSink:
             self._fail(exc, abort=True)
 
     def commit(
-        self, offset: tuple[str, int, int], group_metadata: Any, timeout: float = 60.0
+        self, offset: tuple[str, int, int], group_metadata: Any, timeout: float = 15.0
     ) -> None:
         """Add the consumed offset and commit: the commit point. Mostly waiting on the broker
         (GIL released), so it runs on a commit thread."""
@@ -350,7 +350,7 @@ class TransactionalSink:
         except KafkaException as exc:
             self._fail(exc, abort=True, timeout=timeout)
 
-    def _fail(self, exc: KafkaException, abort: bool, timeout: float = 60.0) -> None:
+    def _fail(self, exc: KafkaException, abort: bool, timeout: float = 15.0) -> None:
         err = exc.args[0]
         if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
             raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc

@@ -245,3 +245,67 @@ def test_redis_killed_under_at_least_once_counts_each_record_once(
     want = Counter(v.decode().split(":", 1)[0] for v in values)
     assert read_view(stack, job, "counts") == dict(want)
     stack.stop_workers()
+
+
+# Outages: short in CI, as the issue asks in `make chaos` (PAXLINE_CHAOS_RECORDS >= 100000).
+LONG = RECORDS >= 50_000
+PAUSE_SECONDS = 20.0 if LONG else 6.0
+QUORUM_LOST_SECONDS = 10.0 if LONG else 5.0
+
+
+def _outage(seconds: float) -> None:
+    """Keep a dependency away for `seconds`: the fault's duration is the point of the test
+    (no condition to wait for), so this is the one deliberate sleep."""
+    time.sleep(seconds)
+
+
+def test_redis_paused_mid_stream_stalls_and_resumes_exactly(
+    stack: Stack, own_redis: OwnRedis
+) -> None:
+    for w in ("rp-1", "rp-2"):
+        stack.start_worker(w)
+    wait_workers(stack, 2)
+    job = _submit(stack, "heal_redis_pause")
+    values = _counted(RECORDS)
+    _produce_counted(stack, f"{job}-in", values[: len(values) // 2])
+    _wait_progress(stack, job, 0)
+    own_redis.pause()
+    try:
+        _produce_counted(stack, f"{job}-in", values[len(values) // 2 :])
+        _outage(PAUSE_SECONDS)
+        stack.assert_alive()
+    finally:
+        own_redis.resume()
+    t0 = time.monotonic()
+    wait_idle_eos(stack, job)
+    _report(f"redis SIGSTOP {PAUSE_SECONDS:.0f}s (exactly-once)", time.monotonic() - t0)
+    stack.assert_alive()
+    _check_eos(stack, "heal_redis_pause")
+    stack.stop_workers()
+
+
+def test_coordinator_quorum_lost_mid_stream_no_worker_exits(stack: Stack) -> None:
+    for w in ("cq-1", "cq-2"):
+        stack.start_worker(w)
+    wait_workers(stack, 2)
+    job = _submit(stack, "heal_quorum")
+    values = _counted(RECORDS)
+    _produce_counted(stack, f"{job}-in", values[: len(values) // 2])
+    _wait_progress(stack, job, 0)
+    lost = [1, 2]
+    for node in lost:
+        stack.cluster.kill(node, signal.SIGKILL)
+    try:
+        _produce_counted(stack, f"{job}-in", values[len(values) // 2 :])
+        _outage(QUORUM_LOST_SECONDS)
+        stack.assert_alive()
+    finally:
+        for node in lost:
+            stack.cluster.start_node(node)
+    t0 = time.monotonic()
+    stack.cluster.wait_for_leader(60)
+    wait_idle_eos(stack, job)
+    _report(f"coordinator quorum lost {QUORUM_LOST_SECONDS:.0f}s", time.monotonic() - t0)
+    stack.assert_alive()
+    _check_eos(stack, "heal_quorum")
+    stack.stop_workers()
