@@ -158,13 +158,17 @@ class ResetBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Progress(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A worker's view of one owned partition: next offset it will process, Kafka's end."""
+    """A worker's view of one assigned partition: next offset it will process, Kafka's end.
+    ``stalled`` says why it is not processing right now ("Redis unreachable") and
+    ``stalled_since`` since when (Unix seconds); both ``None`` while it runs."""
 
     job: str
     topic: str
     partition: int
     position: int | None
     end: int
+    stalled: str | None = None
+    stalled_since: float | None = None
 
 
 class HeartbeatBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -193,3 +197,5 @@ class PartitionOffsets(msgspec.Struct, frozen=True):
     epoch: int
     end_offset: int | None = None
     lag: int | None = None
+    stalled: str | None = None
+    stalled_since: float | None = None

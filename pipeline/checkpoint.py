@@ -70,7 +70,7 @@ def _commit(
         client.commit_checkpoint(job, worker_id, epoch, offsets)
     except RequestRejected as exc:
         if exc.result in ("Fenced", "UnknownJob"):
-            log.warning("checkpoint of %s at epoch %d fenced: %s", job, epoch, exc)
+            log.info("checkpoint of %s at epoch %d fenced: %s", job, epoch, exc)
             return "fenced"
         log.error("checkpoint of %s rejected: %s", job, exc)
         return "failed"

@@ -10,7 +10,16 @@ Takeover, in this order, because each step relies on the previous one:
    applied offset R, and reconcile: K ahead of A is committed through Paxos first; R ahead of
    K (a batch applied in Redis whose transaction never committed) is rolled back with the undo
    images; R behind K means Redis lost state - stop with a clear error instead of guessing.
+   The checkpoint commit of 3a is made even when K equals A: after step 1 it proves that the
+   coordinators still give us the partition at this epoch, so an owner that would be assigned
+   next fences us in Kafka after our step 1, never before (a worker retaking a partition after
+   a transient fault may hold an assignment that just moved).
 Then resume from K.
+
+A transient fault in any later step of a batch never continues from memory: the worker drops
+the partition and runs this whole takeover again at the same epoch (docs/architecture.md,
+sec. 6). Step 2 counts takeovers in Redis, so a script the earlier incarnation sent before the
+fault and that lands late is refused.
 
 Per batch: (a) Redis script (epoch check, undo images, state, applied offset) -> (b) one Kafka
 transaction with outputs, dead letters and `send_offsets_to_transaction` - the commit point
@@ -25,13 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import CoordinatorsUnavailable, PipelineError
 from pipeline.executor.records import BatchResult, DeadLetter, OutRecord
 from pipeline.kafka.clients import Source, TransactionalSink
 from pipeline.state import MemoryStore, PartitionStore, StateKey
 from pipeline.state.redis import EpochRedisStore, RedisStores
 
 __all__ = [
+    "NotOwner",
     "Overlay",
     "PartitionTxn",
     "StateLost",
@@ -47,6 +57,10 @@ log = logging.getLogger(__name__)
 
 class StateLost(PipelineError):
     """Redis is behind Kafka's commit point: state that outputs depend on is gone."""
+
+
+class NotOwner(PipelineError):
+    """The coordinators refused our checkpoint at this epoch: the partition moved on."""
 
 
 def transactional_id(key: StateKey) -> str:
@@ -171,8 +185,10 @@ def take_over(
     epoch: int,
     agreed: int | None,
     view: str,
-    commit: Callable[[int], bool],
+    commit: Callable[[int], str],
 ) -> Taken:
+    """Steps 1-3 above. `commit(offset)` commits a checkpoint at our epoch and answers "ok",
+    "fenced" or "failed" (coordinators unreachable)."""
     producer = TransactionalSink(kafka, transactional_id(key))
     try:
         producer.init()  # 1. fence the previous owner's producer
@@ -183,11 +199,20 @@ def take_over(
             store = eos_store
         tp = (key.topic, key.partition)
         kafka_offset = source.committed([tp])[tp]
-        if kafka_offset is not None and (agreed is None or kafka_offset > agreed):
-            # 3a. The last transactions committed but their checkpoints never reached Paxos.
-            if not commit(kafka_offset):
-                raise PipelineError(f"{transactional_id(key)}: could not agree {kafka_offset}")
-            log.info("%s: agreed offset %s caught up with Kafka's %d",
+        ahead = kafka_offset is not None and (agreed is None or kafka_offset > agreed)
+        # 3a. The last transactions committed but their checkpoints never reached Paxos; or
+        # (equal) the ownership check through Paxos described above.
+        target = kafka_offset if ahead else agreed
+        if target is not None:
+            status = commit(target)
+            if status == "fenced":
+                raise NotOwner(f"{transactional_id(key)}: epoch {epoch} was fenced")
+            if status != "ok":
+                raise CoordinatorsUnavailable(
+                    f"{transactional_id(key)}: could not agree {target} through the coordinators"
+                )
+        if ahead:
+            log.info("%s: agreed offset %s caught up with Kafka's %s",
                      transactional_id(key), agreed, kafka_offset)  # fmt: skip
         if isinstance(store, EpochRedisStore):
             reconcile_redis(store, kafka_offset)  # 3b/3c

@@ -35,6 +35,12 @@ class WorkerMetrics:
                                             registry=r)  # fmt: skip
         self.lag = Gauge("paxline_worker_partition_lag", "end offset - next offset to process",
                          ["job", "topic", "partition"], registry=r)  # fmt: skip
+        self.stalled = Gauge("paxline_worker_stalled_partitions",
+                             "partitions assigned but stalled on a dependency, by reason",
+                             ["job", "reason"], registry=r)  # fmt: skip
+        self.faults = Counter("paxline_worker_transient_faults",
+                              "transient faults that stalled a partition, by reason", ["reason"],
+                              registry=r)  # fmt: skip
         self.owned = Gauge("paxline_worker_owned_partitions", "partitions owned", registry=r)
         info = Gauge("paxline_worker_info", "worker identity", ["worker_id"], registry=r)
         info.labels(worker_id).set(1)

@@ -11,12 +11,26 @@ exactly-once, per partition batch (see `pipeline.eos`): (a) one Redis script che
 keeps undo images and applies state; (b) one Kafka transaction carries the outputs and the
 consumed offset - the commit point; (c) checkpoints through Paxos on an interval. Takeover
 fences the previous owner in Kafka, Redis and the coordinators, then reconciles.
+
+Faults (docs/architecture.md, sec. 6). A transient fault on a partition - Redis or Kafka not
+answering, an aborted transaction, the coordinators without a quorum - never ends the process:
+the partition is dropped with everything this worker held in memory for it, marked stalled
+(reported in metrics and to the coordinators), and taken over again with capped, jittered
+back-off. The takeover reconciles Kafka, Redis and the agreed offset from what is durable, so
+no batch continues from in-memory state that a half-finished step may have made stale. A
+fenced partition is dropped quietly and taken again only if a heartbeat answered after the
+fencing still assigns it. Takeovers run on their own threads, so a dependency that hangs
+stalls only the partitions that need it. Only bad configuration or a bug ends the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
+import random
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +41,7 @@ from coordinator.client import CoordinatorClient, CoordinatorUnavailable, Reques
 from coordinator.protocol import AssignedPartition, JobSpec, Progress
 from pipeline import eos
 from pipeline.checkpoint import Pending, commit_checkpoints
-from pipeline.errors import PipelineError
+from pipeline.errors import CoordinatorsUnavailable, PipelineError, TransientError
 from pipeline.executor.plan import Plan, compile_job
 from pipeline.executor.provenance import dedup
 from pipeline.executor.records import BatchResult, InRecord, StateAccess
@@ -46,6 +60,14 @@ log = logging.getLogger(__name__)
 EOS_GROUP_RECORDS = 20_000
 EOS_GROUP_SECONDS = 0.2
 EOS_GROUP_MAX = 100_000  # while the previous group still commits
+
+# Retaking a stalled partition: capped exponential back-off with jitter (attempts of many
+# workers and partitions spread out). The cap keeps "resumes within 2 s of the dependency
+# coming back": at most 1 s of waiting plus one takeover.
+RETRY_BASE = 0.1
+RETRY_CAP = 1.0
+
+Key = tuple[str, str, int]  # (job, topic, partition)
 
 
 @dataclass
@@ -76,6 +98,11 @@ class JobRuntime:
     source: Source
 
     group_metadata: Any = None
+    # Takeovers read committed offsets on their own threads. librdkafka's `committed()` can
+    # hang past its timeout while another thread sits in `consume()` on the same consumer
+    # (seen in the issue-13 Redis test), so they ask a second consumer of the same group
+    # that is never assigned and never polled.
+    offsets: Source | None = None
 
     @property
     def exactly_once(self) -> bool:
@@ -120,6 +147,25 @@ class Owned:
 
 
 @dataclass
+class Stall:
+    """A partition this worker should own but does not process right now, and why. `since`
+    is wall-clock time, for people ("stalled: Redis unreachable since 12:03:04")."""
+
+    reason: str
+    since: float
+    epoch: int
+    agreed: int | None = None  # the highest agreed offset this worker knew of
+    attempts: int = 0
+    next_try: float = 0.0
+    # Fenced: retake only on an assignment from a heartbeat sent after the fencing.
+    after_version: int = 0
+
+    @property
+    def fenced(self) -> bool:
+        return self.reason == "fenced"
+
+
+@dataclass
 class _Heartbeat:
     lock: threading.Lock = field(default_factory=threading.Lock)
     assignment: list[AssignedPartition] | None = None
@@ -144,6 +190,14 @@ class Worker:
         # Exactly-once transactions of different partitions overlap on these threads; each
         # mostly waits on the broker, with the GIL released.
         self._txn_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="txn")
+        # Takeovers wait on dependencies that may hang (a paused Redis, a broker down): their
+        # own threads, so that commits of healthy partitions never queue behind them.
+        self._take_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="take")
+        self._desired: dict[Key, AssignedPartition] = {}
+        self._taking: dict[Key, tuple[AssignedPartition, Future[Owned]]] = {}
+        self._stalls: dict[Key, Stall] = {}
+        self._ends: dict[Key, int] = {}
+        self._rng = random.Random()
         self._progress: list[Progress] = []
 
     # ------------------------------------------------------------------------ heartbeat
@@ -174,41 +228,130 @@ class Worker:
             plan = compile_job(load_job(spec.entrypoint))
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
-            rt = self.jobs[name] = JobRuntime(name, plan, spec, source)
+            offsets = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
+            rt = self.jobs[name] = JobRuntime(name, plan, spec, source, offsets=offsets)
             # Read once on this thread; commit threads only pass it to their producer.
             rt.group_metadata = source.group_metadata()
         return rt
 
     def _reconcile(self, assignment: list[AssignedPartition]) -> None:
+        """A new assignment: release what moved, forget stalls of what moved; what is ours
+        and not owned yet is taken by `_take_due`."""
         desired = {(a.job, a.topic, a.partition): a for a in assignment}
-        for key, o in list(self.owned.items()):
-            a = desired.get(key)
-            if a is None or a.epoch != o.epoch:
-                self._revoke([o])
-        wanted = [
-            a for key, a in desired.items()
-            if key not in self.owned and (*key, a.epoch) not in self._broken
+        self._desired = desired
+        moved = [
+            o for key, o in self.owned.items()
+            if (a := desired.get(key)) is None or a.epoch != o.epoch
         ]  # fmt: skip
-        # Takeovers are mostly waiting (init_transactions fences the previous producer, which
-        # takes a broker round trip or several): run them side by side, install them here.
-        prepared: list[tuple[AssignedPartition, Future[Owned]]] = []
-        for a in wanted:
+        if moved:
+            self._revoke(moved)
+        for key, st in list(self._stalls.items()):
+            a = desired.get(key)
+            if a is None or a.epoch != st.epoch:
+                del self._stalls[key]
+
+    def _take_due(self) -> None:
+        """Start the takeovers that are due: partitions assigned to us, neither owned nor
+        being taken, not stopped, and past their back-off. Takeovers are mostly waiting
+        (init_transactions fences the previous producer), so they run side by side."""
+        now = time.monotonic()
+        with self._hb.lock:
+            version = self._hb.version
+        for key, a in self._desired.items():
+            if key in self.owned or key in self._taking or (*key, a.epoch) in self._broken:
+                continue
+            st = self._stalls.get(key)
+            if st is not None and st.epoch == a.epoch:
+                if now < st.next_try or version <= st.after_version:
+                    continue
+                if st.agreed is not None and (a.offset is None or st.agreed > a.offset):
+                    # The assignment's offset may trail a checkpoint we committed since.
+                    a = AssignedPartition(a.job, a.topic, a.partition, a.epoch, st.agreed)
             try:
                 self._job(a.job)  # compile the plan on this thread, once
-            except (PipelineError, CoordinatorUnavailable, RequestRejected) as exc:
-                log.error("cannot load job %s: %s", a.job, exc)
+            except (CoordinatorUnavailable, RequestRejected) as exc:
+                self._stall(key, a.epoch, CoordinatorsUnavailable(str(exc)), None)
                 continue
-            prepared.append((a, self._txn_pool.submit(self._prepare, a)))
-        for a, fut in prepared:
-            key = (a.job, a.topic, a.partition)
+            except PipelineError as exc:
+                self._stall(key, a.epoch, exc, None)
+                continue
+            self._taking[key] = (a, self._take_pool.submit(self._prepare, a))
+
+    def _install_ready(self) -> None:
+        """Install the takeovers that finished; stall the ones a fault stopped."""
+        for key, (a, fut) in list(self._taking.items()):
+            if not fut.done():
+                continue
+            del self._taking[key]
             try:
-                self._install(fut.result())
+                o = fut.result()
             except eos.StateLost as exc:
                 # Not guessing: this partition stays stopped until an operator acts.
                 self._broken[(*key, a.epoch)] = str(exc)
+                self._stalls.pop(key, None)
                 log.error("STOPPED %s[%d] of %s: %s", key[1], key[2], key[0], exc)
-            except (PipelineError, CoordinatorUnavailable, RequestRejected, StaleEpoch) as exc:
-                log.error("cannot take %s[%d] of %s: %s", key[1], key[2], key[0], exc)
+                continue
+            except (StaleEpoch, ProducerFenced, eos.NotOwner) as exc:
+                self._stall(key, a.epoch, exc, a.offset)
+                continue
+            except (TransientError, CoordinatorUnavailable, RequestRejected) as exc:
+                self._stall(key, a.epoch, exc, a.offset)
+                continue
+            current = self._desired.get(key)
+            if current is None or current.epoch != a.epoch or key in self.owned:
+                if o.txn is not None:  # moved while we took it: the next owner fences us
+                    o.txn.close()
+                continue
+            self._install(o)
+            st = self._stalls.pop(key, None)
+            if st is not None and not st.fenced:
+                log.info("resumed %s[%d] of %s after %.1fs stalled (%s)", key[1], key[2],
+                         key[0], time.time() - st.since, st.reason)  # fmt: skip
+
+    def _stall(self, key: Key, epoch: int, exc: Exception, agreed: int | None) -> None:
+        """Mark a partition stalled and schedule its next takeover. A fenced partition is
+        logged at INFO and waits for a heartbeat sent after now: if it really moved, that
+        answer no longer assigns it and nothing is retried."""
+        fenced = isinstance(exc, (StaleEpoch, ProducerFenced, eos.NotOwner))
+        if fenced:
+            reason = "fenced"
+        elif isinstance(exc, TransientError):
+            reason = exc.reason
+        else:
+            reason = f"cannot load the job: {exc}"
+        st = self._stalls.get(key)
+        if st is None or st.epoch != epoch or st.reason != reason:
+            since = st.since if st is not None and st.epoch == epoch else time.time()
+            st = self._stalls[key] = Stall(reason, since, epoch, agreed)
+            if fenced:
+                log.info("fenced on %s[%d] of %s: %s; dropped", key[1], key[2], key[0], exc)
+            else:
+                log.warning("stalled %s[%d] of %s: %s since %s (%s); retrying with back-off",
+                            key[1], key[2], key[0], reason,
+                            time.strftime("%H:%M:%S", time.localtime(st.since)), exc)  # fmt: skip
+        else:
+            log.debug("still stalled %s[%d] of %s: %s", key[1], key[2], key[0], exc)
+        if agreed is not None and (st.agreed is None or agreed > st.agreed):
+            st.agreed = agreed
+        st.attempts += 1
+        delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(st.attempts, 10))
+        st.next_try = time.monotonic() + delay * self._rng.uniform(0.5, 1.0)
+        if fenced:
+            with self._hb.lock:
+                st.after_version = self._hb.version + 1
+            self.metrics.fenced.labels(key[0]).inc()
+        else:
+            self.metrics.faults.labels(reason).inc()
+
+    def _fault(self, o: Owned, exc: Exception) -> None:
+        """A step of this partition failed (transient) or was refused (fenced). Drop it with
+        everything held in memory for it - the open group, the batch in flight, positions -
+        and take it over again later: the takeover reconciles from what is durable."""
+        key = (o.job.name, o.topic, o.partition)
+        if self.owned.get(key) is not o:
+            return
+        self._drop(o)
+        self._stall(key, o.epoch, exc, o.committed)
 
     def _prepare(self, a: AssignedPartition) -> Owned:
         """Fence the previous owner and find where to resume (thread-safe: no worker state)."""
@@ -220,7 +363,7 @@ class Worker:
         if rt.exactly_once:
             taken = eos.take_over(
                 kafka=self.cfg.kafka,
-                source=rt.source,
+                source=rt.offsets or rt.source,
                 stores=self._stores if stateful else None,
                 key=key,
                 epoch=a.epoch,
@@ -249,9 +392,10 @@ class Worker:
         log.info("took %s[%d] of %s at epoch %d from offset %s",
                  o.topic, o.partition, o.job.name, o.epoch, o.position)  # fmt: skip
 
-    def _commit_now(self, a: AssignedPartition, offset: int) -> bool:
+    def _commit_now(self, a: AssignedPartition, offset: int) -> str:
         p = Pending(a.job, a.topic, a.partition, a.epoch, offset)
-        return bool(commit_checkpoints(self._client, self.cfg.worker_id, [p]).committed)
+        out = commit_checkpoints(self._client, self.cfg.worker_id, [p])
+        return "ok" if out.committed else "fenced" if out.fenced else "failed"
 
     def _drop(self, o: Owned) -> None:
         """Stop touching a partition at once (fenced, or handed back for a retake)."""
@@ -264,16 +408,6 @@ class Worker:
         if o.txn is not None:
             o.txn.close()
 
-    def _lose(self, o: Owned, exc: Exception) -> None:
-        """A partition's write was refused: fenced (a newer owner exists: stop at once) or an
-        aborted transaction (drop it locally; the next heartbeat retakes and reconciles)."""
-        if isinstance(exc, TransactionFailed):
-            log.warning("transaction failed on %s[%d]: %s", o.topic, o.partition, exc)
-        else:
-            log.warning("fenced on %s[%d] of %s: %s", o.topic, o.partition, o.job.name, exc)
-            self.metrics.fenced.labels(o.job.name).inc()
-        self._drop(o)
-
     def _settle(self, o: Owned, wait: bool = True) -> bool:
         """Take the outcome of a partition's in-flight exactly-once group; False if the
         partition had to be dropped (fenced or aborted)."""
@@ -285,8 +419,8 @@ class Worker:
         o.inflight = None
         try:
             fut.result()
-        except (StaleEpoch, ProducerFenced, TransactionFailed) as exc:
-            self._lose(o, exc)
+        except (StaleEpoch, ProducerFenced, TransientError) as exc:
+            self._fault(o, exc)
             return False
         o.position = o.inflight_end
         o.inflight_state = {}
@@ -309,7 +443,7 @@ class Worker:
         try:
             txn.start(group.result(), o.job.dead_letter_topic)
         except (ProducerFenced, TransactionFailed) as exc:
-            self._lose(o, exc)
+            self._fault(o, exc)
             return
         o.inflight_end = group.end
         o.inflight_state = group.state_writes
@@ -336,7 +470,10 @@ class Worker:
         """Stop, flush and make a final (fenced) commit."""
         for o in partitions:
             self._drop(o)
-        self.sink.flush()
+        try:
+            self.sink.flush()
+        except TransientError as exc:  # positions only ever cover flushed outputs anyway
+            log.warning("flush on release failed: %s", exc)
         final = [p for p in map(self._pending, partitions) if p is not None]
         if final:
             out = commit_checkpoints(self._client, self.cfg.worker_id, final)
@@ -362,6 +499,8 @@ class Worker:
         if assignment is not None and version != self._seen_version:
             self._seen_version = version
             self._reconcile(assignment)
+        self._install_ready()
+        self._take_due()
         consumed = 0
         flushed: list[tuple[Owned, BatchResult, int]] = []
         timeout = self.cfg.poll_timeout / max(1, len(self.jobs))
@@ -375,17 +514,28 @@ class Worker:
                 consumed += len(records)
                 fresh = _after(records, o.read_to)
                 if fresh:
-                    done = self._process(o, fresh)
+                    try:
+                        done = self._process(o, fresh)
+                    except TransientError as exc:  # state read failed: retake, reconcile
+                        self._fault(o, exc)
+                        continue
                     if done is not None:
                         flushed.append(done)
         if flushed:
-            self.sink.flush()  # at-least-once: outputs durable before state and checkpoint
+            try:
+                self.sink.flush()  # at-least-once: outputs durable before state and checkpoint
+            except TransientError as exc:
+                for o, _, _ in flushed:
+                    self._fault(o, exc)  # replays from its applied offset: duplicates only
+                flushed = []
             for o, res, end in flushed:
+                if self.owned.get((o.job.name, o.topic, o.partition)) is not o:
+                    continue
                 if isinstance(o.store, RedisStore):
                     try:
                         o.store.apply(res.state_writes, res.view_writes, end)
-                    except StaleEpoch as exc:
-                        self._lose(o, exc)
+                    except (StaleEpoch, TransientError) as exc:
+                        self._fault(o, exc)
                         continue
                 o.position = end
         self._flush_groups()
@@ -441,8 +591,20 @@ class Worker:
                 if o is None:
                     continue
                 position = o.position
+                self._ends[(rt.name, topic, partition)] = end
                 self.metrics.lag.labels(rt.name, topic, str(partition)).set(end - (position or 0))
                 progress.append(Progress(rt.name, topic, partition, position, end))
+        self.metrics.stalled.clear()
+        counts: dict[tuple[str, str], int] = {}
+        for key, st in self._stalls.items():
+            if st.fenced or key in self.owned:
+                continue
+            job, topic, partition = key
+            counts[(job, st.reason)] = counts.get((job, st.reason), 0) + 1
+            progress.append(Progress(job, topic, partition, st.agreed, self._ends.get(key, 0),
+                                     stalled=st.reason, stalled_since=st.since))  # fmt: skip
+        for (job, reason), n in counts.items():
+            self.metrics.stalled.labels(job, reason).set(n)
         self._progress = progress
 
     def commit(self) -> None:
@@ -463,15 +625,17 @@ class Worker:
             eos.crash_point("after_c")
         for p in out.fenced:
             # Someone else owns these now: stop touching them at once.
-            self.metrics.fenced.labels(p.job).inc()
             fenced = self.owned.get((p.job, p.topic, p.partition))
-            if fenced is not None:
-                self._drop(fenced)
+            if fenced is not None and fenced.epoch == p.epoch:
+                self._fault(fenced, eos.NotOwner(f"checkpoint at epoch {p.epoch} refused"))
 
     # ------------------------------------------------------------------------ lifecycle
     def run(self) -> None:
         if self.cfg.metrics_port:
             self.metrics.serve(self.cfg.metrics_port)
+        if threading.current_thread() is threading.main_thread():
+            # `kill -USR1 <pid>` prints every thread's stack: what a stalled worker waits on.
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         hb.start()
         log.info("worker %s started (capacity %d)", self.cfg.worker_id, self.cfg.capacity)
@@ -480,11 +644,23 @@ class Worker:
                 if not hb.is_alive():
                     raise PipelineError("the heartbeat thread stopped; exiting so that a "
                                         "supervisor restarts the worker")  # fmt: skip
-                self.run_once()
+                try:
+                    self.run_once()
+                except TransientError as exc:
+                    # Partition steps handle their own faults; one that escapes a round still
+                    # must not end the worker. What the round held is suspect: retake all.
+                    log.warning("round failed (%s); taking every partition over again", exc)
+                    for o in list(self.owned.values()):
+                        self._fault(o, exc)
                 if not self.owned:
                     # Nothing assigned: poll_batch returns at once, so wait here instead of
                     # spinning a core until the next heartbeat brings work.
                     self.stop_event.wait(self.cfg.poll_timeout)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            log.exception("unexpected error")
+            raise PipelineError(f"bug: unexpected {type(exc).__name__}: {exc}") from exc
         finally:
             self.shutdown()
             hb.join(5)
@@ -503,9 +679,17 @@ class Worker:
         finally:
             for o in list(self.owned.values()):
                 self._drop(o)
+            self._take_pool.shutdown(wait=True)
+            for _, fut in self._taking.values():
+                with contextlib.suppress(Exception):
+                    taken = fut.result()
+                    if taken.txn is not None:
+                        taken.txn.close()
             self._txn_pool.shutdown(wait=True)
             for rt in self.jobs.values():
                 rt.source.close()
+                if rt.offsets is not None:
+                    rt.offsets.close()
             self._hb_client.close()
             self._client.close()
 

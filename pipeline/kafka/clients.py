@@ -22,7 +22,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pipeline.errors import PipelineError
+from pipeline.errors import KafkaUnavailable, PipelineError
 from pipeline.executor.records import DeadLetter, InRecord, OutRecord
 
 __all__ = ["TP", "Sink", "Source"]
@@ -30,6 +30,9 @@ __all__ = ["TP", "Sink", "Source"]
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+# librdkafka waits up to `reconnect.backoff.max.ms` (default 10 s) before it tries a broker
+# again; 1 s keeps "processing resumes within 2 s of the broker coming back" (issue 13).
+_RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 1000}
 _COORDINATOR_ERRORS = {
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
@@ -54,6 +57,7 @@ class Source:
             "isolation.level": isolation,
             "fetch.wait.max.ms": 50,
             "queued.max.messages.kbytes": 32768,
+            **_RECONNECT,
         }
         conf.update(extra or {})
         self._consumer = Consumer(conf)
@@ -127,10 +131,11 @@ class Source:
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
 
-    def committed(self, partitions: Iterable[TP], timeout: float = 30.0) -> dict[TP, int | None]:
+    def committed(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int | None]:
         """Offsets committed for this consumer's group. The group coordinator may be moving
         or still loading (NOT_COORDINATOR right after a topic or group is created), so
-        retriable errors are retried until `timeout`."""
+        retriable errors are retried until `timeout`; after that the broker counts as
+        unavailable (transient: the takeover is tried again later)."""
         tps = [TopicPartition(t, p) for t, p in partitions]
         deadline = time.monotonic() + timeout
         while True:
@@ -143,7 +148,7 @@ class Source:
                 ):
                     time.sleep(0.1)  # back-off before asking again, not synchronisation
                     continue
-                raise PipelineError(f"cannot read committed offsets: {err.str()}") from exc
+                raise KafkaUnavailable(f"cannot read committed offsets: {err.str()}") from exc
             return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
 
     def high_watermarks(self, partitions: Iterable[TP], timeout: float = 1.0) -> dict[TP, int]:
@@ -204,6 +209,7 @@ class Sink:
             # message costs ~0.7 us per record, and success needs no bookkeeping here.
             "on_delivery": self._on_delivery,
             "delivery.report.only.error": True,
+            **_RECONNECT,
         }
         conf.update(extra or {})
         self._errors: list[str] = []
@@ -255,21 +261,25 @@ class Sink:
     def poll(self) -> None:
         self._producer.poll(0)
 
-    def flush(self, timeout: float = 60.0) -> None:
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every output is acknowledged. Brokers down, leaders moving or too few
+        in-sync replicas show up as a timeout or as failed deliveries: both are transient
+        (at-least-once replays the batch from its applied offset)."""
         left = self._producer.flush(timeout)
         if left:
-            raise PipelineError(f"{left} records not delivered within {timeout:.0f}s")
+            raise KafkaUnavailable(f"{left} records not delivered within {timeout:.0f}s")
         if self._errors:
             errors, self._errors = self._errors, []
-            raise PipelineError(f"delivery failed: {'; '.join(errors[:5])}")
+            raise KafkaUnavailable(f"delivery failed: {'; '.join(errors[:5])}")
 
 
 class ProducerFenced(PipelineError):
     """A newer producer with our transactional id exists: we are a zombie for this partition."""
 
 
-class TransactionFailed(PipelineError):
-    """The transaction was aborted; nothing of it is visible to read_committed readers."""
+class TransactionFailed(KafkaUnavailable):
+    """The transaction was aborted or timed out; nothing of it is visible to read_committed
+    readers. Transient: the partition is taken over again, which reconciles."""
 
 
 class TransactionalSink:
@@ -292,12 +302,13 @@ class TransactionalSink:
             # makes it ~10 ms (bench/txn_latency.py). Real failures still back off
             # exponentially up to `retry.backoff.max.ms`.
             "retry.backoff.ms": 5,
+            **_RECONNECT,
         }
         conf.update(extra or {})
         self.transactional_id = transactional_id
         self._producer = Producer(conf)
 
-    def init(self, timeout: float = 60.0) -> None:
+    def init(self, timeout: float = 15.0) -> None:
         try:
             self._producer.init_transactions(timeout)
         except KafkaException as exc:
@@ -325,7 +336,7 @@ class TransactionalSink:
             self._fail(exc, abort=True)
 
     def commit(
-        self, offset: tuple[str, int, int], group_metadata: Any, timeout: float = 60.0
+        self, offset: tuple[str, int, int], group_metadata: Any, timeout: float = 15.0
     ) -> None:
         """Add the consumed offset and commit: the commit point. Mostly waiting on the broker
         (GIL released), so it runs on a commit thread."""
@@ -339,7 +350,7 @@ class TransactionalSink:
         except KafkaException as exc:
             self._fail(exc, abort=True, timeout=timeout)
 
-    def _fail(self, exc: KafkaException, abort: bool, timeout: float = 60.0) -> None:
+    def _fail(self, exc: KafkaException, abort: bool, timeout: float = 15.0) -> None:
         err = exc.args[0]
         if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
             raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc
@@ -359,4 +370,10 @@ class TransactionalSink:
                 self._producer.poll(0.05)
 
     def close(self) -> None:
-        self._producer.flush(0)
+        """Give the producer up. A fenced (or otherwise failed) producer raises its fatal
+        error from every call, flush included: that is the expected end of a producer whose
+        partition moved, never a reason to stop the worker (issue 13)."""
+        try:
+            self._producer.flush(0)
+        except KafkaException as exc:
+            log.info("%s: closed after %s", self.transactional_id, exc.args[0].str())

@@ -9,14 +9,43 @@ Keys (`{job}` in braces keeps one job's keys in one Redis Cluster slot):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from pipeline.errors import StateUnavailable
 from pipeline.state.base import StateKey
 
 __all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "view_key"]
+
+# A stopped or paused Redis must turn into an error the worker can stall on, not a call that
+# blocks forever (a SIGSTOPped server keeps its TCP connections open). A batch script takes
+# milliseconds, so 5 s is generous; connecting is quick or impossible.
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+# Replies that mean "not now" rather than "wrong": a replica, a server loading its AOF, a
+# master without replicas, a failed background save, a busy script, a moving cluster slot.
+_TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "MISCONF", "BUSY", "TRYAGAIN",
+                      "CLUSTERDOWN", "NOREPLICAS")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """Translate Redis' transient failures into `StateUnavailable` (the worker stalls the
+    partition and takes it over again); any other Redis error is a bug and propagates."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StateUnavailable(f"Redis unreachable: {exc}") from exc
+    except redis.ResponseError as exc:
+        if str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES:
+            raise StateUnavailable(f"Redis not serving: {exc}") from exc
+        raise
+
 
 # KEYS: state hash, applied key, view hash.
 # ARGV: end_offset, n_state_sets, n_state_dels, n_view_sets, n_view_dels, then the items.
@@ -82,11 +111,13 @@ class RedisStore:
     def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
         if not keys:
             return {}
-        values: list[Any] = self.client.hmget(self._state, keys)
+        with _unavailable():
+            values: list[Any] = self.client.hmget(self._state, keys)
         return dict(zip(keys, values, strict=True))
 
     def applied_offset(self) -> int | None:
-        raw = self.client.get(self._applied)
+        with _unavailable():
+            raw = self.client.get(self._applied)
         return None if raw is None else int(raw)
 
     def apply(
@@ -96,7 +127,8 @@ class RedisStore:
         end_offset: int,
     ) -> bool:
         args = [end_offset, *_pack(writes, view_writes)]
-        done = self._script(keys=[self._state, self._applied, self._view], args=args)
+        with _unavailable():
+            done = self._script(keys=[self._state, self._applied, self._view], args=args)
         return bool(done)
 
 
@@ -105,6 +137,13 @@ class RedisStore:
 # for the last applied batch only, the previous value of every key it touched ("1" + value, or
 # "0" for a key that did not exist) and the previous applied offset, so that a batch whose
 # Kafka transaction never committed can be rolled back on takeover.
+#
+# The takeover key counts takeovers. A worker takes a partition over again at the SAME epoch
+# after a transient fault (docs/architecture.md, sec. 6), and a script it sent before the
+# fault may still be queued in Redis (a paused server, a lost reply): without the count, that
+# late script would pass the epoch check and apply a batch after the new takeover has
+# reconciled. With it, every script of an earlier takeover is refused ('fenced').
+# KEYS: epoch, takeover count. ARGV: epoch. Returns the new takeover count.
 _TAKEOVER = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local epoch = tonumber(ARGV[1])
@@ -112,17 +151,18 @@ if epoch < current then
   return {'fenced', current}
 end
 redis.call('SET', KEYS[1], epoch)
-return {'ok', epoch}
+return {'ok', redis.call('INCR', KEYS[2])}
 """
 
-# KEYS: state, applied, view, epoch, undo. ARGV: epoch, end, n_sets, n_dels, n_vsets, n_vdels, items
+# KEYS: state, applied, view, epoch, undo, takeover count.
+# ARGV: epoch, takeover, end, n_sets, n_dels, n_vsets, n_vdels, items
 _APPLY_EOS = """
 local current = tonumber(redis.call('GET', KEYS[4]) or '0')
-if current ~= tonumber(ARGV[1]) then
+if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[6]) ~= ARGV[2] then
   return {'fenced', current}
 end
 local prev = redis.call('GET', KEYS[2])
-local end_offset = tonumber(ARGV[2])
+local end_offset = tonumber(ARGV[3])
 if prev and end_offset <= tonumber(prev) then
   return {'replay', tonumber(prev)}
 end
@@ -136,27 +176,27 @@ local function remember(hash, tag, key)
     redis.call('HSETNX', KEYS[5], tag .. key, '0')
   end
 end
-local i = 7
-for _ = 1, tonumber(ARGV[3]) do
+local i = 8
+for _ = 1, tonumber(ARGV[4]) do
   remember(KEYS[1], 's:', ARGV[i]); redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
 end
-for _ = 1, tonumber(ARGV[4]) do
+for _ = 1, tonumber(ARGV[5]) do
   remember(KEYS[1], 's:', ARGV[i]); redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1
 end
-for _ = 1, tonumber(ARGV[5]) do
+for _ = 1, tonumber(ARGV[6]) do
   remember(KEYS[3], 'v:', ARGV[i]); redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2
 end
-for _ = 1, tonumber(ARGV[6]) do
+for _ = 1, tonumber(ARGV[7]) do
   remember(KEYS[3], 'v:', ARGV[i]); redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1
 end
 redis.call('SET', KEYS[2], end_offset)
 return {'ok', end_offset}
 """
 
-# KEYS: state, applied, view, epoch, undo. ARGV: epoch
+# KEYS: state, applied, view, epoch, undo, takeover count. ARGV: epoch, takeover
 _ROLLBACK = """
 local current = tonumber(redis.call('GET', KEYS[4]) or '0')
-if current ~= tonumber(ARGV[1]) then
+if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[6]) ~= ARGV[2] then
   return {'fenced', current}
 end
 if redis.call('EXISTS', KEYS[5]) == 0 then
@@ -184,10 +224,11 @@ return {'ok', 0}
 
 
 class StaleEpoch(Exception):
-    """A newer owner has taken the partition over; this writer must stop at once."""
+    """A newer owner (or a newer takeover by this worker) has taken the partition over; this
+    writer must stop at once."""
 
     def __init__(self, current: int) -> None:
-        super().__init__(f"partition is owned at a newer epoch ({current})")
+        super().__init__(f"partition was taken over again (epoch now {current})")
         self.current = current
 
 
@@ -201,29 +242,38 @@ class EpochRedisStore(RedisStore):
         self.epoch = epoch
         self._epoch_key = f"{prefix}:epoch:{key.topic}:{key.partition}"
         self._undo = f"{prefix}:undo:{key.topic}:{key.partition}"
+        self._takeovers = f"{prefix}:takeover:{key.topic}:{key.partition}"
+        self.takeover = 0  # which takeover this store writes for (set by `take_over`)
         self._takeover = client.register_script(_TAKEOVER)
         self._apply_eos = client.register_script(_APPLY_EOS)
         self._rollback = client.register_script(_ROLLBACK)
 
     @property
     def _keys(self) -> list[str]:
-        return [self._state, self._applied, self._view, self._epoch_key, self._undo]
+        return [self._state, self._applied, self._view, self._epoch_key, self._undo,
+                self._takeovers]  # fmt: skip
 
     def take_over(self) -> None:
-        """Record our epoch so that every older writer is refused from now on."""
-        status, current = self._takeover(keys=[self._epoch_key], args=[self.epoch])
+        """Record our epoch and count this takeover, so that every older writer - an older
+        epoch, or an earlier takeover at this epoch - is refused from now on."""
+        with _unavailable():
+            status, value = self._takeover(keys=[self._epoch_key, self._takeovers],
+                                           args=[self.epoch])  # fmt: skip
         if status == b"fenced":
-            raise StaleEpoch(int(current))
+            raise StaleEpoch(int(value))
+        self.takeover = int(value)
 
     def undo_base(self) -> tuple[bool, int | None]:
         """(an undo record exists, the applied offset it would restore)."""
-        raw = self.client.hget(self._undo, "\0applied")
+        with _unavailable():
+            raw = self.client.hget(self._undo, "\0applied")
         if raw is None:
             return False, None
         return True, int(raw) if raw else None
 
     def rollback(self) -> None:
-        status, current = self._rollback(keys=self._keys, args=[self.epoch])
+        with _unavailable():
+            status, current = self._rollback(keys=self._keys, args=[self.epoch, self.takeover])
         if status == b"fenced":
             raise StaleEpoch(int(current))
 
@@ -233,8 +283,9 @@ class EpochRedisStore(RedisStore):
         view_writes: Mapping[str, bytes | None],
         end_offset: int,
     ) -> bool:
-        args = [self.epoch, end_offset, *_pack(writes, view_writes)]
-        status, current = self._apply_eos(keys=self._keys, args=args)
+        args = [self.epoch, self.takeover, end_offset, *_pack(writes, view_writes)]
+        with _unavailable():
+            status, current = self._apply_eos(keys=self._keys, args=args)
         if status == b"fenced":
             raise StaleEpoch(int(current))
         return bool(status == b"ok")
@@ -247,7 +298,14 @@ class RedisStores:
     this package stays the only one that imports redis (docs/architecture.md, layers)."""
 
     def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url)
+        # No client-side retries: a script retried after a lost reply is exactly the late
+        # write the takeover count refuses; the worker's own retry is a whole takeover.
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def epoch_store(self, key: StateKey, epoch: int, view: str = "") -> EpochRedisStore:
         return EpochRedisStore(self._client, key, epoch, view)

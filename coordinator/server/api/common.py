@@ -153,11 +153,12 @@ class Api:
     rt: NodeRuntime
     sessions: WorkerSessions
     forward_client: httpx.AsyncClient
-    # (job, topic, partition) -> (end offset, worker position, worker, when): reported by
-    # workers in heartbeats so the dashboard can chart lag without talking to Kafka.
-    progress: dict[tuple[str, str, int], tuple[int, int | None, str, float]] = field(
-        default_factory=dict
-    )
+    # (job, topic, partition) -> (end offset, worker position, worker, when, stalled reason,
+    # stalled since): reported by workers in heartbeats so the dashboard can chart lag and
+    # show stalls without talking to Kafka.
+    progress: dict[
+        tuple[str, str, int], tuple[int, int | None, str, float, str | None, float | None]
+    ] = field(default_factory=dict)
 
     @classmethod
     def for_runtime(cls, rt: NodeRuntime) -> Api:

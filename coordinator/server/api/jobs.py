@@ -76,13 +76,17 @@ def job_routes(api: Api) -> list[Route]:
         out: list[PartitionOffsets] = []
         for p in agreed:
             seen = api.progress.get((name, p.topic, p.partition))
-            end = lag = None
+            end = lag = since = None
+            stalled: str | None = None
             if seen is not None and now - seen[3] < PROGRESS_TTL:
                 # Heartbeats trail commits by up to a beat: never show an end before the
                 # agreed offset, or a negative lag.
                 end = max(seen[0], p.offset or 0)
                 lag = end - (p.offset or 0)
-            out.append(PartitionOffsets(p.topic, p.partition, p.offset, p.owner, p.epoch, end, lag))
+                if seen[2] == p.owner:  # a stall reported by a previous owner is over
+                    stalled, since = seen[4], seen[5]
+            out.append(PartitionOffsets(p.topic, p.partition, p.offset, p.owner, p.epoch, end, lag,
+                                        stalled, since))  # fmt: skip
         return JSONResponse({"job": name, "partitions": msgspec.to_builtins(out)})
 
     async def reset_offsets(request: Request) -> Response:

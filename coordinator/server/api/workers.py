@@ -59,7 +59,9 @@ def worker_routes(api: Api) -> list[Route]:
         now = time.monotonic()
         api.sessions.touch(worker_id, now)
         for p in body.progress:  # soft state, like sessions: for lag, never for decisions
-            api.progress[(p.job, p.topic, p.partition)] = (p.end, p.position, worker_id, now)
+            api.progress[(p.job, p.topic, p.partition)] = (
+                p.end, p.position, worker_id, now, p.stalled, p.stalled_since
+            )  # fmt: skip
         reply = HeartbeatReply(worker_id, api.sessions.timeout, assignment)
         return JSONResponse(msgspec.to_builtins(reply))
 

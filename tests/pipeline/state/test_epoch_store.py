@@ -80,3 +80,40 @@ def test_a_replayed_batch_changes_nothing(redis_server: RedisServer) -> None:
     assert s.apply({"a": b"2"}, {}, end_offset=10) is False
     assert s.get_many(["a"]) == {"a": b"1"}
     assert s.undo_base() == (True, None)  # the undo of the real batch is kept
+
+
+def test_a_late_script_of_an_earlier_takeover_at_the_same_epoch_is_refused(
+    redis_server: RedisServer,
+) -> None:
+    """A worker takes a partition over again at the same epoch after a transient fault
+    (issue 13). A batch it sent before the fault (queued in a paused Redis, or retried after a
+    lost reply) must not land after the new takeover reconciled: it would count twice."""
+    job = f"eos-{uuid.uuid4().hex[:6]}"
+    before = _store(redis_server, job, epoch=4)
+    before.take_over()
+    before.apply({"a": b"1"}, {}, end_offset=10)
+    again = _store(redis_server, job, epoch=4)
+    again.take_over()
+    with pytest.raises(StaleEpoch):
+        before.apply({"a": b"late"}, {}, end_offset=20)
+    with pytest.raises(StaleEpoch):
+        before.rollback()
+    assert again.applied_offset() == 10
+    assert again.apply({"a": b"2"}, {}, end_offset=20)
+    assert again.get_many(["a"]) == {"a": b"2"}
+
+
+def test_an_unreachable_redis_is_a_transient_state_unavailable() -> None:
+    """Nothing listens on the port: the worker must see `StateUnavailable` (stall and retry),
+    never redis' own ConnectionError, which used to end the process."""
+    from paxline.localstack.common import free_port
+    from pipeline.errors import StateUnavailable
+    from pipeline.state import RedisStores
+
+    stores = RedisStores(f"redis://127.0.0.1:{free_port()}/0")
+    s = stores.epoch_store(StateKey("gone", "t", 0), 1)
+    with pytest.raises(StateUnavailable, match="Redis unreachable"):
+        s.take_over()
+    with pytest.raises(StateUnavailable):
+        s.get_many(["a"])
+    stores.close()

@@ -69,6 +69,18 @@ class Stack:
         proc.send_signal(sig)
         proc.wait(60)
 
+    def assert_alive(self) -> None:
+        """Every worker this test started still runs: a transient fault must never end one
+        (docs/architecture.md, sec. 6). Names the dead one and shows its last log lines."""
+        dead = {w: p.returncode for w, p in self.workers.items() if p.poll() is not None}
+        if dead:
+            tails = {
+                w: "\n".join((self.logs / f"{w}.log").read_text().splitlines()[-15:]) for w in dead
+            }
+            raise AssertionError(
+                f"workers exited: {dead}\n" + "\n".join(f"--- {w}\n{t}" for w, t in tails.items())
+            )
+
     def stop_workers(self) -> None:
         for worker_id in list(self.workers):
             self.kill_worker(worker_id, signal.SIGTERM)

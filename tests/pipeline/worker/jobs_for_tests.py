@@ -68,3 +68,10 @@ replay = (
     .map(lambda e: {**e, "seen": True})
     .to_kafka("replay-out")
 )
+
+# Self-healing (issue 13): each scenario has its own topics.
+heal_redis_eos = _eos_counter("healredis")
+heal_redis_pause = _eos_counter("healpause")
+heal_redis_alo = _counter("healalo", "healalo-in", partitions=4)
+heal_handover = _eos_windows("healhand")
+heal_quorum = _eos_counter("healquorum")
