@@ -254,3 +254,12 @@ def test_bad_tls_settings_stop_the_node_with_one_line(
         f"error: --tls-key {tmp_path / 'missing.key'}: cannot read (No such file or directory)"
     ]
     assert not (tmp_path / "d").exists()
+
+
+def test_a_client_ca_file_that_cannot_be_used_is_refused_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(CoordinatorTLSError, match="no such file"):
+        CoordinatorClient(["https://127.0.0.1:1"], ca=tmp_path / "missing.pem")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(CoordinatorTLSError, match=f"CA file {junk}: cannot use it"):
+        CoordinatorClient(["https://127.0.0.1:1"], ca=junk)
