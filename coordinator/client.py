@@ -5,14 +5,22 @@ when a node is down or no leader is elected yet the client moves on to the next 
 its deadline. Mutations carry a stable session `(client_id, seq)`: a retry after a timeout
 re-sends the same seq, so the cluster applies the command at most once and answers the retry
 with the first result. One session allows one outstanding mutation, hence the lock.
+
+Over HTTPS (coordinators started with `--tls-cert/--tls-key/--tls-ca`) the client verifies
+each node's certificate against `ca`, the CA file that signed them (the system's trust store
+when none is given), and its name against the endpoint's host. A node it cannot verify is not
+retried as if it were down: once every endpoint has failed verification the client raises
+`CoordinatorTLSError` at once, naming the reason, because waiting will not fix a CA.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -28,13 +36,28 @@ from coordinator.protocol import (
     WorkerInfo,
 )
 
-__all__ = ["CoordinatorClient", "CoordinatorUnavailable", "RequestRejected"]
+__all__ = [
+    "CoordinatorClient",
+    "CoordinatorTLSError",
+    "CoordinatorUnavailable",
+    "RequestRejected",
+    "ssl_reason",
+    "verify_context",
+]
 
 _RETRYABLE_STATUS = {502, 503, 504}
 
 
 class CoordinatorUnavailable(CoordinatorError):
     """No node answered successfully before the deadline."""
+
+
+class CoordinatorTLSError(CoordinatorUnavailable):
+    """No coordinator's certificate could be verified (or the CA file cannot be used).
+
+    A kind of `CoordinatorUnavailable`, so that callers that stall and retry while the
+    coordinators are unreachable (the worker's heartbeat) do the same here and recover when
+    the certificates are fixed; the CLI turns it into one line and exit 2."""
 
 
 class RequestRejected(CoordinatorError):
@@ -57,7 +80,9 @@ class CoordinatorClient:
         timeout: float = 10.0,
         client_id: str | None = None,
         request_timeout: float = 3.0,
+        ca: str | Path | None = None,
     ) -> None:
+        """`ca`: the CA file to verify HTTPS coordinators with (`PAXLINE_TLS_CA`)."""
         if not endpoints:
             raise ValueError("at least one coordinator endpoint is required")
         self.endpoints = [e.rstrip("/") for e in endpoints]
@@ -67,7 +92,8 @@ class CoordinatorClient:
         self._seq = 0
         self._lock = threading.Lock()
         self._preferred = 0
-        self._http = httpx.Client(timeout=request_timeout)
+        self.ca = str(ca) if ca else None
+        self._http = httpx.Client(timeout=request_timeout, verify=verify_context(self.ca))
 
     def close(self) -> None:
         self._http.close()
@@ -105,12 +131,17 @@ class CoordinatorClient:
             headers["Paxline-Seq"] = str(seq)
         last_error = "no attempt made"
         attempt = 0
+        unverified: set[str] = set()
         while True:
             endpoint = self.endpoints[(self._preferred + attempt) % len(self.endpoints)]
             try:
                 resp = self._http.request(method, endpoint + path, json=body, headers=headers)
             except httpx.HTTPError as exc:
-                last_error = f"{endpoint}: {type(exc).__name__}"
+                last_error = f"{endpoint}: {self._describe(endpoint, exc)}"
+                if _verify_failure(exc) is not None:
+                    unverified.add(endpoint)
+                    if unverified == set(self.endpoints):
+                        raise CoordinatorTLSError(last_error + self._ca_hint()) from None
             else:
                 if resp.status_code not in _RETRYABLE_STATUS:
                     self._preferred = (self._preferred + attempt) % len(self.endpoints)
@@ -184,10 +215,81 @@ class CoordinatorClient:
     def node_status(self, endpoint: str, timeout: float = 2.0) -> dict[str, Any]:
         """One node's own view (not forwarded), for `paxline cluster status`: free-form, it
         grows with what a node can tell about itself."""
-        resp = self._http.get(endpoint.rstrip("/") + "/v1/cluster", timeout=timeout)
+        try:
+            resp = self._http.get(endpoint.rstrip("/") + "/v1/cluster", timeout=timeout)
+        except httpx.HTTPError as exc:
+            if _verify_failure(exc) is not None:
+                raise CoordinatorTLSError(
+                    f"{endpoint}: {self._describe(endpoint, exc)}{self._ca_hint()}"
+                ) from None
+            raise
         resp.raise_for_status()
         data = resp.json()
         return data if isinstance(data, dict) else {}
+
+    def _describe(self, endpoint: str, exc: httpx.HTTPError) -> str:
+        reason = _tls_failure(exc)
+        if reason is not None:
+            return reason
+        if isinstance(exc, httpx.RemoteProtocolError) and endpoint.startswith("http://"):
+            # What a plain-HTTP client sees from a node that serves HTTPS.
+            return f"{type(exc).__name__} (does the node serve HTTPS? use https:// URLs)"
+        return type(exc).__name__
+
+    def _ca_hint(self) -> str:
+        where = f"CA file {self.ca}" if self.ca else "the system's trust store (no CA file given)"
+        return f"; checked against {where}: set PAXLINE_TLS_CA to the CA that signed them"
+
+
+def verify_context(ca: str | None) -> ssl.SSLContext | bool:
+    """What httpx verifies servers with: the CA file when given, else its default (the
+    system's trust store). A CA file that cannot be used is a `CoordinatorTLSError` here,
+    at construction, rather than a failed request later."""
+    if not ca:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except FileNotFoundError:
+        raise CoordinatorTLSError(f"CA file {ca}: no such file") from None
+    except OSError as exc:  # ssl.SSLError is one: no certificate in the file
+        reason = ssl_reason(exc) if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise CoordinatorTLSError(f"CA file {ca}: cannot use it ({reason})") from None
+
+
+def ssl_reason(exc: BaseException) -> str:
+    """OpenSSL's reason without the `[SSL: X] ... (_ssl.c:1234)` wrapping, for one-line
+    errors and log lines: "certificate verify failed: self-signed certificate in
+    certificate chain", "wrong version number"."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    return str(exc) or type(exc).__name__
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _verify_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error under httpx's wrapping, if that is what failed."""
+    for e in _causes(exc):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e
+    return None
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """A one-line reason when a request failed in its TLS handshake."""
+    for e in _causes(exc):
+        if isinstance(e, ssl.SSLError):
+            return ssl_reason(e)
+    return None
 
 
 def _result(body: dict[str, Any]) -> Result:

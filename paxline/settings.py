@@ -20,6 +20,7 @@ class Endpoints:
     token: str
     kafka: str
     redis: str
+    tls_ca: str = ""  # CA file for HTTPS coordinators (PAXLINE_TLS_CA); "": system trust
 
 
 def home() -> Path:
@@ -31,6 +32,7 @@ def resolve(
     token: str | None = None,
     kafka: str | None = None,
     redis: str | None = None,
+    tls_ca: str | None = None,
 ) -> Endpoints:
     info = LocalStack(home()).info()
     env = os.environ
@@ -44,4 +46,5 @@ def resolve(
         redis=redis
         or env.get("PAXLINE_REDIS")
         or (info.redis if info else "redis://127.0.0.1:6379/0"),
+        tls_ca=tls_ca or env.get("PAXLINE_TLS_CA", ""),
     )

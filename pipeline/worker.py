@@ -84,6 +84,7 @@ class WorkerConfig:
     poll_timeout: float = 0.05
     max_backlog: int = 100_000
     metrics_port: int = 0
+    tls_ca: str = ""  # CA file for HTTPS coordinators; "": the system's trust store
 
 
 @dataclass
@@ -177,8 +178,9 @@ class Worker:
         self.cfg = cfg
         self.stop_event = threading.Event()
         self._hb = _Heartbeat()
-        self._hb_client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=5)
-        self._client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=10)
+        ca = cfg.tls_ca or None
+        self._hb_client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=5, ca=ca)
+        self._client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=10, ca=ca)
         self._stores = RedisStores(cfg.redis_url)
         self.sink = Sink(cfg.kafka)
         self.jobs: dict[str, JobRuntime] = {}

@@ -17,10 +17,13 @@ from coordinator.errors import CoordinatorError
 from coordinator.server.api import build_app
 from coordinator.server.identity import has_state, load_identity
 from coordinator.server.runtime import IdentityError, NodeRuntime, ServerConfig
+from coordinator.server.tls import TlsConfig, TlsError
 
 __all__ = ["ConfigError", "NodeFailed", "parse_address", "parse_peers", "run", "serve"]
 
 log = logging.getLogger(__name__)
+
+_GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 class ConfigError(CoordinatorError):
@@ -58,7 +61,10 @@ def parse_peers(text: str) -> dict[int, tuple[str, int]]:
 def config_from_env(
     node_id: int, peers: str, api: str, data_dir: Path, fsync: bool = True,
     initial_cluster: str = "existing", join: bool = False,
+    tls_cert: str | None = None, tls_key: str | None = None, tls_ca: str | None = None,
 ) -> ServerConfig:  # fmt: skip
+    """`tls_*` default to PAXLINE_TLS_CERT/KEY/CA; none of the three means plain HTTP and
+    plain TCP peer links (authenticated by the HMAC alone)."""
     peer_map = parse_peers(peers)
     if node_id not in peer_map:
         raise ConfigError(f"--id {node_id} is not one of the --peers ({sorted(peer_map)})")
@@ -72,6 +78,15 @@ def config_from_env(
         raise ConfigError("PAXLINE_API_TOKEN must be set (8+ characters) to protect mutations")
     if initial_cluster not in ("new", "existing"):
         raise ConfigError(f"--initial-cluster must be new or existing, got {initial_cluster!r}")
+    env = os.environ
+    try:
+        tls = TlsConfig.from_settings(
+            env.get("PAXLINE_TLS_CERT", "") if tls_cert is None else tls_cert,
+            env.get("PAXLINE_TLS_KEY", "") if tls_key is None else tls_key,
+            env.get("PAXLINE_TLS_CA", "") if tls_ca is None else tls_ca,
+        )
+    except TlsError as exc:
+        raise ConfigError(str(exc)) from None
     empty = load_identity(data_dir) is None and not has_state(data_dir)
     if empty and initial_cluster != "new" and not join:
         raise ConfigError(
@@ -90,6 +105,7 @@ def config_from_env(
         advertise_api=os.environ.get("PAXLINE_ADVERTISE_API", ""),
         fsync=fsync,
         worker_session_timeout=float(os.environ.get("PAXLINE_WORKER_SESSION_TIMEOUT", "10")),
+        tls=tls,
     )
 
 
@@ -97,10 +113,19 @@ async def serve(cfg: ServerConfig) -> None:
     rt = NodeRuntime(cfg)
     app = build_app(rt)
     await rt.start()
+    tls = cfg.tls
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=cfg.api[0], port=cfg.api[1], log_level="warning", access_log=False,
             lifespan="off",
+            # HTTPS only: clients authenticate with the bearer token, not a certificate.
+            ssl_certfile=str(tls.cert) if tls else None,
+            ssl_keyfile=str(tls.key) if tls else None,
+            # Bounds how long SIGTERM waits for open connections. Over TLS, closing an idle
+            # keep-alive connection waits for the client's close_notify, which a pooled
+            # client (every worker's, every other node's forwarder) never sends: unbounded,
+            # each stop took 15-20 s. Clients retry what a cut request did not finish.
+            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
         )
     )  # fmt: skip
     # uvicorn captures SIGINT/SIGTERM while serving and re-raises them when it returns; the
@@ -122,6 +147,11 @@ async def serve(cfg: ServerConfig) -> None:
         "node %d: peers on %s, API on %s:%d, data in %s",
         cfg.node_id, cfg.peers[cfg.node_id], *cfg.api, cfg.data_dir,
     )  # fmt: skip
+    if tls is not None:  # paths only: nothing a key file holds reaches a log
+        log.info("TLS: API over HTTPS, peer links over mutual TLS with HMAC on every frame; "
+                 "certificate %s, CA %s", tls.cert, tls.ca)  # fmt: skip
+    else:
+        log.info("TLS off: API over plain HTTP, peer links authenticated by HMAC only")
     failed = rt.failed
     if failed is None:
         raise NodeFailed("the runtime did not start")
@@ -146,11 +176,21 @@ async def serve(cfg: ServerConfig) -> None:
         raise NodeFailed(f"node {cfg.node_id} stopped: {failed.result()}")
 
 
+class _IdleTlsShutdown(logging.Filter):
+    """Hides uvicorn's "Cancel 0 running task(s), timeout graceful shutdown exceeded": with
+    no task cut, the wait was only for idle TLS clients' close_notify (see `serve`), not an
+    error. With tasks cut it still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().startswith("Cancel 0 running task"))
+
+
 def run(cfg: ServerConfig) -> None:
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s node{cfg.node_id} %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("uvicorn.error").addFilter(_IdleTlsShutdown())
     try:
         import uvloop  # a faster event loop where available
     except ImportError:

@@ -42,6 +42,7 @@ from coordinator.server.identity import (
 )
 from coordinator.server.metadata_app import MetadataApp
 from coordinator.server.storage import DiskStorage
+from coordinator.server.tls import TlsConfig
 from coordinator.server.transport import PeerTransport
 from coordinator.server.wire import decode, encode
 
@@ -78,6 +79,7 @@ class ServerConfig:
     worker_session_timeout: float = 10.0
     initial_cluster: str = "existing"  # "new": bootstrap from empty data directories
     join: bool = False  # an empty data directory replaces a lost disk (learn, then vote)
+    tls: TlsConfig | None = None  # HTTPS API and mutual-TLS peer links (server/tls.py)
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -102,7 +104,7 @@ class NodeRuntime:
         self.app = MetadataApp()
         self.node = self._make_node(self.identity.floor if self.identity else ZERO_BALLOT)
         self.transport = PeerTransport(
-            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame
+            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame, tls=cfg.tls
         )
         self.api_urls: dict[int, str] = {cfg.node_id: self.advertised_api()}
         self._inbox: list[Message] = []
@@ -206,7 +208,7 @@ class NodeRuntime:
         host, port = self.cfg.api
         if host in ("0.0.0.0", "::", ""):
             host = self.cfg.peers[self.cfg.node_id][0]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.cfg.tls else 'http'}://{host}:{port}"
 
     async def start(self) -> None:
         await self.transport.start()
@@ -418,5 +420,6 @@ class NodeRuntime:
             "snapshot_index": n.snap_index,
             "peers": {str(p): url for p, url in sorted(self.api_urls.items())},
             "frames_dropped": dict(self.transport.dropped),
+            "tls": self.cfg.tls is not None,
             "uptime_seconds": round(time.monotonic() - self.started, 3),
         }

@@ -6,6 +6,15 @@ tolerates lost, duplicated and reordered messages, so the transport is deliberat
 fire-and-forget: a full queue or a broken connection drops frames instead of blocking the
 consensus loop. What it must never do is deliver a frame it cannot authenticate, or crash
 on one: such frames are dropped and counted by reason.
+
+With `tls` the same frames travel inside mutual TLS (`tls.py`): every link, in either
+direction, presents this node's certificate and accepts only a peer whose certificate the
+CA signed. The HMAC stays on every frame all the same (defense in depth: the CA's signature
+*and* the cluster secret, not either one alone). A connection whose handshake fails is
+refused before a single frame is read, counted as `tls_refused` (inbound) or `tls_failed`
+(outbound), and logged with OpenSSL's reason at most once per peer and reason every
+`_TLS_LOG_EVERY` seconds, so a misconfigured node retrying 10 times a second cannot flood
+the log.
 """
 
 from __future__ import annotations
@@ -15,9 +24,15 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import ssl
 import struct
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from coordinator.client import ssl_reason
+from coordinator.server.tls import TlsConfig
 
 __all__ = ["MAX_FRAME", "PeerTransport", "encode_frame"]
 
@@ -31,6 +46,10 @@ _QUEUE_LIMIT = 10_000
 _BACKOFF_MIN = 0.02
 _BACKOFF_MAX = 0.1
 _CONNECT_TIMEOUT = 1.0
+# An inbound connection has this long to complete its TLS handshake: a peer that connects
+# and says nothing must not hold a task and a socket for the handshake's 60 s default.
+_HANDSHAKE_TIMEOUT = 2.0
+_TLS_LOG_EVERY = 30.0
 
 
 def _mac(secret: bytes, sender: int, body: bytes) -> bytes:
@@ -53,6 +72,7 @@ class PeerTransport:
         secret: bytes,
         on_frame: Callable[[int, bytes], None],
         max_frame: int = MAX_FRAME,
+        tls: TlsConfig | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the cluster secret must not be empty")
@@ -69,6 +89,10 @@ class PeerTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
+        self._accept_tls = tls.server_context(verify_clients=True) if tls else None
+        self._connect_tls = tls.client_context(present_cert=True) if tls else None
+        self._tls_logged: dict[tuple[str, str], float] = {}
+        self._tls_refused_by: set[int] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.listen[0], self.listen[1])
@@ -141,10 +165,20 @@ class PeerTransport:
         host, port = self.peers[peer]
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=self._connect_tls,
+                    server_hostname=host if self._connect_tls else None,
+                )  # fmt: skip
+        except ssl.SSLError as exc:  # before OSError, of which it is one
+            self.dropped["tls_failed"] += 1
+            self._log_tls(f"node {peer} at {host}:{port}", exc)
+            return False
         except (OSError, TimeoutError):
             return False
-        log.info("connected to node %d at %s:%d", peer, host, port)
+        # While the peer keeps refusing our certificate (see below) every attempt connects
+        # and is refused: those connections are logged at debug, the refusal as a warning.
+        level = logging.DEBUG if peer in self._tls_refused_by else logging.INFO
+        log.log(level, "connected to node %d at %s:%d", peer, host, port)
         # The peer never writes on this connection, so a completed read means it closed
         # (for instance it was killed and restarted). Without watching for that, some event
         # loops (uvloop) keep accepting writes into a dead socket and the peer never hears
@@ -156,6 +190,13 @@ class PeerTransport:
                 done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if closed in done or writer.is_closing():
                     get.cancel()  # a frame it already took is lost; Paxos retransmits
+                    refusal = _tls_refusal(closed)
+                    if refusal is not None:
+                        # TLS 1.3 lets the client finish its handshake before the server has
+                        # checked the client's certificate; a refusal arrives as an alert on
+                        # the first read. Not a connection: back off as for a dead peer.
+                        return self._refused(peer, refusal)
+                    self._tls_refused_by.discard(peer)
                     self.dropped["connection_lost"] += 1
                     break
                 chunks = [get.result()]
@@ -164,10 +205,12 @@ class PeerTransport:
                 writer.write(b"".join(chunks))
                 await writer.drain()
                 self.sent += len(chunks)
+        except ssl.SSLError as exc:  # the same refusal, met by a write
+            return self._refused(peer, exc)
         except (OSError, ConnectionError):
             self.dropped["connection_lost"] += 1
         finally:
-            log.info("connection to node %d closed", peer)
+            log.log(level, "connection to node %d closed", peer)
             if closed.done() and not closed.cancelled():
                 closed.exception()  # retrieved, so asyncio does not log it as unhandled
             closed.cancel()
@@ -177,6 +220,13 @@ class PeerTransport:
                     await writer.wait_closed()
         return True
 
+    def _refused(self, peer: int, exc: ssl.SSLError) -> bool:
+        self.dropped["tls_failed"] += 1
+        self._tls_refused_by.add(peer)
+        host, port = self.peers[peer]
+        self._log_tls(f"node {peer} at {host}:{port}", exc)
+        return False
+
     def _discard(self, queue: asyncio.Queue[bytes]) -> None:
         while not queue.empty():
             queue.get_nowait()
@@ -185,8 +235,20 @@ class PeerTransport:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._inbound.add(writer)
         try:
+            read: Callable[[int], Awaitable[bytes]] = reader.readexactly
+            if self._accept_tls is not None:
+                tls = _ServerTls(self._accept_tls, reader, writer)
+                try:
+                    async with asyncio.timeout(_HANDSHAKE_TIMEOUT):
+                        await tls.handshake()
+                except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                    self.dropped["tls_refused"] += 1
+                    host = writer.get_extra_info("peername") or ("?", 0)
+                    self._log_tls(f"inbound connection from {host[0]}", exc)
+                    return
+                read = tls.readexactly
             while True:
-                head = await reader.readexactly(_LEN.size)
+                head = await read(_LEN.size)
                 (length,) = _LEN.unpack(head)
                 if length > self.max_frame or length < _MAC_SIZE + _SENDER.size:
                     # The stream cannot be resynchronised after a bogus length: hang up.
@@ -194,7 +256,7 @@ class PeerTransport:
                     self.dropped[reason] += 1
                     log.warning("dropping peer connection: %s frame (%d bytes)", reason, length)
                     return
-                inner = await reader.readexactly(length)
+                inner = await read(length)
                 self._deliver(inner)
         except asyncio.IncompleteReadError:
             pass
@@ -203,6 +265,21 @@ class PeerTransport:
         finally:
             self._inbound.discard(writer)
             writer.close()
+
+    def _log_tls(self, who: str, exc: BaseException) -> None:
+        if isinstance(exc, TimeoutError):
+            reason = "handshake timed out"
+        elif isinstance(exc, ssl.SSLError):
+            reason = ssl_reason(exc)
+        else:
+            reason = f"connection closed during the handshake ({type(exc).__name__})"
+        key = (who, reason)
+        now = time.monotonic()
+        if now - self._tls_logged.get(key, -_TLS_LOG_EVERY) >= _TLS_LOG_EVERY:
+            self._tls_logged[key] = now
+            log.warning("TLS with %s refused: %s (counted in frames_dropped as tls_refused/"
+                        "tls_failed; logged every %.0fs at most)", who, reason,
+                        _TLS_LOG_EVERY)  # fmt: skip
 
     def _deliver(self, inner: bytes) -> None:
         mac = inner[:_MAC_SIZE]
@@ -220,3 +297,77 @@ class PeerTransport:
         except Exception:  # a malformed body must not take the connection (or node) down
             self.dropped["malformed"] += 1
             log.exception("dropping malformed frame from node %d", sender)
+
+
+def _tls_refusal(closed: asyncio.Future[bytes]) -> ssl.SSLError | None:
+    if closed.done() and not closed.cancelled():
+        exc = closed.exception()
+        if isinstance(exc, ssl.SSLError):
+            return exc
+    return None
+
+
+_T = TypeVar("_T")
+
+
+class _ServerTls:
+    """The accepting side of TLS over an already accepted plain stream, driven by hand
+    through memory BIOs.
+
+    Why not `start_server(ssl=...)`: its failed handshakes never reach the connection
+    callback, so a refused peer could not be counted. Why not `StreamWriter.start_tls`: on
+    uvloop the peer's ClientHello may already sit in the StreamReader's buffer when the
+    callback runs, and the handshake then waits for bytes that were consumed (seen in
+    tests/coordinator/server/test_transport_tls.py). Reading the stream ourselves consumes
+    whatever is buffered, on any event loop. The peer links only read on the accepting side,
+    so decryption is all this needs besides the handshake."""
+
+    def __init__(
+        self, ctx: ssl.SSLContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._reader = reader
+        self._writer = writer
+        self._plain = bytearray()
+
+    async def handshake(self) -> None:
+        await self._drive(self._tls.do_handshake)
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self._plain) < n:
+            try:
+                chunk = await self._drive(lambda: self._tls.read(65536))
+            except ssl.SSLZeroReturnError:  # the peer closed TLS cleanly
+                chunk = b""
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self._plain), n)
+            self._plain += chunk
+        data = bytes(self._plain[:n])
+        del self._plain[:n]
+        return data
+
+    async def _drive(self, op: Callable[[], _T]) -> _T:
+        while True:
+            try:
+                result = op()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                data = await self._reader.read(65536)
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", None) from None
+                self._incoming.write(data)
+                continue
+            except ssl.SSLError:
+                await self._flush()  # the alert that tells the peer why it was refused
+                raise
+            await self._flush()
+            return result
+
+    async def _flush(self) -> None:
+        out = self._outgoing.read()
+        if out:
+            self._writer.write(out)
+            with contextlib.suppress(OSError):
+                await self._writer.drain()

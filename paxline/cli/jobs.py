@@ -39,7 +39,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _client(coordinators: str | None, timeout: float = 15.0) -> CoordinatorClient:
     ep = resolve(coordinators)
-    return CoordinatorClient(ep.coordinators, ep.token or None, timeout=timeout)
+    return CoordinatorClient(ep.coordinators, ep.token or None, timeout=timeout,
+                             ca=ep.tls_ca or None)  # fmt: skip
 
 
 def _job_action(coordinators: str | None, method: str, name: str, done: str) -> None:
@@ -79,6 +80,9 @@ def register(app: typer.Typer) -> None:
         metrics_port: int = typer.Option(
             0, envvar="PAXLINE_METRICS_PORT", help="Serve Prometheus /metrics here (0: off)."
         ),
+        tls_ca: str = typer.Option(
+            None, "--tls-ca", help="CA file for HTTPS coordinators (env PAXLINE_TLS_CA)."
+        ),
     ) -> None:
         """Consume the partitions the coordinators assign to this worker until SIGTERM.
 
@@ -86,7 +90,7 @@ def register(app: typer.Typer) -> None:
         """
         from pipeline.worker import Worker, WorkerConfig
 
-        ep = resolve(coordinators, kafka=kafka, redis=redis_url)
+        ep = resolve(coordinators, kafka=kafka, redis=redis_url, tls_ca=tls_ca)
         wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         logging.basicConfig(
             level=logging.INFO, format=f"%(asctime)s {wid} %(levelname)s %(name)s: %(message)s"
@@ -94,7 +98,7 @@ def register(app: typer.Typer) -> None:
         sys.path.insert(0, os.getcwd())  # job entrypoints are resolved from the deployment
         w = Worker(WorkerConfig(wid, ep.coordinators, ep.token, ep.kafka, ep.redis,
                                 capacity=capacity, batch_size=batch_size,
-                                metrics_port=metrics_port))  # fmt: skip
+                                metrics_port=metrics_port, tls_ca=ep.tls_ca))  # fmt: skip
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: w.stop_event.set())
         try:

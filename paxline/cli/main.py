@@ -47,6 +47,12 @@ _ENDPOINTS = typer.Option(
     envvar="PAXLINE_COORDINATORS",
     help="Comma-separated coordinator API URLs.",
 )
+_TLS_CA = typer.Option(
+    "",
+    "--tls-ca",
+    envvar="PAXLINE_TLS_CA",
+    help="CA file to verify HTTPS coordinators with (default: the system's trust store).",
+)
 
 
 @coordinator_app.command("run")
@@ -64,10 +70,19 @@ def coordinator_run(
     join: bool = typer.Option(
         False, "--join", help="An empty data dir replaces this node's lost disk: learn, then vote."
     ),
+    tls_cert: str = typer.Option(
+        "", envvar="PAXLINE_TLS_CERT", help="This node's certificate (PEM): enables TLS."
+    ),
+    tls_key: str = typer.Option("", envvar="PAXLINE_TLS_KEY", help="Its private key (PEM)."),
+    tls_ca: str = typer.Option(
+        "", envvar="PAXLINE_TLS_CA", help="The CA (PEM) that signed every node's certificate."
+    ),
 ) -> None:
     """Run one coordinator node until SIGTERM.
 
-    Needs PAXLINE_CLUSTER_SECRET (same on every node) and PAXLINE_API_TOKEN.
+    Needs PAXLINE_CLUSTER_SECRET (same on every node) and PAXLINE_API_TOKEN. With
+    --tls-cert, --tls-key and --tls-ca (all three) the API serves HTTPS and the peer links
+    run mutual TLS, with the HMAC still on every frame.
 
     Example:
 
@@ -77,7 +92,8 @@ def coordinator_run(
     from coordinator.server.main import ConfigError, config_from_env, run
 
     try:
-        cfg = config_from_env(node_id, peers, api, data_dir, not no_fsync, initial_cluster, join)
+        cfg = config_from_env(node_id, peers, api, data_dir, not no_fsync, initial_cluster, join,
+                              tls_cert, tls_key, tls_ca)  # fmt: skip
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -88,6 +104,7 @@ def coordinator_run(
 def cluster_status(
     coordinators: str = _ENDPOINTS,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    tls_ca: str = _TLS_CA,
 ) -> None:
     """A table of nodes: role, ballot, commit index, applied index, lag."""
     import json
@@ -99,7 +116,7 @@ def cluster_status(
 
     endpoints = [e.strip() for e in coordinators.split(",") if e.strip()]
     rows: list[dict[str, object]] = []
-    with CoordinatorClient(endpoints) as client:
+    with CoordinatorClient(endpoints, ca=tls_ca or None) as client:
         for endpoint in endpoints:
             try:
                 rows.append({"endpoint": endpoint, **client.node_status(endpoint)})
@@ -139,7 +156,14 @@ _register()
 
 
 def main() -> None:
-    app()
+    from coordinator.client import CoordinatorTLSError
+
+    try:
+        app()
+    except CoordinatorTLSError as exc:
+        # Configuration, not an outage: one line (no traceback) and the config exit code.
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordinator.server.tls import TlsConfig
 from paxline.localstack.common import ServiceError, free_port, wait_until
 
 __all__ = ["LocalCluster", "NodeProcess"]
@@ -30,10 +32,13 @@ class NodeProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    # Certificate, key and CA for an HTTPS API and mutual-TLS peer links; None: plain. Read
+    # at each start, so a test can restart a node with other certificates.
+    tls: TlsConfig | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -49,8 +54,10 @@ class LocalCluster:
         fsync: bool = True,
         env: dict[str, str] | None = None,
         ports: dict[int, tuple[int, int]] | None = None,
+        tls: dict[int, TlsConfig] | None = None,
     ) -> None:
-        """`ports` maps node id -> (peer port, API port); free ports are chosen if omitted."""
+        """`ports` maps node id -> (peer port, API port); free ports are chosen if omitted.
+        `tls` maps node id -> its certificate, key and CA (every node, or none)."""
         self.base_dir = base_dir.resolve()
         self.secret = secret
         self.token = token
@@ -60,7 +67,9 @@ class LocalCluster:
         for i in range(1, size + 1):
             d = self.base_dir / f"node{i}"
             peer, api = (ports or {}).get(i) or (free_port(), free_port())
-            self.nodes[i] = NodeProcess(i, peer, api, d, d / "coordinator.log")
+            self.nodes[i] = NodeProcess(
+                i, peer, api, d, d / "coordinator.log", tls=(tls or {}).get(i)
+            )
 
     @property
     def peers(self) -> str:
@@ -81,6 +90,8 @@ class LocalCluster:
         ]  # fmt: skip
         if not self.fsync:
             cmd.append("--no-fsync")
+        if n.tls is not None:
+            cmd += [f"--tls-cert={n.tls.cert}", f"--tls-key={n.tls.key}", f"--tls-ca={n.tls.ca}"]
         # `new` only bootstraps when every node's directory is fresh; a node whose disk was
         # wiped later is refused (see README "Replacing a disk") unless started with join.
         cmd += ["--join"] if join else ["--initial-cluster", "new"]
@@ -96,8 +107,11 @@ class LocalCluster:
         if n.alive():
             return
         n.data_dir.mkdir(parents=True, exist_ok=True)
+        # TLS comes from `n.tls` only: a PAXLINE_TLS_* in the caller's environment must not
+        # turn a plain test cluster into a half-TLS one.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAXLINE_TLS_")}
         env = {
-            **os.environ,
+            **inherited,
             **self.env,
             "PAXLINE_CLUSTER_SECRET": self.secret,
             "PAXLINE_API_TOKEN": self.token,
@@ -125,14 +139,25 @@ class LocalCluster:
                     n.proc.wait(10)
 
     def stop(self) -> None:
-        for node_id in self.nodes:
-            self.kill(node_id, signal.SIGTERM)
+        # SIGTERM every node first, then wait: a node may take a few seconds to close its
+        # connections (over TLS, see coordinator/server/main.py), and they add up in series.
+        for n in self.nodes.values():
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGTERM)
+        for n in self.nodes.values():
+            if n.proc is not None and n.proc.poll() is None:
+                try:
+                    n.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    n.proc.kill()
+                    n.proc.wait(10)
 
     def status(self, node_id: int, timeout: float = 1.0) -> dict[str, object] | None:
+        n = self.nodes[node_id]
+        # A node's API is checked against the CA it was given, as its own clients would.
+        ctx: ssl.SSLContext | None = n.tls.client_context(present_cert=False) if n.tls else None
         try:
-            with urllib.request.urlopen(
-                self.nodes[node_id].url + "/v1/cluster", timeout=timeout
-            ) as r:
+            with urllib.request.urlopen(n.url + "/v1/cluster", timeout=timeout, context=ctx) as r:
                 data = json.loads(r.read())
                 return data if isinstance(data, dict) else None
         except (OSError, urllib.error.URLError, ValueError):

@@ -162,7 +162,11 @@ class Api:
 
     @classmethod
     def for_runtime(cls, rt: NodeRuntime) -> Api:
-        api = cls(rt, WorkerSessions(rt.cfg.worker_session_timeout), httpx.AsyncClient(timeout=10))
+        tls = rt.cfg.tls
+        # Forwarding reaches the leader's HTTPS API like any client: verified against the CA.
+        verify = tls.client_context(present_cert=False) if tls else True
+        forward = httpx.AsyncClient(timeout=10, verify=verify)
+        api = cls(rt, WorkerSessions(rt.cfg.worker_session_timeout), forward)
         rt.on_leadership.append(lambda: api.sessions.grant_grace(time.monotonic()))
         return api
 
