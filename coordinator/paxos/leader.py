@@ -68,6 +68,8 @@ class Leadership:
     sent_upto: int = 0
     # Nodes a candidate must hear from: every member of a configuration its recovery spans.
     targets: tuple[int, ...] = ()
+    # Each peer's first slot without a known chosen value, from its heartbeat acks.
+    need: dict[int, int] = field(default_factory=dict)
 
     def open_slot(self, value: Batch) -> int:
         slot = self.next_slot

@@ -177,9 +177,11 @@ class Node:
 
     @property
     def member(self) -> bool:
-        """Whether some current or pending configuration counts this node. A node that is
-        no member never campaigns (a removed node stays quiet)."""
-        return self.id in self.membership.known()
+        """Whether the configuration of the first slot this node does not know chosen counts
+        it. Only such a node campaigns: a removed node stays quiet, and a node being added
+        waits until its configuration is in effect (leading slots it has no vote in, it
+        would hand off at once and campaign again)."""
+        return self.id in self.membership.at(self.first_unchosen)
 
     def _live(self, lead: Leadership) -> bool:
         """Check-quorum: a majority of every configuration of the open slots was heard from
@@ -540,6 +542,9 @@ class Node:
             lead.last_ack_tick[m.src] = self._ticks
         if m.round > lead.acked_round.get(m.src, 0):
             lead.acked_round[m.src] = m.round
+        if m.need > lead.need.get(m.src, 0):
+            lead.need[m.src] = m.need
+            self._maybe_hand_off(lead)
         if m.need <= self.commit_index:
             self._catch_up(lead, m.src, m.need)
 
@@ -675,6 +680,8 @@ class Node:
             return False
         if lead.next_slot > self.applied + self.config.alpha:
             return False
+        if self.id not in self.membership.at(lead.next_slot):
+            return False  # removed from here on: hand off instead (`_maybe_hand_off`)
         return bool(lead.queue) or lead.next_slot < self.membership.last_effective()
 
     def ready(self) -> Ready:
@@ -707,21 +714,36 @@ class Node:
             if sv.slot == self.applied + 1:
                 self._apply(sv.slot, sv.value)
                 self.applied = sv.slot
+        before = self.membership.configs[0]
         self.membership.prune(self.applied)
+        if self.membership.configs[0] != before:
+            # A new configuration is in effect: make durable that every slot of the old one
+            # is chosen, so that no later phase 1 (after a restart of every node) needs a
+            # majority of the old configuration, whose removed members may be gone for good.
+            self._take_snapshot()
         lead = self.lead
         if self.role is Role.LEADER and lead is not None:
-            if self.id not in self.membership.at(self.applied + 1):
-                # Removed: every slot it was a member for is chosen and applied. It stops
-                # leading; the remaining members elect a leader among themselves.
-                self._step_down()
-                self.leader_id = None
-            else:
-                self._send_due_accepts(lead)
-                self._serve_reads(lead)
+            self._send_due_accepts(lead)
+            self._serve_reads(lead)
+            self._maybe_hand_off(lead)
         every = self.config.snapshot_every
         if every > 0 and self.applied - self.snap_index >= every:
             self._take_snapshot()
         self._try_admit()
+
+    def _maybe_hand_off(self, lead: Leadership) -> None:
+        """A leader removed from the configuration leads until every slot it was a member for
+        is chosen and a majority of the next configuration knows it (their heartbeat acks
+        say so), then steps down; those members elect a leader among themselves. Stepping
+        down earlier could leave slots that only it knew chosen to be recovered by a
+        configuration that may by then be short of a voting majority."""
+        members = self.membership.at(self.applied + 1)
+        if self.id in members:
+            return
+        informed = sum(1 for p in members if lead.need.get(p, 0) > self.applied)
+        if informed >= majority(members):
+            self._step_down()
+            self.leader_id = None
 
     def _apply(self, slot: int, batch: Batch) -> None:
         for cmd in batch.commands:
