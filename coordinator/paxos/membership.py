@@ -27,6 +27,7 @@ __all__ = [
     "is_reconfig",
     "majority",
     "remove_node_command",
+    "replace_node_command",
 ]
 
 RECONFIG_PREFIX = b"\x00paxos.reconfig\x00"
@@ -46,6 +47,14 @@ def add_node_command(node_id: int, address: str) -> bytes:
 
 def remove_node_command(node_id: int) -> bytes:
     body = {"op": "remove", "id": node_id}
+    return RECONFIG_PREFIX + json.dumps(body, separators=(",", ":")).encode()
+
+
+def replace_node_command(old: int, new: int, address: str) -> bytes:
+    """One change that swaps member `old` for the new node `new` (a dead node for one with an
+    empty disk), keeping the size. The two configurations may share no majority; the alpha
+    window and phase 1 over every spanned configuration make that safe."""
+    body = {"op": "replace", "id": old, "new": new, "addr": address}
     return RECONFIG_PREFIX + json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -114,19 +123,25 @@ class Membership:
         except (ValueError, KeyError, TypeError):
             return _result(False, "malformed membership command")
         cur = self.latest()
-        if op == "add":
-            if node in cur:
+        if op in ("add", "replace"):
+            added = node if op == "add" else body.get("new")
+            if not isinstance(added, int):
+                return _result(False, "replace needs the new node's id")
+            if added in cur:
                 return _result(True, "already a member", members=list(cur))
-            if node in self.ever or node < 1:
-                return _result(False, f"node id {node} was a member before; use a new id")
-            if len(cur) >= MAX_MEMBERS:
+            if added in self.ever or added < 1:
+                return _result(False, f"node id {added} was a member before; use a new id")
+            if op == "replace" and node not in cur:
+                return _result(False, f"node {node} is not a member")
+            if op == "add" and len(cur) >= MAX_MEMBERS:
                 return _result(False, f"at most {MAX_MEMBERS} members")
             addr = body.get("addr")
-            if not isinstance(addr, str):
-                return _result(False, "add needs an address")
-            new = tuple(sorted((*cur, node)))
-            self.addresses[node] = addr
-            self.ever.add(node)
+            if not isinstance(addr, str) or not addr:
+                return _result(False, f"{op} needs an address")
+            kept = cur if op == "add" else tuple(n for n in cur if n != node)
+            new = tuple(sorted((*kept, added)))
+            self.addresses[added] = addr
+            self.ever.add(added)
         elif op == "remove":
             if node not in cur:
                 return _result(True, "not a member", members=list(cur))

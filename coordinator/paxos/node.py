@@ -208,7 +208,11 @@ class Node:
         (else its leader is asked to run phase 1 again: a Nack above the floor makes a leader
         re-campaign at once), and only once this node has durably re-acquired, as a snapshot,
         every slot that leader knew chosen (`commit`): slots chosen before its phase 1 are
-        not re-proposed, and may be durable only at the remaining nodes that accepted them."""
+        not re-proposed, and may be durable only at the remaining nodes that accepted them.
+        `commit` includes the leader's recovery target: the values its phase 1 recovered may
+        be durable only at the nodes that reported them and at the leader itself, and a
+        learner that voted before they were chosen could form a quorum without any of those
+        and so lose a chosen value (docs/architecture.md, 2)."""
         if self.voter:
             return True
         if ballot <= self.floor:
@@ -395,6 +399,12 @@ class Node:
         # effect because it cannot re-propose old entries under a new term).
         lead.recovery_target = top
         lead.active = True
+        # Accept every recovered value durably in our own ballot at once, before anything
+        # leaves (the Accepts themselves wait for their slot's configuration): from now on a
+        # majority that includes this node reports them.
+        self.acceptor.accept(
+            lead.ballot, tuple(SlotValue(s, lead.proposals[s]) for s in range(start, top + 1))
+        )
         for p in self.others:
             lead.last_ack_tick[p] = self._ticks
         self.role = Role.LEADER
@@ -488,7 +498,7 @@ class Node:
 
     def _on_accept(self, m: Accept) -> None:
         self._observe(m.ballot)
-        if not self._admit(m.ballot, m.commit):
+        if not self.voter:  # admission comes with a heartbeat, which names the recovery target
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
             return
@@ -520,7 +530,7 @@ class Node:
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
         self._observe(m.ballot)
-        if not self._admit(m.ballot, m.commit):
+        if not self._admit(m.ballot, max(m.commit, m.recovery)):
             self.leader_id = m.src  # so that requests can be forwarded meanwhile
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
@@ -623,8 +633,13 @@ class Node:
         if self.acceptor.accept(lead.ballot, entries):
             for s in slots:
                 self._vote(lead, s, self.id)
+        # Each slot goes only to the members of its configuration: a node votes only in
+        # slots it is a member for (learners catch up through Learn and InstallSnapshot).
+        configs = {s: self.membership.at(s) for s in slots}
         for p in self.others:
-            self._outbox.append(Accept(self.id, p, lead.ballot, entries, self.commit_index))
+            mine = tuple(sv for sv in entries if p in configs[sv.slot])
+            if mine:
+                self._outbox.append(Accept(self.id, p, lead.ballot, mine, self.commit_index))
 
     def _broadcast_heartbeat(self, lead: Leadership) -> None:
         """Also retransmits open slots to peers that have not accepted them, which is how lost
@@ -642,7 +657,9 @@ class Node:
             )
             if missing:
                 self._outbox.append(Accept(self.id, p, lead.ballot, missing, commit))
-            self._outbox.append(Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round))
+            self._outbox.append(
+                Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round, lead.recovery_target)
+            )
 
     def _install_snapshot(self, snap: Snapshot) -> None:
         self.machine.restore(snap.data)

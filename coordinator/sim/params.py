@@ -52,7 +52,7 @@ def params_for_seed(seed: int, **overrides: Any) -> SimParams:
         "p_dup": r.choice((0.0, 0.05)),
         "drift": r.choice((0, 3, 8)),
         "n_clients": r.choice((2, 3, 4, 5)),
-        "alpha": r.choice((1, 3, 8, 32)),
+        "alpha": r.choice((4, 16, 32)),
     }
     base.update(overrides)
     return SimParams(**base)

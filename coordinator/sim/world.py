@@ -18,7 +18,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.paxos.membership import add_node_command, remove_node_command
+from coordinator.paxos.membership import (
+    add_node_command,
+    remove_node_command,
+    replace_node_command,
+)
 from coordinator.paxos.node import Node, NodeConfig, Role
 from coordinator.paxos.storage import MemoryStorage
 from coordinator.paxos.types import (
@@ -509,18 +513,21 @@ class World:
         # Like an operator: add a node only while every node runs and votes (a learner, or a
         # member that is down, in a grown configuration can leave no voting majority).
         healthy = all(self._voting(x) for x in self.active)
-        if healthy and len(members) < 5 and (len(members) <= 3 or rng.random() < 0.5):
-            nid = max(self.ids) + 1
-            period = self.p.tick_unit + rng.randint(-self.p.drift, self.p.drift)
-            self.ids = (*self.ids, nid)
-            sn = SimNode(nid, MemoryStorage(), period)
-            # Never below (0, 1): a node outside the founding configuration is a learner.
-            sn.floor = max(self.amnesia_floor(nid), Ballot(0, 1))
-            self.nodes[nid] = sn
-            self._start_node(sn)
+        choice = rng.random()
+        if healthy and choice < 0.3:
+            # Swap a member (the leader, at times) for a brand-new node in one change.
+            lead = self.leader()
+            old = lead if lead in members and rng.random() < 0.4 else rng.choice(members)
+            nid = self._new_node()
+            self.removing.add(old)
+            self.admin_op = ("replace", old)
+            payload = replace_node_command(old, nid, f"sim-{nid}:7000")
+            self.log(f"RECONFIG request replace n{old} by n{nid} (learner)")
+        elif healthy and len(members) < 5 and (len(members) <= 3 or choice < 0.65):
+            nid = self._new_node()
             self.admin_op = ("add", nid)
             payload = add_node_command(nid, f"sim-{nid}:7000")
-            self.log(f"RECONFIG request add n{nid} (learner, floor={sn.floor})")
+            self.log(f"RECONFIG request add n{nid} (learner, floor={self.nodes[nid].floor})")
         elif len(members) > 3:
             lead = self.leader()
             victim = lead if lead in members and rng.random() < 0.4 else rng.choice(members)
@@ -534,6 +541,17 @@ class World:
         self.workload.proposed[(ADMIN_CLIENT, self.admin_seq)] = payload
         self.admin_target = self.leader() or rng.choice(self.active)
         self._admin_send()
+
+    def _new_node(self) -> int:
+        nid = max(self.ids) + 1
+        period = self.p.tick_unit + self.rng.randint(-self.p.drift, self.p.drift)
+        self.ids = (*self.ids, nid)
+        sn = SimNode(nid, MemoryStorage(), period)
+        # Never below (0, 1): a node outside the founding configuration is a learner.
+        sn.floor = max(self.amnesia_floor(nid), Ballot(0, 1))
+        self.nodes[nid] = sn
+        self._start_node(sn)
+        return nid
 
     def _admin_send(self) -> None:
         self.admin_attempt += 1
@@ -562,6 +580,11 @@ class World:
         self.log(f"RECONFIG {op[0]} n{op[1]} acknowledged: {res.result.decode()}")
         if op[0] == "add":
             self.stats.added += 1
+        elif op[0] == "replace":
+            self.stats.added += 1
+            self.stats.removed += 1
+            eff = json.loads(res.result).get("effective_slot", 0)
+            self._at(self.now + self.rng.randint(500, 5000), FAULT, f"retire:{op[1]}:{eff}")
         else:
             self.stats.removed += 1
             # The operator stops the removed node once the change is acknowledged; until
