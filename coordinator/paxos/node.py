@@ -146,6 +146,10 @@ class Node:
         self._reads: list[ReadResult] = []
         self._waiting: dict[tuple[str, int], None] = {}
         self._learn_sent: dict[int, tuple[int, int]] = {}
+        # Nodes that left the configuration, and the slot up to which they must learn what
+        # was chosen to see it: the leader heartbeats them until they have (then they know
+        # they were removed and stay quiet).
+        self._departed: dict[int, int] = {}
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -555,6 +559,8 @@ class Node:
         if m.need > lead.need.get(m.src, 0):
             lead.need[m.src] = m.need
             self._maybe_hand_off(lead)
+        if m.need > self._departed.get(m.src, m.need):
+            del self._departed[m.src]
         if m.need <= self.commit_index:
             self._catch_up(lead, m.src, m.need)
 
@@ -660,6 +666,9 @@ class Node:
             self._outbox.append(
                 Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round, lead.recovery_target)
             )
+        for p in self._departed:
+            if p != self.id:
+                self._outbox.append(Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round))
 
     def _install_snapshot(self, snap: Snapshot) -> None:
         self.machine.restore(snap.data)
@@ -732,7 +741,10 @@ class Node:
                 self._apply(sv.slot, sv.value)
                 self.applied = sv.slot
         before = self.membership.configs[0]
+        known = self.membership.known()
         self.membership.prune(self.applied)
+        for gone in known - self.membership.known():
+            self._departed[gone] = self.applied
         if self.membership.configs[0] != before:
             # A new configuration is in effect: make durable that every slot of the old one
             # is chosen, so that no later phase 1 (after a restart of every node) needs a

@@ -37,6 +37,7 @@ class SimParams:
     faults: bool = True
     alpha: int = 8  # slots between choosing a membership change and its effect
     reconfig: bool = True  # the fault schedule adds and removes nodes (3 to 5 members)
+    reconfig_weight: int = 3  # weight of a membership change among ~15 kinds of fault
 
 
 def params_for_seed(seed: int, **overrides: Any) -> SimParams:

@@ -99,7 +99,7 @@ class World:
         self.retired: set[int] = set()
         self.removing: set[int] = set()
         self.admin_seq = 0
-        self.admin_op: tuple[str, int] | None = None
+        self.admin_op: tuple[str, int, int] | None = None  # (kind, node, new node)
         self.admin_target = 1
         self.admin_attempt = 0
         self.chosen: dict[int, Batch] = {}
@@ -205,6 +205,8 @@ class World:
         self.crash(nid)
         sn.storage = MemoryStorage()
         sn.floor = self.amnesia_floor(nid)
+        if nid not in self.founders:  # outside the founding configuration: a learner
+            sn.floor = max(sn.floor, Ballot(0, 1))
         self.log(f"WIPE disk of n{nid} (rejoins learning, floor={sn.floor})")
 
     @property
@@ -373,13 +375,9 @@ class World:
             _, node, eff = what.split(":")
             nid = int(node)
             members = self._latest_config()
-            done = sum(
-                1
-                for m in members
-                if self.nodes[m].storage.load().snapshot is not None
-                and self.nodes[m].storage.load().snapshot.index + 1 >= int(eff)  # type: ignore[union-attr]
-            )
-            if done < len(members) // 2 + 1:
+            snaps = [self.nodes[m].storage.load().snapshot for m in members]
+            done = sum(1 for sn in snaps if sn is not None and sn.index + 1 >= int(eff))
+            if int(eff) and done < len(members) // 2 + 1:
                 # Like an operator who waits until `/v1/cluster` shows the change durably in
                 # effect (snapshot past it) at a majority of the remaining members: before,
                 # a phase 1 after restarts may still need the removed node's vote.
@@ -418,11 +416,11 @@ class World:
         rng = self.rng
         ids = self.active
         n = len(ids)
-        kinds = ("split", "split", "isolate_leader", "isolate_leader", "one_way", "crash",
+        kinds: tuple[str, ...] = ("split", "split", "isolate_leader", "isolate_leader", "one_way", "crash",
                  "crash", "crash_leader", "crash_all", "heal_net", "stall_leader",
                  "stall_leader", "leader_change_after_ack", "amnesia", "amnesia")  # fmt: skip
         if self.p.reconfig:
-            kinds += ("reconfig", "reconfig", "reconfig")
+            kinds += ("reconfig",) * self.p.reconfig_weight
         kind = rng.choice(kinds)
         up = [nid for nid in ids if self.nodes[nid].node is not None]
         if kind == "reconfig":
@@ -492,7 +490,6 @@ class World:
         if self.blocked:
             self._at(self.now + rng.randint(500, 4000), FAULT, "heal_net")
 
-
     # ------------------------------------------------------------------ reconfiguration
     def _latest_config(self) -> tuple[int, ...]:
         """The newest membership any running replica has applied (to pick a sensible
@@ -520,21 +517,23 @@ class World:
             old = lead if lead in members and rng.random() < 0.4 else rng.choice(members)
             nid = self._new_node()
             self.removing.add(old)
-            self.admin_op = ("replace", old)
+            self.admin_op = ("replace", old, nid)
             payload = replace_node_command(old, nid, f"sim-{nid}:7000")
             self.log(f"RECONFIG request replace n{old} by n{nid} (learner)")
         elif healthy and len(members) < 5 and (len(members) <= 3 or choice < 0.65):
             nid = self._new_node()
-            self.admin_op = ("add", nid)
+            self.admin_op = ("add", nid, nid)
             payload = add_node_command(nid, f"sim-{nid}:7000")
             self.log(f"RECONFIG request add n{nid} (learner, floor={self.nodes[nid].floor})")
         elif len(members) > 3:
             lead = self.leader()
             victim = lead if lead in members and rng.random() < 0.4 else rng.choice(members)
             self.removing.add(victim)
-            self.admin_op = ("remove", victim)
+            self.admin_op = ("remove", victim, 0)
             payload = remove_node_command(victim)
-            self.log(f"RECONFIG request remove n{victim}{' (the leader)' if victim == lead else ''}")
+            self.log(
+                f"RECONFIG request remove n{victim}{' (the leader)' if victim == lead else ''}"
+            )
         else:
             return
         self.admin_seq += 1
@@ -578,6 +577,14 @@ class World:
             return
         self.admin_op = None
         self.log(f"RECONFIG {op[0]} n{op[1]} acknowledged: {res.result.decode()}")
+        outcome = json.loads(res.result)
+        if outcome.get("detail") != "chosen":
+            # Refused (e.g. the node to replace had already left): the operator shuts the
+            # node it started for nothing down again.
+            self.removing.discard(op[1])
+            if op[2]:
+                self._at(self.now, FAULT, f"retire:{op[2]}:0")
+            return
         if op[0] == "add":
             self.stats.added += 1
         elif op[0] == "replace":
