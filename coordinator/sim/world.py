@@ -416,9 +416,11 @@ class World:
         rng = self.rng
         ids = self.active
         n = len(ids)
-        kinds: tuple[str, ...] = ("split", "split", "isolate_leader", "isolate_leader", "one_way", "crash",
-                 "crash", "crash_leader", "crash_all", "heal_net", "stall_leader",
-                 "stall_leader", "leader_change_after_ack", "amnesia", "amnesia")  # fmt: skip
+        kinds: tuple[str, ...] = (
+            "split", "split", "isolate_leader", "isolate_leader", "one_way", "crash", "crash",
+            "crash_leader", "crash_all", "heal_net", "stall_leader", "stall_leader",
+            "leader_change_after_ack", "amnesia", "amnesia",
+        )  # fmt: skip
         if self.p.reconfig:
             kinds += ("reconfig",) * self.p.reconfig_weight
         kind = rng.choice(kinds)
