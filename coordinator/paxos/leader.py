@@ -63,6 +63,13 @@ class Leadership:
     last_ack_tick: dict[int, int] = field(default_factory=dict)
     reads: list[PendingRead] = field(default_factory=list)
     hb_wanted: bool = False
+    # Highest slot whose Accept went out: a slot waits until its configuration is known,
+    # i.e. until the leader has applied every slot up to `slot - alpha`.
+    sent_upto: int = 0
+    # Nodes a candidate must hear from: every member of a configuration its recovery spans.
+    targets: tuple[int, ...] = ()
+    # Each peer's first slot without a known chosen value, from its heartbeat acks.
+    need: dict[int, int] = field(default_factory=dict)
 
     def open_slot(self, value: Batch) -> int:
         slot = self.next_slot
@@ -82,8 +89,11 @@ class Leadership:
         after the read arrived, so acks prove nobody had deposed us when the read began."""
         return self.hb_round + 1
 
-    def confirmed_round(self, peers: tuple[int, ...], quorum: int) -> int:
-        rounds = sorted((self.acked_round.get(p, 0) for p in peers), reverse=True)
-        rounds.insert(0, self.hb_round)  # we trivially confirm our own round
-        rounds.sort(reverse=True)
-        return rounds[quorum - 1]
+    def confirmed_round(self, members: tuple[int, ...], self_id: int) -> int:
+        """The newest heartbeat round a majority of `members` acknowledged (the leader
+        trivially confirms its own round, if it is a member)."""
+        rounds = sorted(
+            (self.hb_round if p == self_id else self.acked_round.get(p, 0) for p in members),
+            reverse=True,
+        )
+        return rounds[len(members) // 2] if rounds else 0

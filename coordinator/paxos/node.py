@@ -19,6 +19,11 @@ Safety notes that the code relies on:
   leads it learns chosen values only from a majority of its own ballot (it ignores `Learn` and
   `InstallSnapshot`), so that entry is the chosen value.
 * Ballots are never reused: a candidate durably promises its own ballot before sending Prepare.
+* Membership is replicated (`membership.py`): a change chosen at slot i takes effect at slot
+  i + alpha. Votes for slot s count only in the configuration of s, and an Accept for s leaves
+  only once every slot up to s - alpha is applied, so that configuration is known. Phase 1 is
+  complete only with a majority of every configuration the recovered range can span
+  (docs/architecture.md, 2, "Reconfiguration").
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from coordinator.paxos.acceptor import Acceptor
 from coordinator.paxos.application import SessionMachine, StateMachine
 from coordinator.paxos.errors import ConfigError
 from coordinator.paxos.leader import Leadership, PendingRead, best_snapshot, merge_promises
+from coordinator.paxos.membership import Membership, majority
 from coordinator.paxos.types import (
     NOOP,
     ZERO_BALLOT,
@@ -83,16 +89,21 @@ class NodeConfig:
     max_batch: int = 64
     snapshot_every: int = 64
     max_learn: int = 128
+    # Slots between choosing a membership change and its effect. Replicated semantics: every
+    # node of a cluster must use the same value (the runtime does not expose it).
+    alpha: int = 32
 
-    def validate(self) -> None:
-        if self.node_id not in self.peers:
+    def validate(self, learner: bool = False) -> None:
+        """`peers` is the founding configuration. Only a learner (a node added later, or one
+        whose disk was replaced) may be outside it."""
+        if self.node_id not in self.peers and not learner:
             raise ConfigError(f"node_id {self.node_id} not in peers {self.peers}")
         if len(set(self.peers)) != len(self.peers) or len(self.peers) % 2 == 0:
             raise ConfigError(f"peers must be an odd number of distinct ids, got {self.peers}")
         if self.heartbeat_ticks < 1 or self.election_ticks <= 2 * self.heartbeat_ticks:
             raise ConfigError("election_ticks must exceed two heartbeat intervals")
-        if self.window < 1 or self.max_batch < 1 or self.max_learn < 1:
-            raise ConfigError("window, max_batch and max_learn must be positive")
+        if self.window < 1 or self.max_batch < 1 or self.max_learn < 1 or self.alpha < 1:
+            raise ConfigError("window, max_batch, max_learn and alpha must be positive")
 
 
 class Node:
@@ -107,16 +118,14 @@ class Node:
         """`floor` is set for a node whose storage was lost (a replaced disk): it may have
         promised or accepted anything up to `floor` and forgotten it, so it only learns until
         it hears a leader of a higher ballot, i.e. one whose phase 1 ran without it."""
-        config.validate()
+        config.validate(learner=floor != ZERO_BALLOT)
         self.floor = floor
         self._admission: tuple[Ballot, int] | None = None
         self.config = config
         self.id = config.node_id
-        self.others = tuple(p for p in config.peers if p != config.node_id)
-        self.quorum = len(config.peers) // 2 + 1
         self._rng = rng
         self.acceptor = Acceptor(durable)
-        self.machine = SessionMachine(app)
+        self.machine = SessionMachine(app, Membership.initial(config.peers, config.alpha))
         snap = self.acceptor.snapshot
         if snap is not None:
             self.machine.restore(snap.data)
@@ -137,6 +146,10 @@ class Node:
         self._reads: list[ReadResult] = []
         self._waiting: dict[tuple[str, int], None] = {}
         self._learn_sent: dict[int, tuple[int, int]] = {}
+        # Nodes that left the configuration, and the slot up to which they must learn what
+        # was chosen to see it: the leader heartbeats them until they have (then they know
+        # they were removed and stay quiet).
+        self._departed: dict[int, int] = {}
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -156,6 +169,37 @@ class Node:
         return self.role is Role.LEADER
 
     @property
+    def membership(self) -> Membership:
+        """The replicated membership as of `applied` (with changes still pending)."""
+        return self.machine.membership
+
+    @property
+    def others(self) -> tuple[int, ...]:
+        """Every other node of the current or a pending configuration: whom a leader sends
+        heartbeats and accepts to, and whom a candidate asks for promises."""
+        return tuple(sorted(n for n in self.membership.known() if n != self.id))
+
+    @property
+    def member(self) -> bool:
+        """Whether the configuration of the first slot this node does not know chosen counts
+        it. Only such a node campaigns: a removed node stays quiet, and a node being added
+        waits until its configuration is in effect (leading slots it has no vote in, it
+        would hand off at once and campaign again)."""
+        return self.id in self.membership.at(self.first_unchosen)
+
+    def _live(self, lead: Leadership) -> bool:
+        """Check-quorum: a majority of every configuration of the open slots was heard from
+        within an election timeout."""
+        horizon = self._ticks - self.config.election_ticks
+        acks = lead.last_ack_tick
+        hi = max(lead.next_slot, self.first_unchosen)
+        for members in self.membership.between(self.first_unchosen, hi):
+            live = sum(1 for p in members if p == self.id or acks.get(p, 0) >= horizon)
+            if live < majority(members):
+                return False
+        return True
+
+    @property
     def voter(self) -> bool:
         """Whether this node may promise and accept. A node that lost its storage votes again
         only after durably promising a ballot above `floor`: such a ballot's phase 1 ran with a
@@ -168,7 +212,11 @@ class Node:
         (else its leader is asked to run phase 1 again: a Nack above the floor makes a leader
         re-campaign at once), and only once this node has durably re-acquired, as a snapshot,
         every slot that leader knew chosen (`commit`): slots chosen before its phase 1 are
-        not re-proposed, and may be durable only at the remaining nodes that accepted them."""
+        not re-proposed, and may be durable only at the remaining nodes that accepted them.
+        `commit` includes the leader's recovery target: the values its phase 1 recovered may
+        be durable only at the nodes that reported them and at the leader itself, and a
+        learner that voted before they were chosen could form a quorum without any of those
+        and so lose a chosen value (docs/architecture.md, 2)."""
         if self.voter:
             return True
         if ballot <= self.floor:
@@ -239,9 +287,7 @@ class Node:
             self._hb_elapsed += 1
             if self._hb_elapsed >= self.config.heartbeat_ticks:
                 self._broadcast_heartbeat(lead)
-            horizon = self._ticks - self.config.election_ticks
-            live = 1 + sum(1 for p in self.others if lead.last_ack_tick.get(p, 0) >= horizon)
-            if live < self.quorum:
+            if not self._live(lead):
                 self._step_down()  # check-quorum: an isolated leader stops serving
             return
         self._elapsed += 1
@@ -250,10 +296,10 @@ class Node:
             and lead is not None
             and self._elapsed % self.config.heartbeat_ticks == 0
         ):
-            for p in self.others:
+            for p in lead.targets:
                 if p not in lead.promises:
                     self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
-        if self._elapsed >= self._timeout and self.voter:
+        if self._elapsed >= self._timeout and self.voter and self.member:
             self._campaign()
 
     def _new_timeout(self) -> int:
@@ -272,10 +318,46 @@ class Node:
         self.leader_id = None
         _, entries, snap = self.acceptor.prepare(ballot, lead.from_slot)
         lead.promises[self.id] = Promise(self.id, self.id, ballot, lead.from_slot, entries, snap)
-        for p in self.others:
+        lead.targets = self.others
+        for p in lead.targets:
             self._outbox.append(Prepare(self.id, p, ballot, lead.from_slot))
-        if len(lead.promises) >= self.quorum:
+        if self._phase1_complete(lead):
             self._become_leader(lead)
+
+    def _phase1_complete(self, lead: Leadership) -> bool:
+        """Whether the promises cover a majority of every configuration a slot this leader
+        must recover (or may open before it learns more) is chosen in.
+
+        Slots from `first_unchosen` to `top` (the highest slot any promise reports) will be
+        re-proposed with the merged values; the configuration of a slot s depends on the
+        values up to s - alpha, so it is computed from the known log and the merged values
+        (which are the chosen ones wherever a slot may be chosen: a slot is only ever
+        proposed once everything alpha slots below it is chosen). A majority of the
+        configurations up to `top + alpha` also shows that nothing above `top` was chosen.
+        Newly found configurations can add nodes to ask: `lead.targets` grows."""
+        promises = list(lead.promises.values())
+        snap = best_snapshot(promises)
+        if snap is not None and snap.index > self.applied:
+            self._install_snapshot(snap)
+        start = self.first_unchosen
+        values = merge_promises(promises, start)
+        top = max([start - 1, *values, *(s for s in self.log if s >= start)])
+        batches = []
+        for slot in range(self.applied + 1, top + 1):
+            known = self.log.get(slot)
+            batches.append((slot, known if known is not None else values.get(slot, NOOP)))
+        spec = self.machine.speculate_membership(batches)
+        configs = spec.between(start, top + spec.alpha)
+        wanted = {p for members in configs for p in members if p != self.id}
+        new = sorted(wanted - set(lead.targets))
+        if new:
+            lead.targets = (*lead.targets, *new)
+            for p in new:
+                self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
+        return all(
+            sum(1 for p in members if p in lead.promises) >= majority(members)
+            for members in configs
+        )
 
     def _step_down(self) -> None:
         lead = self.lead
@@ -321,11 +403,18 @@ class Node:
         # effect because it cannot re-propose old entries under a new term).
         lead.recovery_target = top
         lead.active = True
+        # Accept every recovered value durably in our own ballot at once, before anything
+        # leaves (the Accepts themselves wait for their slot's configuration): from now on a
+        # majority that includes this node reports them.
+        self.acceptor.accept(
+            lead.ballot, tuple(SlotValue(s, lead.proposals[s]) for s in range(start, top + 1))
+        )
         for p in self.others:
             lead.last_ack_tick[p] = self._ticks
         self.role = Role.LEADER
         self.leader_id = self.id
-        self._send_accepts(lead, list(range(start, top + 1)))
+        lead.sent_upto = start - 1
+        self._send_due_accepts(lead)
         self._broadcast_heartbeat(lead)
 
     # ------------------------------------------------------------------------- messages
@@ -363,10 +452,7 @@ class Node:
         without one. Not promising is always safe; a real failure still lets candidates
         through once the leader has been silent for an election timeout."""
         if self.role is Role.LEADER and self.lead is not None:
-            horizon = self._ticks - self.config.election_ticks
-            acks = self.lead.last_ack_tick
-            live = 1 + sum(1 for p in self.others if acks.get(p, 0) >= horizon)
-            return live >= self.quorum
+            return self._live(self.lead)
         return (
             self.role is Role.FOLLOWER
             and self.leader_id is not None
@@ -378,6 +464,8 @@ class Node:
         self._observe(m.ballot)
         if not self.voter:
             return  # a learner's promise would stand on forgotten state
+        if m.src != self.id and m.src not in self.membership.known():
+            return  # not a member (e.g. removed): it must not disrupt the cluster
         if m.src != self.id and self._hears_live_leader(m.src):
             return
         ok, entries, snap = self.acceptor.prepare(m.ballot, m.from_slot)
@@ -396,7 +484,7 @@ class Node:
         if lead is None or lead.active or m.ballot != lead.ballot:
             return
         lead.promises[m.src] = m
-        if len(lead.promises) >= self.quorum:
+        if self._phase1_complete(lead):
             self._become_leader(lead)
 
     def _on_nack(self, m: Nack) -> None:
@@ -414,7 +502,7 @@ class Node:
 
     def _on_accept(self, m: Accept) -> None:
         self._observe(m.ballot)
-        if not self._admit(m.ballot, m.commit):
+        if not self.voter:  # admission comes with a heartbeat, which names the recovery target
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
             return
@@ -439,13 +527,14 @@ class Node:
         if votes is None:
             return
         votes.add(voter)
-        if len(votes) >= self.quorum:
+        members = self.membership.at(slot)  # known: Accepts for `slot` went out
+        if sum(1 for p in members if p in votes) >= majority(members):
             del lead.votes[slot]
             self._chosen(slot, lead.proposals.pop(slot))
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
         self._observe(m.ballot)
-        if not self._admit(m.ballot, m.commit):
+        if not self._admit(m.ballot, max(m.commit, m.recovery)):
             self.leader_id = m.src  # so that requests can be forwarded meanwhile
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
@@ -467,6 +556,11 @@ class Node:
             lead.last_ack_tick[m.src] = self._ticks
         if m.round > lead.acked_round.get(m.src, 0):
             lead.acked_round[m.src] = m.round
+        if m.need > lead.need.get(m.src, 0):
+            lead.need[m.src] = m.need
+            self._maybe_hand_off(lead)
+        if m.need > self._departed.get(m.src, m.need):
+            del self._departed[m.src]
         if m.need <= self.commit_index:
             self._catch_up(lead, m.src, m.need)
 
@@ -530,6 +624,14 @@ class Node:
             if e is not None and e.ballot == ballot:
                 self._chosen(s, e.value)
 
+    def _send_due_accepts(self, lead: Leadership) -> None:
+        """Send Accepts for open slots whose configuration is now known."""
+        hi = min(lead.next_slot - 1, self.applied + self.config.alpha)
+        if hi > lead.sent_upto:
+            slots = [s for s in range(lead.sent_upto + 1, hi + 1) if s in lead.proposals]
+            lead.sent_upto = hi
+            self._send_accepts(lead, slots)
+
     def _send_accepts(self, lead: Leadership, slots: list[int]) -> None:
         if not slots:
             return
@@ -537,8 +639,13 @@ class Node:
         if self.acceptor.accept(lead.ballot, entries):
             for s in slots:
                 self._vote(lead, s, self.id)
+        # Each slot goes only to the members of its configuration: a node votes only in
+        # slots it is a member for (learners catch up through Learn and InstallSnapshot).
+        configs = {s: self.membership.at(s) for s in slots}
         for p in self.others:
-            self._outbox.append(Accept(self.id, p, lead.ballot, entries, self.commit_index))
+            mine = tuple(sv for sv in entries if p in configs[sv.slot])
+            if mine:
+                self._outbox.append(Accept(self.id, p, lead.ballot, mine, self.commit_index))
 
     def _broadcast_heartbeat(self, lead: Leadership) -> None:
         """Also retransmits open slots to peers that have not accepted them, which is how lost
@@ -547,13 +654,21 @@ class Node:
         lead.hb_wanted = False
         self._hb_elapsed = 0
         commit = self.commit_index
+        membership = self.membership
         for p in self.others:
             missing = tuple(
-                SlotValue(s, v) for s, v in lead.proposals.items() if p not in lead.votes[s]
+                SlotValue(s, v)
+                for s, v in lead.proposals.items()
+                if s <= lead.sent_upto and p not in lead.votes[s] and p in membership.at(s)
             )
             if missing:
                 self._outbox.append(Accept(self.id, p, lead.ballot, missing, commit))
-            self._outbox.append(Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round))
+            self._outbox.append(
+                Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round, lead.recovery_target)
+            )
+        for p in self._departed:
+            if p != self.id:
+                self._outbox.append(Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round))
 
     def _install_snapshot(self, snap: Snapshot) -> None:
         self.machine.restore(snap.data)
@@ -577,19 +692,30 @@ class Node:
         if self.role is Role.LEADER and lead is not None:
             if lead.hb_wanted:
                 return True
-            if lead.queue and len(lead.proposals) < self.config.window:
+            if self._can_open(lead):
                 return True
             if lead.reads and self._servable(lead):
                 return True
         return False
 
+    def _can_open(self, lead: Leadership) -> bool:
+        """A new slot opens for queued commands, or as a no-op while a membership change is
+        pending (so that it takes effect without client traffic), within the window and
+        never beyond `applied + alpha`, the last slot whose configuration is known."""
+        if not lead.active or len(lead.proposals) >= self.config.window:
+            return False
+        if lead.next_slot > self.applied + self.config.alpha:
+            return False
+        if self.id not in self.membership.at(lead.next_slot):
+            return False  # removed from here on: hand off instead (`_maybe_hand_off`)
+        return bool(lead.queue) or lead.next_slot < self.membership.last_effective()
+
     def ready(self) -> Ready:
         lead = self.lead
         if self.role is Role.LEADER and lead is not None:
-            opened: list[int] = []
-            while lead.queue and len(lead.proposals) < self.config.window:
-                opened.append(lead.open_slot(lead.take_batch(self.config.max_batch)))
-            self._send_accepts(lead, opened)
+            while self._can_open(lead):
+                lead.open_slot(lead.take_batch(self.config.max_batch))
+            self._send_due_accepts(lead)
             if lead.hb_wanted:
                 self._broadcast_heartbeat(lead)
             self._serve_reads(lead)
@@ -612,19 +738,45 @@ class Node:
     def advance(self, rd: Ready) -> None:
         for sv in rd.committed:
             if sv.slot == self.applied + 1:
-                self._apply(sv.value)
+                self._apply(sv.slot, sv.value)
                 self.applied = sv.slot
+        before = self.membership.configs[0]
+        known = self.membership.known()
+        self.membership.prune(self.applied)
+        for gone in known - self.membership.known():
+            self._departed[gone] = self.applied
+        if self.membership.configs[0] != before:
+            # A new configuration is in effect: make durable that every slot of the old one
+            # is chosen, so that no later phase 1 (after a restart of every node) needs a
+            # majority of the old configuration, whose removed members may be gone for good.
+            self._take_snapshot()
         lead = self.lead
         if self.role is Role.LEADER and lead is not None:
+            self._send_due_accepts(lead)
             self._serve_reads(lead)
+            self._maybe_hand_off(lead)
         every = self.config.snapshot_every
         if every > 0 and self.applied - self.snap_index >= every:
             self._take_snapshot()
         self._try_admit()
 
-    def _apply(self, batch: Batch) -> None:
+    def _maybe_hand_off(self, lead: Leadership) -> None:
+        """A leader removed from the configuration leads until every slot it was a member for
+        is chosen and a majority of the next configuration knows it (their heartbeat acks
+        say so), then steps down; those members elect a leader among themselves. Stepping
+        down earlier could leave slots that only it knew chosen to be recovered by a
+        configuration that may by then be short of a voting majority."""
+        members = self.membership.at(self.applied + 1)
+        if self.id in members:
+            return
+        informed = sum(1 for p in members if lead.need.get(p, 0) > self.applied)
+        if informed >= majority(members):
+            self._step_down()
+            self.leader_id = None
+
+    def _apply(self, slot: int, batch: Batch) -> None:
         for cmd in batch.commands:
-            out = self.machine.apply(cmd)
+            out = self.machine.apply(cmd, slot)
             key = (cmd.client_id, cmd.seq)
             if key in self._waiting:
                 del self._waiting[key]
@@ -639,14 +791,23 @@ class Node:
         for slot in [s for s in self.log if s <= snap.index]:
             del self.log[slot]
 
+    def _confirmed_round(self, lead: Leadership) -> int:
+        """Read-index confirmation counts in every configuration of the open slots: any
+        leader that could supersede this one needs promises from a majority of one of them."""
+        hi = max(lead.next_slot, self.first_unchosen)
+        return min(
+            lead.confirmed_round(members, self.id)
+            for members in self.membership.between(self.first_unchosen, hi)
+        )
+
     def _servable(self, lead: Leadership) -> bool:
-        confirmed = lead.confirmed_round(self.others, self.quorum)
+        confirmed = self._confirmed_round(lead)
         return any(r.round <= confirmed and self.applied >= r.read_index for r in lead.reads)
 
     def _serve_reads(self, lead: Leadership) -> None:
         if not lead.reads:
             return
-        confirmed = lead.confirmed_round(self.others, self.quorum)
+        confirmed = self._confirmed_round(lead)
         keep: list[PendingRead] = []
         for r in lead.reads:
             if r.round <= confirmed and self.applied >= r.read_index:

@@ -154,13 +154,16 @@ class Nack:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Leader liveness, commit index, and one read-index confirmation round (`round`)."""
+    """Leader liveness, commit index, and one read-index confirmation round (`round`).
+    `recovery` is the leader's recovery target: a learner votes only once it holds every slot
+    up to it (`Node._admit`)."""
 
     src: int
     dst: int
     ballot: Ballot
     commit: int
     round: int
+    recovery: int = 0
 
 
 @dataclass(frozen=True, slots=True)

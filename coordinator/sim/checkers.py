@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from coordinator.paxos.application import SessionMachine
+from coordinator.paxos.membership import Membership
 from coordinator.sim.kv import KVMachine
 from coordinator.sim.linearizability import HistOp, check_key
 
@@ -39,8 +40,9 @@ def check_convergence(world: World) -> list[str]:
     the replay of the agreed log, and every acknowledged write is in it with the result the
     client was given (durability and at-most-once together)."""
     out: list[str] = []
-    nodes = {nid: sn.node for nid, sn in world.nodes.items() if sn.node is not None}
-    if len(nodes) != len(world.nodes):
+    live = {nid: sn for nid, sn in world.nodes.items() if nid not in world.retired}
+    nodes = {nid: sn.node for nid, sn in live.items() if sn.node is not None}
+    if len(nodes) != len(live):
         return ["LIVENESS some nodes still down after healing"]
     top = max(n.commit_index for n in nodes.values())
     for nid, n in nodes.items():
@@ -49,13 +51,14 @@ def check_convergence(world: World) -> list[str]:
     missing = [s for s in range(1, top + 1) if s not in world.chosen]
     if missing:
         return [*out, f"CHECKER slots {missing[:10]} were never observed being applied"]
-    replay = SessionMachine(KVMachine())
+    replay = SessionMachine(KVMachine(), Membership.initial(world.founders, world.p.alpha))
     first_result: dict[tuple[str, int], str] = {}
     for slot in range(1, top + 1):
         for cmd in world.chosen[slot].commands:
-            applied = replay.apply(cmd)
+            applied = replay.apply(cmd, slot)
             if not applied.duplicate:
                 first_result[(cmd.client_id, cmd.seq)] = applied.result.decode()
+        replay.membership.prune(slot)
     for key, result in sorted(world.workload.acked.items()):
         got = first_result.get(key)
         if got is None:
@@ -66,4 +69,13 @@ def check_convergence(world: World) -> list[str]:
     for nid, n in nodes.items():
         if n.applied == top and n.machine.snapshot() != expected:
             out.append(f"AGREEMENT n{nid} state differs from the replayed log")
+    final = replay.membership.latest()
+    for nid in sorted(nodes):
+        if nid not in final and nid not in world.removing:
+            out.append(f"MEMBERSHIP n{nid} runs but the log never made it a member")
+    for nid in final:
+        if nid not in nodes:
+            out.append(f"MEMBERSHIP member n{nid} of the final configuration is not running")
+        elif not nodes[nid].voter:
+            out.append(f"LIVENESS member n{nid} never became a voter")
     return out

@@ -8,7 +8,15 @@ from collections.abc import Callable
 
 from coordinator.paxos.node import Node, NodeConfig
 from coordinator.paxos.storage import MemoryStorage
-from coordinator.paxos.types import Command, Message, ProposalResult, ReadResult, SlotValue
+from coordinator.paxos.types import (
+    ZERO_BALLOT,
+    Ballot,
+    Command,
+    Message,
+    ProposalResult,
+    ReadResult,
+    SlotValue,
+)
 from coordinator.sim.kv import KVMachine
 
 __all__ = ["LocalCluster"]
@@ -17,6 +25,7 @@ __all__ = ["LocalCluster"]
 class LocalCluster:
     def __init__(self, n: int = 3, seed: int = 0, **config: int) -> None:
         self.ids = tuple(range(1, n + 1))
+        self.founders = self.ids
         self.rng = random.Random(seed)
         self.config = config
         self.storage = {i: MemoryStorage() for i in self.ids}
@@ -30,11 +39,20 @@ class LocalCluster:
         for i in self.ids:
             self.start(i)
 
-    def start(self, i: int) -> None:
-        cfg = NodeConfig(node_id=i, peers=self.ids, **self.config)
+    def start(self, i: int, floor: Ballot = ZERO_BALLOT) -> None:
+        cfg = NodeConfig(node_id=i, peers=self.founders, **self.config)
         rng = random.Random(self.rng.getrandbits(32))
-        self.nodes[i] = Node(cfg, self.storage[i].load(), KVMachine(), rng)
+        self.nodes[i] = Node(cfg, self.storage[i].load(), KVMachine(), rng, floor)
         self.down.discard(i)
+
+    def add_node(self, i: int) -> None:
+        """Start a brand-new node (empty disk) outside the founding configuration; it learns
+        until a membership command makes it a member (`membership.add_node_command`)."""
+        self.ids = (*self.ids, i)
+        self.storage[i] = MemoryStorage()
+        self.applied[i] = []
+        floor = max(max(st.load().promised for st in self.storage.values()), Ballot(0, 1))
+        self.start(i, floor)
 
     def crash(self, i: int) -> None:
         """Drops the node and anything it had not yet handed to the driver."""

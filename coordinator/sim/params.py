@@ -35,6 +35,9 @@ class SimParams:
     client_timeout: int = 1_500
     liveness_bound: int = 6_000  # units after healing within which every operation completes
     faults: bool = True
+    alpha: int = 8  # slots between choosing a membership change and its effect
+    reconfig: bool = True  # the fault schedule adds and removes nodes (3 to 5 members)
+    reconfig_weight: int = 3  # weight of a membership change among ~15 kinds of fault
 
 
 def params_for_seed(seed: int, **overrides: Any) -> SimParams:
@@ -50,6 +53,7 @@ def params_for_seed(seed: int, **overrides: Any) -> SimParams:
         "p_dup": r.choice((0.0, 0.05)),
         "drift": r.choice((0, 3, 8)),
         "n_clients": r.choice((2, 3, 4, 5)),
+        "alpha": r.choice((4, 16, 32)),
     }
     base.update(overrides)
     return SimParams(**base)

@@ -25,6 +25,11 @@ class World(Protocol):
     verbose: bool
     healed_at: int | None
 
+    @property
+    def active(self) -> list[int]:
+        """Nodes an operator has not shut down (removed nodes are retired)."""
+        ...
+
     def client_send(self, nid: int, kind: str, payload: Any) -> None: ...
 
     def schedule_client(self, time: int, kind: int, payload: Any) -> None: ...
@@ -124,7 +129,7 @@ class Workload:
         w.schedule_client(w.now + self.p.client_timeout, CTIMER, (c.cid, c.attempt, True))
 
     def _other(self, c: Client) -> int:
-        return self.w.rng.choice([n for n in self.w.ids if n != c.target])
+        return self.w.rng.choice([n for n in self.w.active if n != c.target])
 
     def on_timer(self, cid: str, attempt: int, retarget: bool) -> None:
         c = self.clients[cid]

@@ -13,10 +13,16 @@ change and message not yet persisted/sent, exactly what a real crash loses.
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.paxos.membership import (
+    add_node_command,
+    remove_node_command,
+    replace_node_command,
+)
 from coordinator.paxos.node import Node, NodeConfig, Role
 from coordinator.paxos.storage import MemoryStorage
 from coordinator.paxos.types import (
@@ -34,7 +40,8 @@ from coordinator.sim.workload import Workload
 
 __all__ = ["SimNode", "SimParams", "World", "params_for_seed"]
 
-TICK, MSG, FLUSH, CREQ, CRESP, CTIMER, FAULT, CSTART = range(8)
+TICK, MSG, FLUSH, CREQ, CRESP, CTIMER, FAULT, CSTART, ADMIN = range(9)
+ADMIN_CLIENT = "admin"
 
 
 @dataclass(slots=True)
@@ -64,6 +71,8 @@ class Stats:
     elections: int = 0
     flushes: int = 0
     leaders: int = 0
+    added: int = 0
+    removed: int = 0
 
 
 class World:
@@ -84,6 +93,15 @@ class World:
         self.healed_at: int | None = None
         self.kill_after_ack = False
         self.ids = tuple(range(1, params.n_nodes + 1))
+        self.founders = self.ids
+        # Reconfiguration: one operator request at a time, retried until acknowledged; a
+        # removed node is shut down (retired) a while after its removal was acknowledged.
+        self.retired: set[int] = set()
+        self.removing: set[int] = set()
+        self.admin_seq = 0
+        self.admin_op: tuple[str, int, int] | None = None  # (kind, node, new node)
+        self.admin_target = 1
+        self.admin_attempt = 0
         self.chosen: dict[int, Batch] = {}
         self.chosen_by: dict[int, int] = {}
         self.nodes: dict[int, SimNode] = {}
@@ -129,7 +147,12 @@ class World:
             elif kind == CREQ:
                 self._client_request(*payload)
             elif kind == CRESP:
-                self.workload.on_response(*payload)
+                if payload[1].__class__ is ProposalResult and payload[1].client_id == ADMIN_CLIENT:
+                    self._admin_response(payload[1])
+                else:
+                    self.workload.on_response(*payload)
+            elif kind == ADMIN:
+                self._admin_timer(*payload)
             elif kind == CTIMER:
                 self.workload.on_timer(*payload)
             elif kind == CSTART:
@@ -142,7 +165,8 @@ class World:
     def _start_node(self, sn: SimNode) -> None:
         cfg = NodeConfig(
             node_id=sn.id,
-            peers=self.ids,
+            peers=self.founders,
+            alpha=self.p.alpha,
             election_ticks=self.p.election_ticks,
             heartbeat_ticks=self.p.heartbeat_ticks,
             window=self.p.window,
@@ -170,7 +194,7 @@ class World:
 
     def restart(self, nid: int) -> None:
         sn = self.nodes[nid]
-        if sn.node is not None:
+        if sn.node is not None or nid in self.retired:
             return
         self._start_node(sn)
         self.log(f"RESTART n{nid} (promised={sn.storage.load().promised})")
@@ -181,7 +205,13 @@ class World:
         self.crash(nid)
         sn.storage = MemoryStorage()
         sn.floor = self.amnesia_floor(nid)
+        if nid not in self.founders:  # outside the founding configuration: a learner
+            sn.floor = max(sn.floor, Ballot(0, 1))
         self.log(f"WIPE disk of n{nid} (rejoins learning, floor={sn.floor})")
+
+    @property
+    def active(self) -> list[int]:
+        return [nid for nid in self.ids if nid not in self.retired]
 
     def _voting(self, nid: int) -> bool:
         node = self.nodes[nid].node
@@ -341,12 +371,29 @@ class World:
 
     def _fault(self, what: str) -> None:
         rng = self.rng
+        if what.startswith("retire:"):
+            _, node, eff = what.split(":")
+            nid = int(node)
+            members = self._latest_config()
+            snaps = [self.nodes[m].storage.load().snapshot for m in members]
+            done = sum(1 for sn in snaps if sn is not None and sn.index + 1 >= int(eff))
+            if int(eff) and done < len(members) // 2 + 1:
+                # Like an operator who waits until `/v1/cluster` shows the change durably in
+                # effect (snapshot past it) at a majority of the remaining members: before,
+                # a phase 1 after restarts may still need the removed node's vote.
+                self._at(self.now + 500, FAULT, what)
+                return
+            self.crash(nid)
+            self.retired.add(nid)
+            self.removing.discard(nid)
+            self.log(f"RETIRE n{nid} (its removal was acknowledged)")
+            return
         if what == "heal":
             self.blocked.clear()
             self.kill_after_ack = False
             self.p_drop = 0.0
             self.p_dup = 0.0
-            for nid in self.ids:
+            for nid in self.active:
                 self.restart(nid)
                 self._unstall(nid)
             self.healed_at = self.now
@@ -367,15 +414,22 @@ class World:
 
     def _random_fault(self) -> None:
         rng = self.rng
-        n = len(self.ids)
-        kind = rng.choice(
-            ("split", "split", "isolate_leader", "isolate_leader", "one_way", "crash", "crash",
-             "crash_leader", "crash_all", "heal_net", "stall_leader", "stall_leader",
-             "leader_change_after_ack", "amnesia", "amnesia")
+        ids = self.active
+        n = len(ids)
+        kinds: tuple[str, ...] = (
+            "split", "split", "isolate_leader", "isolate_leader", "one_way", "crash", "crash",
+            "crash_leader", "crash_all", "heal_net", "stall_leader", "stall_leader",
+            "leader_change_after_ack", "amnesia", "amnesia",
         )  # fmt: skip
-        up = [nid for nid in self.ids if self.nodes[nid].node is not None]
+        if self.p.reconfig:
+            kinds += ("reconfig",) * self.p.reconfig_weight
+        kind = rng.choice(kinds)
+        up = [nid for nid in ids if self.nodes[nid].node is not None]
+        if kind == "reconfig":
+            self._reconfigure()
+            return
         if kind == "split":
-            order = list(self.ids)
+            order = list(ids)
             rng.shuffle(order)
             k = rng.randint(1, n // 2)
             a, b = order[:k], order[k:]
@@ -386,7 +440,7 @@ class World:
             lead = self.leader()
             if lead is None:
                 return
-            others = [x for x in self.ids if x != lead]
+            others = [x for x in ids if x != lead]
             self.blocked = {(lead, x) for x in others} | {(x, lead) for x in others}
             self.stats.partitions += 1
             self.log(f"PARTITION isolate leader n{lead}")
@@ -398,7 +452,7 @@ class World:
                 return
             length = rng.randint(2000, 8000)
             self.nodes[lead].stalled_until = self.now + length
-            others = [x for x in self.ids if x != lead]
+            others = [x for x in ids if x != lead]
             self.blocked = {(lead, x) for x in others} | {(x, lead) for x in others}
             self.stats.partitions += 1
             self.log(f"STALL clock of leader n{lead} and isolate it for {length}")
@@ -406,7 +460,7 @@ class World:
             self._at(self.now + length, FAULT, f"unstall:{lead}")
             return
         elif kind == "one_way":
-            x, y = rng.sample(list(self.ids), 2)
+            x, y = rng.sample(ids, 2)
             self.blocked.add((x, y))
             self.log(f"PARTITION one-way n{x} -/-> n{y}")
         elif kind in ("crash", "crash_leader") and up:
@@ -416,7 +470,12 @@ class World:
             self._at(self.now + rng.randint(200, 3000), FAULT, f"restart:{victim}")
         elif kind == "leader_change_after_ack":
             self.kill_after_ack = True
-        elif kind == "amnesia" and len(up) == n and all(self._voting(x) for x in up):
+        elif (
+            kind == "amnesia"
+            and self.admin_op is None
+            and len(up) == n
+            and all(self._voting(x) for x in up)
+        ):
             # One disk at a time, like an operator replacing disks: losing a majority's disks
             # loses the cluster's memory whatever the protocol does.
             victim = rng.choice(up)
@@ -432,6 +491,115 @@ class World:
             return
         if self.blocked:
             self._at(self.now + rng.randint(500, 4000), FAULT, "heal_net")
+
+    # ------------------------------------------------------------------ reconfiguration
+    def _latest_config(self) -> tuple[int, ...]:
+        """The newest membership any running replica has applied (to pick a sensible
+        request; the replicated state machine decides whether it is valid)."""
+        best: tuple[int, tuple[int, ...]] = (-1, self.founders)
+        for sn in self.nodes.values():
+            if sn.node is not None and sn.node.applied > best[0]:
+                best = (sn.node.applied, sn.node.membership.latest())
+        return best[1]
+
+    def _reconfigure(self) -> None:
+        """An operator adds a brand-new node (empty disk, joins as a learner with the floor
+        a `--join` would collect) or removes a member, keeping 3 to 5 members."""
+        if self.admin_op is not None:
+            return
+        rng = self.rng
+        members = self._latest_config()
+        # Like an operator: add a node only while every node runs and votes (a learner, or a
+        # member that is down, in a grown configuration can leave no voting majority).
+        healthy = all(self._voting(x) for x in self.active)
+        choice = rng.random()
+        if healthy and choice < 0.3:
+            # Swap a member (the leader, at times) for a brand-new node in one change.
+            lead = self.leader()
+            old = lead if lead in members and rng.random() < 0.4 else rng.choice(members)
+            nid = self._new_node()
+            self.removing.add(old)
+            self.admin_op = ("replace", old, nid)
+            payload = replace_node_command(old, nid, f"sim-{nid}:7000")
+            self.log(f"RECONFIG request replace n{old} by n{nid} (learner)")
+        elif healthy and len(members) < 5 and (len(members) <= 3 or choice < 0.65):
+            nid = self._new_node()
+            self.admin_op = ("add", nid, nid)
+            payload = add_node_command(nid, f"sim-{nid}:7000")
+            self.log(f"RECONFIG request add n{nid} (learner, floor={self.nodes[nid].floor})")
+        elif len(members) > 3:
+            lead = self.leader()
+            victim = lead if lead in members and rng.random() < 0.4 else rng.choice(members)
+            self.removing.add(victim)
+            self.admin_op = ("remove", victim, 0)
+            payload = remove_node_command(victim)
+            self.log(
+                f"RECONFIG request remove n{victim}{' (the leader)' if victim == lead else ''}"
+            )
+        else:
+            return
+        self.admin_seq += 1
+        self.workload.proposed[(ADMIN_CLIENT, self.admin_seq)] = payload
+        self.admin_target = self.leader() or rng.choice(self.active)
+        self._admin_send()
+
+    def _new_node(self) -> int:
+        nid = max(self.ids) + 1
+        period = self.p.tick_unit + self.rng.randint(-self.p.drift, self.p.drift)
+        self.ids = (*self.ids, nid)
+        sn = SimNode(nid, MemoryStorage(), period)
+        # Never below (0, 1): a node outside the founding configuration is a learner.
+        sn.floor = max(self.amnesia_floor(nid), Ballot(0, 1))
+        self.nodes[nid] = sn
+        self._start_node(sn)
+        return nid
+
+    def _admin_send(self) -> None:
+        self.admin_attempt += 1
+        payload = self.workload.proposed[(ADMIN_CLIENT, self.admin_seq)]
+        self.client_send(self.admin_target, "w", Command(ADMIN_CLIENT, self.admin_seq, payload))
+        self._at(self.now + self.p.client_timeout, ADMIN, (self.admin_attempt, True))
+
+    def _admin_timer(self, attempt: int, retarget: bool) -> None:
+        if self.admin_op is None or attempt != self.admin_attempt:
+            return
+        if retarget:
+            self.admin_target = self.rng.choice(self.active)
+        self._admin_send()
+
+    def _admin_response(self, res: ProposalResult) -> None:
+        op = self.admin_op
+        if op is None or res.seq != self.admin_seq:
+            return
+        if not res.ok:
+            hint = res.leader_hint
+            self.admin_target = hint if hint is not None else self.rng.choice(self.active)
+            delay = self.rng.randint(20, 200)
+            self._at(self.now + delay, ADMIN, (self.admin_attempt, False))
+            return
+        self.admin_op = None
+        self.log(f"RECONFIG {op[0]} n{op[1]} acknowledged: {res.result.decode()}")
+        outcome = json.loads(res.result)
+        if outcome.get("detail") != "chosen":
+            # Refused (e.g. the node to replace had already left): the operator shuts the
+            # node it started for nothing down again.
+            self.removing.discard(op[1])
+            if op[2]:
+                self._at(self.now, FAULT, f"retire:{op[2]}:0")
+            return
+        if op[0] == "add":
+            self.stats.added += 1
+        elif op[0] == "replace":
+            self.stats.added += 1
+            self.stats.removed += 1
+            eff = json.loads(res.result).get("effective_slot", 0)
+            self._at(self.now + self.rng.randint(500, 5000), FAULT, f"retire:{op[1]}:{eff}")
+        else:
+            self.stats.removed += 1
+            # The operator stops the removed node once the change is acknowledged; until
+            # then it keeps running and must not disturb anyone.
+            eff = json.loads(res.result).get("effective_slot", 0)
+            self._at(self.now + self.rng.randint(500, 5000), FAULT, f"retire:{op[1]}:{eff}")
 
 
 def _fmt_batch(b: Batch) -> str:

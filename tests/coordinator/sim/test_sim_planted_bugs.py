@@ -2,7 +2,8 @@
 
 Seeds needed (first failing seed of 0..N, measured when these tests were written):
 acceptor does not persist before answering: seed 0; leader ignores accepted values in
-promises: seed 0; read served without quorum confirmation: seed 22.
+promises: seed 0; read served without quorum confirmation: seed 22; membership left out of
+snapshots: seed 0.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator.paxos import acceptor, leader, node
+from coordinator.paxos import acceptor, application, leader, node
 from coordinator.paxos.types import ZERO_BALLOT, AcceptedEntry, Ballot, Batch, Promise
 from coordinator.sim import world
 from coordinator.sim.runner import RunResult, run_seed
@@ -77,3 +78,23 @@ def test_a_wiped_node_voting_at_once_is_caught(monkeypatch: pytest.MonkeyPatch) 
     assert failure is not None
     assert any("AGREEMENT" in v or "DURABILITY" in v for v in failure.violations)
     assert "WIPE" in failure.report(tail=100000)
+
+
+@pytest.mark.sim
+def test_membership_left_out_of_snapshots_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconfiguration bug: a node that restores a snapshot keeps the membership it had (the
+    founding one after a restart) instead of the replicated one, so it counts quorums in the
+    wrong configuration (first failing seed measured: 0, with AGREEMENT at seed 0 and
+    DURABILITY at seed 3)."""
+    restore = application.SessionMachine.restore
+
+    def forgetful(self: application.SessionMachine, data: bytes) -> None:
+        kept = self.membership
+        restore(self, data)
+        self.membership = kept
+
+    monkeypatch.setattr(application.SessionMachine, "restore", forgetful)
+    failure = first_failure(10)
+    assert failure is not None
+    assert any("AGREEMENT" in v or "DURABILITY" in v for v in failure.violations)
+    assert "RECONFIG" in failure.report(tail=100000)

@@ -37,6 +37,25 @@ def test_the_sweep_replaces_disks_and_kills_leaders_right_after_a_write() -> Non
     assert sum(t.count("right after acknowledging a write") for t in traces) >= 5
 
 
+@pytest.mark.sim
+def test_the_sweep_adds_replaces_and_removes_nodes_and_the_leader() -> None:
+    """Reconfiguration under faults: nodes are added (as learners with an empty disk),
+    replaced and removed, the leader among them, and removed nodes are shut down."""
+    traces = []
+    added = removed = 0
+    for seed in range(20):
+        w = World(params_for_seed(seed))
+        w.run()
+        added += w.stats.added
+        removed += w.stats.removed
+        traces.append("\n".join(w.trace))
+    text = "\n".join(traces)
+    assert added >= 10 and removed >= 10
+    assert text.count("RECONFIG request replace") >= 3
+    assert text.count("(the leader)") >= 3
+    assert text.count("RETIRE") >= 5
+
+
 def test_fault_free_run_makes_progress_without_violations() -> None:
     r = run_seed(11, faults=False)
     assert r.ok, r.report()
