@@ -6,8 +6,6 @@ import json
 import subprocess
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from paxline.cli.common import print_table
 from paxline.settings import locate, not_found_hint, remember
@@ -30,6 +28,8 @@ def register(app: typer.Typer) -> None:
         find this stack afterwards (it is recorded as your last one).
         Stop with `paxline down`. Example: paxline up --workers 3
         """
+        from rich.console import Console
+
         from paxline.localstack import compose as compose_stack
         from paxline.localstack.stack import LocalStack
 
@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         Workers first (their goodbye reaches the coordinators, so partitions move at once),
         then coordinators, then Kafka and Redis. Example: paxline down
         """
+        from rich.console import Console
+
         from paxline.localstack import compose as compose_stack
         from paxline.localstack.stack import LocalStack
 
@@ -88,6 +90,8 @@ def register(app: typer.Typer) -> None:
 
         Example: paxline status --json
         """
+        from rich.table import Table
+
         from paxline.localstack.stack import LocalStack
 
         where = locate()

@@ -15,6 +15,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -174,16 +175,18 @@ class LocalStack:
             return
         workers = [int(p) for p in data.get("workers", {}).values()]
         coordinators = [int(p) for p in data.get("coordinator_pids", {}).values()]
-        for group, pids, grace in (("workers", workers, 4.0), ("coordinators", coordinators, 2.0)):
+        for group, pids, grace in (("workers", workers, 3.0), ("coordinators", coordinators, 2.0)):
+            t0 = time.monotonic()
             killed = _terminate(pids, grace)
-            note = f" ({killed} killed after {grace:.0f}s)" if killed else ""
-            progress(f"stopped {len(pids)} {group}{note}")
+            note = f", {killed} killed after {grace:.0f}s" if killed else ""
+            progress(f"stopped {len(pids)} {group} ({time.monotonic() - t0:.1f}s{note})")
+        t0 = time.monotonic()
         with ThreadPoolExecutor(2) as pool:
             done = [pool.submit(redis.stop, self.home / "redis"),
                     pool.submit(kafka.stop, self.home / "kafka")]  # fmt: skip
             for f in done:
                 f.result()
-        progress("stopped kafka and redis")
+        progress(f"stopped kafka and redis ({time.monotonic() - t0:.1f}s)")
         data["workers"] = {}
         data["coordinator_pids"] = {}
         self._save(data)
