@@ -43,7 +43,7 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 3.0
 # Kept back from the budget for printing the answer and exiting.
-_RESERVE = 0.5
+_RESERVE = 0.6
 
 TIMEOUT = typer.Option(
     None,
@@ -59,6 +59,9 @@ DEBUG = typer.Option(False, "--debug", help="Show tracebacks of unexpected error
 class _State:
     timeout: float | None = None
     debug: bool = False
+    # Said on stderr after a command that worked without finding a stack: it reached
+    # whatever answers on the default addresses, and the operator should know that.
+    note: str = ""
 
 
 STATE = _State()
@@ -111,6 +114,8 @@ def debug_enabled() -> bool:
 def coordinator_client(ep: Endpoints) -> CoordinatorClient:
     from coordinator.client import CoordinatorClient
 
+    if ep.origin.startswith("no paxline stack found"):
+        STATE.note = f"{ep.origin}; used {', '.join(ep.coordinators)}"
     left = remaining()
     return CoordinatorClient(
         ep.coordinators, ep.token or None, timeout=left, request_timeout=min(left, 2.0)
@@ -176,7 +181,14 @@ def run_guarded(app: Any) -> None:
     """Run the typer app: a `Failure` is its one line; anything unexpected is one line too,
     with the traceback only under --debug (or PAXLINE_DEBUG=1)."""
     try:
-        app()
+        try:
+            app()
+        finally:
+            note, STATE.note = STATE.note, ""
+    except SystemExit as exc:
+        if note and not exc.code:
+            typer.echo(f"note: {note}", err=True)
+        raise
     except Failure as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.code)
