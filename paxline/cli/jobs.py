@@ -193,7 +193,6 @@ def register(app: typer.Typer) -> None:
         from coordinator.protocol import JobSpec
         from pipeline.errors import PipelineError
         from pipeline.job import SpecError
-        from pipeline.kafka import create_topics, delete_topics, topic_partitions
         from pipeline.loading import JobLoadError, load_job
         from pipeline.spec import build_spec
 
@@ -213,6 +212,8 @@ def register(app: typer.Typer) -> None:
             if any(j.spec.name == name for j in client.jobs()):
                 fail(rejection(RequestRejected(409, {"result": "JobExists"}), name), 2)
             _answered(client)
+            from pipeline.kafka import create_topics, delete_topics, topic_partitions
+
             existing = topic_partitions(ep.kafka, needed, timeout=remaining())
             problems = partition_problems(spec, existing)
             if problems:
@@ -352,7 +353,6 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from coordinator.client import RequestRejected
-        from pipeline.kafka import committed_lag, committed_offsets, end_offsets
 
         budget(timeout)
         ep = resolve(coordinators, kafka=kafka)
@@ -363,6 +363,9 @@ def register(app: typer.Typer) -> None:
                     parts = [msgspec.to_builtins(p) for p in _answered(client).offsets(name)]
                 except RequestRejected as exc:
                     fail(rejection(exc, name), 2)
+            # Imported once the coordinators answered: librdkafka costs start-up time.
+            from pipeline.kafka import committed_lag, committed_offsets, end_offsets
+
             tps = [(p["topic"], p["partition"]) for p in parts]
             ends = end_offsets(ep.kafka, tps, timeout=remaining())
             eos = guarantee == "exactly-once"

@@ -82,19 +82,20 @@ def elsewhere(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def overhead(tmp_path_factory: pytest.TempPathFactory) -> float:
+@pytest.fixture
+def overhead(tmp_path: Path) -> float:
     """Wall time of `paxline version` here and now: spawning, importing and reaping a Python
-    process, which a shared 2-core machine can stretch to seconds. A command's limit when a
-    service is down is its budget plus this (on an idle machine, well under a second)."""
-    tmp = tmp_path_factory.mktemp("overhead")
-    cli = Cli(tmp, base_env(tmp))
-    return min(cli.run("version").seconds for _ in range(2))
+    process, which a shared 2-core machine stretches to seconds when others run Kafka tests
+    (well under a second when idle). Measured per test, since that load comes and goes."""
+    return Cli(tmp_path, base_env(tmp_path)).run("version").seconds
 
 
 @pytest.fixture
 def down_limit(overhead: float) -> float:
-    return BUDGET + max(overhead, 0.5)
+    """A command whose service is down answers within its budget (counted from its start)
+    plus the process overhead around it."""
+    # 1.5x: a command imports more than `version` (HTTP client, msgspec) before it waits.
+    return BUDGET + 1.5 * max(overhead, 0.5)
 
 
 def one_line_error(r: Ran) -> str:

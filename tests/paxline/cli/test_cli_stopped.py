@@ -63,6 +63,7 @@ def test_a_command_whose_coordinators_are_down_says_so_in_one_line_within_3s(
     r = cli.run(*args)
     assert r.code == 1, r
     line = one_line_error(r)
+    assert "within 3.0s" in line, r
     assert "coordinators at " in line and str(data["coordinators"][0]) in line, r  # type: ignore[index]
     assert "did not answer" in line and "$PAXLINE_HOME" in line, r
     assert r.seconds < down_limit, r
