@@ -69,7 +69,8 @@ def main() -> int:
         k.decode(): orjson.loads(v)
         for k, v in r.hgetall(view_key("wordcount", "wordcount")).items()
     }
-    top = Table(title="top words", caption="Redis view paxline:{wordcount}:view:wordcount")
+    console.print(f"top words (Redis view {view_key('wordcount', 'wordcount')}):")
+    top = Table()
     top.add_column("word")
     top.add_column("count", justify="right")
     for word, count in sorted(view.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
