@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 UV     := scripts/uv
 STATE  ?= .paxline
+# `make demo` keeps its stack in the clone; `paxline up` records it as the user's last stack,
+# so the CLI finds it from any directory afterwards.
+export PAXLINE_HOME ?= $(abspath $(STATE))
 export PYTHON := $(abspath $(BIN)/python)
 # uv installs into $(VENV) from uv.lock only; it never downloads a Python of its own.
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))

@@ -92,6 +92,7 @@ class CoordinatorClient:
         self._seq = 0
         self._lock = threading.Lock()
         self._preferred = 0
+        self._request_timeout = request_timeout
         self.ca = str(ca) if ca else None
         self._http = httpx.Client(timeout=request_timeout, verify=verify_context(self.ca))
 
@@ -134,8 +135,14 @@ class CoordinatorClient:
         unverified: set[str] = set()
         while True:
             endpoint = self.endpoints[(self._preferred + attempt) % len(self.endpoints)]
+            # No attempt outlives the deadline: a caller's budget (the CLI's --timeout) holds
+            # even when a node accepts connections but never answers.
+            left = max(0.05, deadline - time.monotonic())
             try:
-                resp = self._http.request(method, endpoint + path, json=body, headers=headers)
+                resp = self._http.request(
+                    method, endpoint + path, json=body, headers=headers,
+                    timeout=min(self._request_timeout, left),
+                )  # fmt: skip
             except httpx.HTTPError as exc:
                 last_error = f"{endpoint}: {self._describe(endpoint, exc)}"
                 if _verify_failure(exc) is not None:
@@ -156,8 +163,8 @@ class CoordinatorClient:
                     f"{method} {path} failed on every coordinator until the deadline "
                     f"({timeout or self.timeout:.1f}s); last error: {last_error}"
                 )
-            if attempt % len(self.endpoints) == 0:
-                time.sleep(min(0.05 * attempt, 0.25))  # back off after a full round
+            if attempt % len(self.endpoints) == 0:  # back off after a full round
+                time.sleep(max(0.0, min(0.05 * attempt, 0.25, deadline - time.monotonic())))
 
     # ------------------------------------------------------------------------- commands
     # Every answer is decoded into the structs of `coordinator.protocol` (reads) or

@@ -188,7 +188,8 @@ class HeartbeatReply(msgspec.Struct, frozen=True):
 
 class PartitionOffsets(msgspec.Struct, frozen=True):
     """GET /v1/jobs/{name}/offsets: the agreed state of a partition plus the end offset a
-    worker last reported (``None`` when no fresh report exists) and the lag behind it."""
+    worker last reported (``None`` when no fresh report exists) and the lag behind it: records
+    left to read, so transaction markers do not count and a caught-up partition shows 0."""
 
     topic: str
     partition: int

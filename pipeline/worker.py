@@ -46,6 +46,7 @@ from pipeline.executor.plan import Plan, compile_job
 from pipeline.executor.provenance import dedup
 from pipeline.executor.records import BatchResult, InRecord, StateAccess
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
+from pipeline.lag import readable_end
 from pipeline.loading import load_job
 from pipeline.metrics import WorkerMetrics
 from pipeline.state import MemoryStore, PartitionStore, RedisStore, RedisStores, StateKey
@@ -217,8 +218,12 @@ class Worker:
                     self._hb.assignment = reply.assignment
                     self._hb.version += 1
             except (CoordinatorUnavailable, RequestRejected) as exc:
+                if self.stop_event.is_set():
+                    break  # shutting down: the goodbye, not this beat, ends the session
                 log.warning("heartbeat failed: %s", exc)
             except Exception:
+                if self.stop_event.is_set():
+                    break  # shutdown closed the client under this beat: nothing is wrong
                 log.exception("heartbeat failed unexpectedly; retrying")
             self.stop_event.wait(self.cfg.heartbeat_interval)
 
@@ -588,10 +593,13 @@ class Worker:
         self.metrics.owned.set(len(self.owned))
         for rt in self.jobs.values():
             ends = rt.source.high_watermarks(list(rt.source.assigned))
-            for (topic, partition), end in ends.items():
+            fetched = rt.source.positions(list(ends))
+            for (topic, partition), kafka_end in ends.items():
                 o = self.owned.get((rt.name, topic, partition))
                 if o is None:
                     continue
+                # Lag is records left to read, not offsets: markers are no records.
+                end = readable_end(kafka_end, o.read_to, fetched.get((topic, partition)))
                 position = o.position
                 self._ends[(rt.name, topic, partition)] = end
                 self.metrics.lag.labels(rt.name, topic, str(partition)).set(end - (position or 0))

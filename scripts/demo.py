@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.client import CoordinatorClient
-from paxline.settings import resolve
-from pipeline.kafka import end_offsets
+from paxline.settings import locate, resolve
+from pipeline.kafka import committed_lag, end_offsets
 from pipeline.state.redis import view_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,9 @@ def main() -> int:
         while True:
             parts = client.offsets("wordcount")
             ends = end_offsets(ep.kafka, [(p.topic, p.partition) for p in parts])
-            if all((p.offset or 0) == ends[(p.topic, p.partition)] for p in parts):
+            starts = {(p.topic, p.partition): p.offset for p in parts}
+            # Caught up = nothing left to read (what `paxline offsets` calls lag 0).
+            if not any(committed_lag(ep.kafka, starts, ends, read_committed=False).values()):
                 break
             if time.monotonic() - t0 > 180:
                 console.print("[red]not caught up after 180 s; see .paxline/logs/[/red]")
@@ -67,7 +69,8 @@ def main() -> int:
         k.decode(): orjson.loads(v)
         for k, v in r.hgetall(view_key("wordcount", "wordcount")).items()
     }
-    top = Table(title="top words (Redis view paxline:{wordcount}:view:wordcount)")
+    console.print(f"top words (Redis view {view_key('wordcount', 'wordcount')}):")
+    top = Table()
     top.add_column("word")
     top.add_column("count", justify="right")
     for word, count in sorted(view.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
@@ -76,10 +79,12 @@ def main() -> int:
     subprocess.run(
         [sys.executable, "-m", "paxline.cli", "offsets", "wordcount"], cwd=ROOT, check=False
     )
+    px = Path(sys.executable).parent / "paxline"
     console.print(
-        "look further:  .venv/bin/paxline cluster status | .venv/bin/paxline jobs | "
-        f"dashboard at {ep.coordinators[0]}/ | logs in .paxline/\n"
-        "stop:          make demo-stop   (or .venv/bin/paxline down)"
+        f"look further, from any directory:  {px} status | cluster status | jobs | "
+        f"offsets wordcount\n"
+        f"dashboard at {ep.coordinators[0]}/ | logs in {locate().path / 'logs'}\n"
+        "stop:          make demo-stop   (or paxline down)"
     )
     return 0
 

@@ -1,4 +1,9 @@
-"""`paxline worker run | submit | jobs | cancel | offsets`: the job life cycle."""
+"""`paxline worker run | submit | jobs | cancel | pause | resume | reset-offsets | offsets`:
+the job life cycle.
+
+Coordinator and Kafka clients are imported inside the commands, so `paxline --help` and
+commands that fail early do not pay for them (start-up counts against `--timeout`).
+"""
 
 from __future__ import annotations
 
@@ -10,46 +15,70 @@ import socket
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
+from paxline.cli.common import (
+    TIMEOUT,
+    budget,
+    coordinator_client,
+    fail,
+    print_table,
+    reaching,
+    remaining,
+)
 from paxline.settings import resolve
-from pipeline.errors import PipelineError
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from coordinator.client import CoordinatorClient, RequestRejected
+
+__all__ = ["register", "topics_of"]
 
 _COORD = typer.Option(
     None,
     "--coordinators",
-    help="Coordinator API URLs, comma-separated (env PAXLINE_COORDINATORS; default: the "
-    "stack `paxline up` started).",
+    help="Coordinator API URLs, comma-separated (env PAXLINE_COORDINATORS; default: the stack's).",
 )
 _JSON = typer.Option(False, "--json", help="Machine-readable output.")
+# Once a service has answered, a slow operation (creating topics, a Paxos round on a loaded
+# machine) gets this long: the short budget is for services that do not answer at all.
+_ANSWERING = 30.0
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _answered(client: CoordinatorClient) -> CoordinatorClient:
+    client.timeout = _ANSWERING
+    return client
 
 
-def _client(coordinators: str | None, timeout: float = 15.0) -> CoordinatorClient:
-    ep = resolve(coordinators)
-    return CoordinatorClient(ep.coordinators, ep.token or None, timeout=timeout,
-                             ca=ep.tls_ca or None)  # fmt: skip
+def rejection(exc: RequestRejected, name: str = "") -> str:
+    """The coordinators' refusal in CLI terms: the command to run next, not an HTTP route."""
+    job = name or str(exc.body.get("name", ""))
+    match exc.result:
+        case "JobNotPaused":
+            return f"job {job!r} is running: pause it first with `paxline pause {job}`"
+        case "JobExists":
+            return (
+                f"job {job!r} already exists: cancel it with `paxline cancel {job}` or submit "
+                "under another name"
+            )
+        case "UnknownJob":
+            return f"unknown job {job!r} (`paxline jobs` lists them)"
+    if exc.status == 401:
+        return "the coordinators refused the API token (set PAXLINE_API_TOKEN or PAXLINE_HOME)"
+    return str(exc.body.get("error") or exc)
 
 
 def _job_action(coordinators: str | None, method: str, name: str, done: str) -> None:
-    """One job mutation: a refused request exits 2 with the coordinators' message."""
-    with _client(coordinators) as client:
+    """One job mutation: a refused request exits 2 with the coordinators' reason."""
+    from coordinator.client import RequestRejected
+
+    ep = resolve(coordinators)
+    with reaching(ep), coordinator_client(ep) as client:
         try:
             getattr(client, method)(name)
         except RequestRejected as exc:
-            raise _fail(str(exc), 2) from exc
+            fail(rejection(exc, name), 2)
     typer.echo(f"{done} {name}")
 
 
@@ -63,6 +92,42 @@ def topics_of(spec: dict[str, Any]) -> dict[str, int]:
         if name:
             topics.setdefault(str(name), default)
     return topics
+
+
+def _internal(spec: dict[str, Any], topic: str) -> bool:
+    """Topics paxline names after the job (repartition, default dead letters)."""
+    return topic.startswith(f"paxline.{spec['name']}.")
+
+
+def partition_problems(spec: dict[str, Any], existing: dict[str, int]) -> list[str]:
+    """Why existing topics cannot serve this job: each with what to change."""
+    problems = []
+    for topic, want in topics_of(spec).items():
+        have = existing.get(topic)
+        if have is None or have == want:
+            continue
+        if _internal(spec, topic):
+            problems.append(
+                f"topic {topic!r} (internal to job {spec['name']!r}) exists with {have} "
+                f"partitions, the job needs {want}: delete it (a previous job of that name "
+                "left it) or rename the job"
+            )
+        else:
+            problems.append(
+                f"topic {topic!r} exists with {have} partitions but the job declares {want}: "
+                f"declare partitions={have} or use another topic"
+            )
+    return problems
+
+
+def _submit_summary(spec: dict[str, Any], created: list[str]) -> str:
+    first = spec["sources"][0]
+    internal = [s["topic"] for s in spec["sources"][1:]]
+    line = f"submitted {spec['name']}: reads {first['topic']} ({first['partitions']} partitions)"
+    if internal:
+        line += f", repartitions through {', '.join(internal)}"
+    line += f"; created topics: {', '.join(created) if created else 'none (all existed)'}"
+    return line
 
 
 def register(app: typer.Typer) -> None:
@@ -86,15 +151,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Consume the partitions the coordinators assign to this worker until SIGTERM.
 
-        Example: paxline worker run --id worker-1
+        A worker waits for coordinators and Kafka that are down (it logs one warning per
+        failed heartbeat and resumes when they answer). Example: paxline worker run --id w1
         """
+        from pipeline.errors import PipelineError
         from pipeline.worker import Worker, WorkerConfig
 
         ep = resolve(coordinators, kafka=kafka, redis=redis_url, tls_ca=tls_ca)
         wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        logging.basicConfig(
-            level=logging.INFO, format=f"%(asctime)s {wid} %(levelname)s %(name)s: %(message)s"
-        )
+        configure_worker_logging(wid)
         sys.path.insert(0, os.getcwd())  # job entrypoints are resolved from the deployment
         w = Worker(WorkerConfig(wid, ep.coordinators, ep.token, ep.kafka, ep.redis,
                                 capacity=capacity, batch_size=batch_size,
@@ -113,76 +178,132 @@ def register(app: typer.Typer) -> None:
         coordinators: str = _COORD,
         kafka: str = typer.Option(None, help="Kafka bootstrap for creating topics."),
         wait: bool = typer.Option(False, "--wait", help="Wait until every partition is owned."),
-        timeout: float = typer.Option(60.0, help="Seconds to wait with --wait."),
+        wait_timeout: float = typer.Option(60.0, help="Seconds to wait with --wait."),
         as_json: bool = _JSON,
+        timeout: float = TIMEOUT,
     ) -> None:
         """Validate a job, create its topics and submit it to the coordinators.
 
-        Example: paxline submit examples/wordcount.py:job --wait
+        Everything is checked before anything is created: the job itself, that no job of
+        that name exists, and that topics which exist already have the partition counts the
+        job needs. If the coordinators then refuse the job, the topics this command created
+        are deleted again. Example: paxline submit examples/wordcount.py:job --wait
         """
+        import msgspec
+
+        from coordinator.client import CoordinatorUnavailable, RequestRejected
+        from coordinator.metadata import validate_spec
+        from coordinator.protocol import JobSpec
+        from pipeline.errors import PipelineError
         from pipeline.job import SpecError
-        from pipeline.kafka import create_topics
         from pipeline.loading import JobLoadError, load_job
         from pipeline.spec import build_spec
 
+        budget(timeout)
         sys.path.insert(0, os.getcwd())
         try:
             spec = build_spec(load_job(ref), ref)
-        except (JobLoadError, SpecError) as exc:
-            raise _fail(str(exc), 2) from exc
+            problem = validate_spec(msgspec.convert(spec, JobSpec))
+        except (JobLoadError, SpecError, msgspec.ValidationError) as exc:
+            fail(str(exc), 2)
+        if problem:
+            fail(problem, 2)
         ep = resolve(coordinators, kafka=kafka)
-        create_topics(ep.kafka, topics_of(spec))
-        with _client(coordinators) as client:
+        name = spec["name"]
+        needed = topics_of(spec)
+        with reaching(ep), coordinator_client(ep) as client:
+            if any(j.spec.name == name for j in client.jobs()):
+                fail(rejection(RequestRejected(409, {"result": "JobExists"}), name), 2)
+            _answered(client)
+            from pipeline.kafka import create_topics, delete_topics, topic_partitions
+
+            existing = topic_partitions(ep.kafka, needed, timeout=remaining())
+            problems = partition_problems(spec, existing)
+            if problems:
+                fail("; ".join(problems), 2)
+            missing = {t: n for t, n in needed.items() if t not in existing}
             try:
+                create_topics(ep.kafka, missing, timeout=_ANSWERING)
                 client.submit_job(spec)
-            except RequestRejected as exc:
-                raise _fail(str(exc), 2) from exc
+            except (PipelineError, RequestRejected) as exc:
+                left = delete_topics(ep.kafka, missing)
+                undo = f" (could not delete {'; '.join(left)})" if left else ""
+                if isinstance(exc, RequestRejected):
+                    fail(rejection(exc, name) + undo, 2)
+                fail(f"{exc}; created topics deleted again{undo}")
+            except CoordinatorUnavailable as exc:
+                fail(f"the coordinators stopped answering while submitting {name}; it may or "
+                     f"may not exist (check `paxline jobs`); topics created: "
+                     f"{', '.join(missing) or 'none'} ({exc})")  # fmt: skip
             if wait:
-                deadline = time.monotonic() + timeout
+                deadline = time.monotonic() + wait_timeout
                 while True:
-                    parts = client.offsets(spec["name"])
+                    parts = client.offsets(name)
                     if parts and all(p.owner for p in parts):
                         break
                     if time.monotonic() > deadline:
-                        raise _fail(f"not every partition owned after {timeout:.0f}s; "
-                                    "are workers running? (`paxline status`)")  # fmt: skip
-                    time.sleep(0.2)
+                        fail(f"not every partition owned after {wait_timeout:.0f}s; "
+                             "are workers running? (`paxline status`)")  # fmt: skip
+                    time.sleep(0.2)  # polling the coordinators, not synchronisation
         if as_json:
-            typer.echo(json.dumps(spec))
+            typer.echo(json.dumps({**spec, "created_topics": sorted(missing)}))
         else:
-            typer.echo(f"submitted {spec['name']} ({len(spec['sources'])} source topics)")
+            typer.echo(_submit_summary(spec, sorted(missing)))
 
     @app.command()
-    def jobs(coordinators: str = _COORD, as_json: bool = _JSON) -> None:
-        """List jobs."""
-        with _client(coordinators) as client:
+    def jobs(coordinators: str = _COORD, as_json: bool = _JSON, timeout: float = TIMEOUT) -> None:
+        """List jobs: entrypoint, topics read, sink, guarantee, paused.
+
+        Example: paxline jobs --json
+        """
+        import msgspec
+        from rich.table import Table
+
+        budget(timeout)
+        ep = resolve(coordinators)
+        with reaching(ep), coordinator_client(ep) as client:
             rows = client.jobs()
         if as_json:
             typer.echo(json.dumps(msgspec.to_builtins(rows)))
             return
         table = Table(title="jobs")
-        for col in ("name", "entrypoint", "sources", "sink", "guarantee", "paused"):
-            table.add_column(col)
+        for col in ("name", "entrypoint", "reads", "sink", "guarantee", "paused"):
+            table.add_column(col, no_wrap=col in ("name", "entrypoint", "reads"))
         for j in rows:
             s = j.spec
-            sources = ", ".join(f"{x.topic}({x.partitions})" for x in s.sources)
-            table.add_row(s.name, s.entrypoint, sources, json.dumps(s.sink),
-                          s.guarantee, str(j.paused))  # fmt: skip
-        Console().print(table)
+            reads = "\n".join(f"{x.topic} ({x.partitions})" for x in s.sources)
+            sink = s.sink.get("topic") or s.sink.get("view") or "-"
+            table.add_row(s.name, s.entrypoint, reads, f"{s.sink.get('kind', '?')}: {sink}",
+                          s.guarantee, "yes" if j.paused else "no")  # fmt: skip
+        print_table(table)
+        if not rows:
+            typer.echo("no jobs; submit one with `paxline submit examples/wordcount.py:job`")
 
     @app.command()
-    def cancel(name: str, coordinators: str = _COORD) -> None:
-        """Cancel a job (its offsets are forgotten)."""
+    def cancel(name: str, coordinators: str = _COORD, timeout: float = TIMEOUT) -> None:
+        """Cancel a job (its agreed offsets are forgotten; its topics stay).
+
+        Example: paxline cancel wordcount
+        """
+        budget(timeout)
         _job_action(coordinators, "cancel_job", name, "cancelled")
 
     @app.command()
-    def pause(name: str, coordinators: str = _COORD) -> None:
-        """Pause a job: every partition is revoked (fencing in-flight commits)."""
+    def pause(name: str, coordinators: str = _COORD, timeout: float = TIMEOUT) -> None:
+        """Pause a job: every partition is revoked (fencing in-flight commits).
+
+        Example: paxline pause wordcount
+        """
+        budget(timeout)
         _job_action(coordinators, "pause_job", name, "paused")
 
     @app.command()
-    def resume(name: str, coordinators: str = _COORD) -> None:
-        """Resume a paused job under new epochs."""
+    def resume(name: str, coordinators: str = _COORD, timeout: float = TIMEOUT) -> None:
+        """Resume a paused job under new epochs.
+
+        Example: paxline resume wordcount
+        """
+        budget(timeout)
         _job_action(coordinators, "resume_job", name, "resumed")
 
     @app.command("reset-offsets")
@@ -190,24 +311,29 @@ def register(app: typer.Typer) -> None:
         name: str,
         to: list[str] = typer.Option(..., "--to", help="TOPIC:PARTITION=OFFSET (repeatable)."),
         coordinators: str = _COORD,
+        timeout: float = TIMEOUT,
     ) -> None:
         """Set agreed offsets of a paused job (the next offset each partition reads).
 
         Example: paxline pause wordcount && paxline reset-offsets wordcount --to text:0=0
         """
+        from coordinator.client import RequestRejected
+
+        budget(timeout)
         offsets: dict[tuple[str, int], int] = {}
         for item in to:
             where, sep, offset = item.rpartition("=")
             topic, sep2, partition = where.rpartition(":")
             if not (sep and sep2 and topic and partition.isdigit() and offset.isdigit()):
-                raise _fail(f"--to {item!r} must look like TOPIC:PARTITION=OFFSET", 2)
+                fail(f"--to {item!r} must look like TOPIC:PARTITION=OFFSET", 2)
             offsets[(topic, int(partition))] = int(offset)
-        with _client(coordinators) as client:
+        ep = resolve(coordinators)
+        with reaching(ep), coordinator_client(ep) as client:
             try:
                 client.reset_offsets(name, offsets)
             except RequestRejected as exc:
-                raise _fail(str(exc), 2) from exc
-        typer.echo(f"reset {len(offsets)} offsets of {name}")
+                fail(rejection(exc, name), 2)
+        typer.echo(f"reset {len(offsets)} offsets of {name}; continue: `paxline resume {name}`")
 
     @app.command()
     def offsets(
@@ -215,32 +341,45 @@ def register(app: typer.Typer) -> None:
         coordinators: str = _COORD,
         kafka: str = typer.Option(None, help="Kafka bootstrap (for end offsets and lag)."),
         as_json: bool = _JSON,
+        timeout: float = TIMEOUT,
     ) -> None:
         """Per partition: agreed offset, Kafka end offset, lag, owner and epoch.
 
-        For exactly-once jobs also Kafka's commit point (offsets committed inside the job's
-        transactions) and whether the agreed offset trails it (it catches up at the next
-        checkpoint or takeover). Example: paxline offsets wordcount --json
+        lag = records the job has still to read after its agreed offset; transaction
+        markers are not records, so a caught-up partition shows lag 0 under every
+        guarantee (`caught_up` in --json). For exactly-once jobs also Kafka's commit point
+        (offsets committed inside the job's transactions) and whether the agreed offset
+        trails it (it catches up at the next checkpoint or takeover).
+        Example: paxline offsets wordcount --json
         """
-        from pipeline.kafka import committed_offsets, end_offsets
+        import msgspec
+        from rich.table import Table
 
+        from coordinator.client import RequestRejected
+
+        budget(timeout)
         ep = resolve(coordinators, kafka=kafka)
-        try:
-            with _client(coordinators) as client:
-                parts = [msgspec.to_builtins(p) for p in client.offsets(name)]
-                guarantee = client.job(name).spec.guarantee
-        except RequestRejected as exc:
-            raise _fail(str(exc), 2) from exc
-        except CoordinatorUnavailable as exc:
-            raise _fail(str(exc)) from exc
-        tps = [(p["topic"], p["partition"]) for p in parts]
-        ends = end_offsets(ep.kafka, tps)
-        eos = guarantee == "exactly-once"
-        kafka_commit = committed_offsets(ep.kafka, f"paxline.{name}", tps) if eos else {}
+        with reaching(ep):
+            with coordinator_client(ep) as client:
+                try:
+                    guarantee = client.job(name).spec.guarantee
+                    parts = [msgspec.to_builtins(p) for p in _answered(client).offsets(name)]
+                except RequestRejected as exc:
+                    fail(rejection(exc, name), 2)
+            # Imported once the coordinators answered: librdkafka costs start-up time.
+            from pipeline.kafka import committed_lag, committed_offsets, end_offsets
+
+            tps = [(p["topic"], p["partition"]) for p in parts]
+            ends = end_offsets(ep.kafka, tps, timeout=remaining())
+            eos = guarantee == "exactly-once"
+            starts = {(p["topic"], p["partition"]): p["offset"] for p in parts}
+            lags = committed_lag(ep.kafka, starts, ends, read_committed=eos, timeout=_lag_time())
+            kafka_commit = committed_offsets(ep.kafka, f"paxline.{name}", tps) if eos else {}
         for p in parts:
             tp = (p["topic"], p["partition"])
             p["end_offset"] = ends[tp]
-            p["lag"] = ends[tp] - (p["offset"] or 0)
+            p["lag"] = lags[tp]
+            p["caught_up"] = lags[tp] == 0
             if eos:
                 k = kafka_commit.get(tp)
                 p["kafka_committed"] = k
@@ -249,20 +388,32 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(parts))
             return
         table = Table(title=f"offsets of {name} ({guarantee})")
-        cols = ["topic", "partition", "agreed", "end", "lag", "owner", "epoch"]
+        cols = ["topic", "part", "agreed", "end", "lag", "owner", "epoch"]
         if eos:
             cols += ["kafka commit", "trails"]
         for col in cols:
-            table.add_column(col, justify="left" if col in ("topic", "owner") else "right")
+            table.add_column(col, justify="left" if col in ("topic", "owner") else "right",
+                             no_wrap=col in ("topic", "owner"))  # fmt: skip
         for p in parts:
             row = [p["topic"], str(p["partition"]), str(p["offset"]), str(p["end_offset"]),
                    str(p["lag"]), str(p["owner"] or "-"), str(p["epoch"])]  # fmt: skip
             if eos:
                 row += [str(p["kafka_committed"]), "yes" if p["trails_kafka"] else "no"]
             table.add_row(*row)
-        Console().print(table)
-        if eos:
-            typer.echo(
-                "lag counts transaction markers too: a caught-up exactly-once partition may "
-                "show a small lag"
-            )
+        print_table(table)
+
+
+def _lag_time() -> float:
+    """Counting records near the end is a read, not a probe: Kafka has answered already."""
+    return max(remaining(), 2.0)
+
+
+def configure_worker_logging(worker_id: str) -> None:
+    """INFO for what a worker decides (partitions taken, released, fenced), WARNING for the
+    HTTP client: it would log every heartbeat, drowning the decisions (issue 14, item 6)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {worker_id} %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import typer
 
+from paxline.cli.common import DEBUG, TIMEOUT, budget, fail, print_table, remaining, run_guarded
+from paxline.cli.common import timeout as common_timeout
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -19,17 +22,26 @@ app = typer.Typer(
     help="Stream processing for Python with Multi-Paxos-agreed ownership and checkpoints.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
 @app.callback()
-def _root() -> None:
-    """Stream processing for Python with Multi-Paxos-agreed ownership and checkpoints."""
+def _root(timeout: float = TIMEOUT, debug: bool = DEBUG) -> None:
+    """Stream processing for Python with Multi-Paxos-agreed ownership and checkpoints.
+
+    Commands find their stack in $PAXLINE_HOME, else the nearest .paxline directory above
+    the current one, else the stack you last started with `paxline up`.
+    """
+    budget(timeout, debug)
 
 
 @app.command()
 def version() -> None:
-    """Print the paxline version."""
+    """Print the paxline version.
+
+    Example: paxline version
+    """
     try:
         typer.echo(dist_version("paxline"))
     except PackageNotFoundError:
@@ -42,10 +54,9 @@ app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(cluster_app, name="cluster")
 
 _ENDPOINTS = typer.Option(
-    "http://127.0.0.1:8701,http://127.0.0.1:8702,http://127.0.0.1:8703",
+    None,
     "--coordinators",
-    envvar="PAXLINE_COORDINATORS",
-    help="Comma-separated coordinator API URLs.",
+    help="Coordinator API URLs, comma-separated (env PAXLINE_COORDINATORS; default: the stack's).",
 )
 _TLS_CA = typer.Option(
     "",
@@ -102,26 +113,48 @@ def coordinator_run(
 
 @cluster_app.command("status")
 def cluster_status(
-    coordinators: str = _ENDPOINTS,
+    coordinators: str | None = _ENDPOINTS,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     tls_ca: str = _TLS_CA,
+    timeout: float = TIMEOUT,
 ) -> None:
-    """A table of nodes: role, ballot, commit index, applied index, lag."""
-    import json
+    """A table of nodes: role, ballot, commit index, applied index, lag.
 
-    from rich.console import Console
+    Asks each node for its own view (nothing is forwarded), so it works without a leader.
+    Exit 1 when no node is the leader. Example: paxline cluster status --json
+    """
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
     from rich.table import Table
 
     from coordinator.client import CoordinatorClient
+    from paxline.settings import resolve
 
-    endpoints = [e.strip() for e in coordinators.split(",") if e.strip()]
-    rows: list[dict[str, object]] = []
-    with CoordinatorClient(endpoints, ca=tls_ca or None) as client:
-        for endpoint in endpoints:
-            try:
-                rows.append({"endpoint": endpoint, **client.node_status(endpoint)})
-            except Exception as exc:
-                rows.append({"endpoint": endpoint, "role": "unreachable", "error": str(exc)})
+    budget(timeout)
+    ep = resolve(coordinators)
+    endpoints = ep.coordinators
+    if not endpoints:
+        fail("--coordinators names no endpoint", 2)
+    left = remaining()
+
+    def ask(client: CoordinatorClient, endpoint: str) -> dict[str, object]:
+        try:
+            return {"endpoint": endpoint, **client.node_status(endpoint, timeout=left)}
+        except Exception as exc:  # any failure of one node is that node's row
+            return {"endpoint": endpoint, "role": "unreachable", "error": type(exc).__name__}
+
+    with (
+        CoordinatorClient(endpoints, request_timeout=left, ca=tls_ca or None) as client,
+        ThreadPoolExecutor(len(endpoints)) as pool,
+    ):
+        rows = list(pool.map(lambda e: ask(client, e), endpoints))
+    if all(r.get("role") == "unreachable" for r in rows):
+        fail(
+            f"coordinators at {', '.join(endpoints)} did not answer within "
+            f"{common_timeout():.1f}s; "
+            f"addresses from {ep.origin}"
+        )
     top = max((int(str(r.get("commit_index", 0))) for r in rows if "commit_index" in r), default=0)
     for r in rows:
         if "applied_index" in r:
@@ -131,17 +164,16 @@ def cluster_status(
     else:
         table = Table(title="paxline coordinators")
         for col in ("endpoint", "node", "role", "ballot", "commit", "applied", "lag"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col == "endpoint")
         for r in rows:
             table.add_row(
                 str(r["endpoint"]), str(r.get("node_id", "-")), str(r.get("role", "-")),
                 str(r.get("ballot") or r.get("promised") or "-"), str(r.get("commit_index", "-")),
                 str(r.get("applied_index", "-")), str(r.get("lag", "-")),
             )  # fmt: skip
-        Console().print(table)
+        print_table(table)
     if not any(r.get("role") == "leader" for r in rows):
-        typer.echo("no leader among the reachable nodes", err=True)
-        raise typer.Exit(1)
+        fail("no leader among the reachable nodes")
 
 
 def _register() -> None:
@@ -156,14 +188,7 @@ _register()
 
 
 def main() -> None:
-    from coordinator.client import CoordinatorTLSError
-
-    try:
-        app()
-    except CoordinatorTLSError as exc:
-        # Configuration, not an outage: one line (no traceback) and the config exit code.
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+    run_guarded(app)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ import json
 import subprocess
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from paxline.settings import home
+from paxline.cli.common import print_table
+from paxline.settings import locate, not_found_hint, remember
 
 __all__ = ["register"]
 
@@ -24,9 +23,13 @@ def register(app: typer.Typer) -> None:
         """Start Kafka, Redis (AOF), 3 coordinators and the workers in the background.
 
         Uses docker compose when a Docker engine answers, local processes otherwise.
-        Local state and logs live under $PAXLINE_HOME (default .paxline/).
+        Local state and logs live in the stack directory: $PAXLINE_HOME, else the nearest
+        .paxline above the current directory, else ~/.local/state/paxline. Other directories
+        find this stack afterwards (it is recorded as your last one).
         Stop with `paxline down`. Example: paxline up --workers 3
         """
+        from rich.console import Console
+
         from paxline.localstack import compose as compose_stack
         from paxline.localstack.stack import LocalStack
 
@@ -44,7 +47,10 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2)
             compose_stack.up(workers, progress=console.print)
             return
-        info = LocalStack(home()).up(workers=workers, progress=console.print)
+        where = locate()
+        console.print(f"stack directory: {where.path} ({where.how})")
+        info = LocalStack(where.path).up(workers=workers, progress=console.print)
+        remember(where.path)
         console.print(f"\n[bold]paxline is up[/bold] (state and logs in {info.home})")
         console.print(f"  kafka         {info.kafka}")
         console.print(f"  redis         {info.redis}")
@@ -57,7 +63,13 @@ def register(app: typer.Typer) -> None:
     def down(
         compose: bool = typer.Option(False, "--compose", help="Stop the compose deployment."),
     ) -> None:
-        """Stop everything `paxline up` started (data stays for the next `up`)."""
+        """Stop everything `paxline up` started (data stays for the next `up`).
+
+        Workers first (their goodbye reaches the coordinators, so partitions move at once),
+        then coordinators, then Kafka and Redis. Example: paxline down
+        """
+        from rich.console import Console
+
         from paxline.localstack import compose as compose_stack
         from paxline.localstack.stack import LocalStack
 
@@ -65,26 +77,37 @@ def register(app: typer.Typer) -> None:
             subprocess.run([*compose_stack.compose_command(), "down"], cwd=compose_stack.ROOT,
                            check=False)  # fmt: skip
             return
-        LocalStack(home()).down(progress=Console().print)
+        where = locate()
+        if not where.exists:
+            typer.echo(f"nothing to stop: {not_found_hint(where)}")
+            return
+        Console().print(f"stopping the stack in {where.path} ({where.how})")
+        LocalStack(where.path).down(progress=Console().print)
 
     @app.command()
     def status(as_json: bool = typer.Option(False, "--json", help="Machine output.")) -> None:
-        """Which local services run, and where."""
+        """Which local services run, and where (exit 1 if any is down or no stack is found).
+
+        Example: paxline status --json
+        """
+        from rich.table import Table
+
         from paxline.localstack.stack import LocalStack
 
-        rows = LocalStack(home()).process_table()
+        where = locate()
+        rows = LocalStack(where.path).process_table() if where.exists else []
         if as_json:
             typer.echo(json.dumps(rows))
         elif not rows:
-            typer.echo("no local stack here; start one with `paxline up`")
+            typer.echo(not_found_hint(where), err=True)
         else:
-            table = Table(title=f"paxline stack in {home()}")
+            table = Table(title=f"paxline stack in {where.path}")
             for col in ("service", "address", "up"):
-                table.add_column(col)
+                table.add_column(col, no_wrap=col != "up")
             for r in rows:
                 table.add_row(r["service"], str(r["address"]), "yes" if r["up"] else "NO")
-            Console().print(table)
-        if rows and not all(r["up"] for r in rows):
+            print_table(table)
+        if not rows or not all(r["up"] for r in rows):
             raise typer.Exit(1)
 
     @app.command()

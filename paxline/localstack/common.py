@@ -79,7 +79,17 @@ def process_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    # Not our child (`paxline up` exited long ago): it is reaped by init, which may take
+    # seconds; an exited process is dead for us as soon as it is a zombie.
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False  # no /proc (not Linux): kill(0) is all we know
 
 
 def stop_pid(pid_file: Path, timeout: float = 30.0) -> bool:

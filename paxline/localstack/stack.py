@@ -8,13 +8,16 @@ that file (mode 0600); they are never printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,25 +166,27 @@ class LocalStack:
 
     # -------------------------------------------------------------------------- down
     def down(self, progress: Progress = print) -> None:
+        """Stop in dependency order: workers first (their final commit and goodbye need the
+        coordinators, or each waits out its timeouts), then coordinators, then Kafka and
+        Redis side by side (nothing uses them any more)."""
         data = self._load()
         if not data:
             progress("nothing is running here")
             return
-        pids = [int(p) for p in data.get("workers", {}).values()]
-        pids += [int(p) for p in data.get("coordinator_pids", {}).values()]
-        for pid in pids:
-            if process_alive(pid):
-                os.kill(pid, signal.SIGTERM)
-        for pid in pids:
-            try:
-                wait_until(_exited(pid), 20, f"pid {pid} to exit")
-            except ServiceError:
-                os.kill(pid, signal.SIGKILL)
-        progress(f"stopped {len(pids)} workers and coordinators")
-        redis.stop(self.home / "redis")
-        progress("stopped redis")
-        kafka.stop(self.home / "kafka")
-        progress("stopped kafka")
+        workers = [int(p) for p in data.get("workers", {}).values()]
+        coordinators = [int(p) for p in data.get("coordinator_pids", {}).values()]
+        for group, pids, grace in (("workers", workers, 3.0), ("coordinators", coordinators, 2.0)):
+            t0 = time.monotonic()
+            killed = _terminate(pids, grace)
+            note = f", {killed} killed after {grace:.0f}s" if killed else ""
+            progress(f"stopped {len(pids)} {group} ({time.monotonic() - t0:.1f}s{note})")
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            done = [pool.submit(redis.stop, self.home / "redis"),
+                    pool.submit(kafka.stop, self.home / "kafka")]  # fmt: skip
+            for f in done:
+                f.result()
+        progress(f"stopped kafka and redis ({time.monotonic() - t0:.1f}s)")
         data["workers"] = {}
         data["coordinator_pids"] = {}
         self._save(data)
@@ -205,3 +210,22 @@ class LocalStack:
 
 def _exited(pid: int) -> Callable[[], bool]:
     return lambda: not process_alive(pid)
+
+
+def _terminate(pids: list[int], grace: float) -> int:
+    """SIGTERM every pid, wait up to `grace` seconds for all, SIGKILL the rest; returns how
+    many had to be killed."""
+    alive = [p for p in pids if process_alive(p)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not any(process_alive(p) for p in alive), grace, "processes to exit",
+                   interval=0.05)  # fmt: skip
+        return 0
+    except ServiceError:
+        stuck = [p for p in alive if process_alive(p)]
+        for pid in stuck:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(stuck)

@@ -10,6 +10,12 @@ applied - in the same atomic state write as the batch - and drops anything at or
 That is what lets Redis state count each input record exactly once even when the Kafka topics
 in between hold duplicates.
 
+They also carry `paxline.origin = "{topic}:{partition}:{offset}"`, the user's source record
+the value came from, copied from stage to stage, so that a record that fails in a later stage
+is dead-lettered naming the record an operator can look up, not an internal repartition
+offset (issue 14, item 8). Records an aggregation emits have no single source record and
+carry no origin; their dead letters name the repartition record.
+
 Pure: no I/O. Stamping happens where a stage encodes its repartition output
 (:mod:`pipeline.executor.encoding`); the worker runs de-duplication before a downstream
 stage's batch, because the high-water marks live in that stage's state.
@@ -21,14 +27,37 @@ from collections.abc import Sequence
 
 from pipeline.executor.records import InRecord, StateAccess
 
-__all__ = ["SRC_HEADER", "dedup", "stamp"]
+__all__ = ["ORIGIN_HEADER", "SRC_HEADER", "dedup", "origin", "stamp"]
 
 SRC_HEADER = "paxline.src"
+ORIGIN_HEADER = "paxline.origin"
 _PREFIX = "paxline.hw:"
 
 
+def _origin_bytes(record: InRecord) -> bytes:
+    for name, value in record.headers:
+        if name == ORIGIN_HEADER:
+            return value
+    return b"%s:%d:%d" % (record.topic.encode(), record.partition, record.offset)
+
+
 def stamp(record: InRecord, n: int) -> tuple[tuple[str, bytes], ...]:
-    return ((SRC_HEADER, b"%d:%d:%d" % (record.partition, record.offset, n)),)
+    return (
+        (SRC_HEADER, b"%d:%d:%d" % (record.partition, record.offset, n)),
+        (ORIGIN_HEADER, _origin_bytes(record)),
+    )
+
+
+def origin(record: InRecord) -> tuple[str, int, int]:
+    """The user's source record `record` came from: its origin header, else itself."""
+    for name, value in record.headers:
+        if name == ORIGIN_HEADER:
+            try:
+                topic, part, off = value.decode().rsplit(":", 2)
+                return topic, int(part), int(off)
+            except ValueError:
+                break  # a damaged header: name the record itself
+    return record.topic, record.partition, record.offset
 
 
 def _position(record: InRecord) -> tuple[int, int, int] | None:

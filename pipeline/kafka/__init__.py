@@ -1,5 +1,21 @@
 """The only package that imports confluent_kafka: clients, admin and codecs for the runtime."""
 
-from pipeline.kafka.admin import committed_offsets, create_topics, end_offsets
+from pipeline.kafka.admin import (
+    BrokerUnreachable,
+    committed_lag,
+    committed_offsets,
+    create_topics,
+    delete_topics,
+    end_offsets,
+    topic_partitions,
+)
 
-__all__ = ["committed_offsets", "create_topics", "end_offsets"]
+__all__ = [
+    "BrokerUnreachable",
+    "committed_lag",
+    "committed_offsets",
+    "create_topics",
+    "delete_topics",
+    "end_offsets",
+    "topic_partitions",
+]

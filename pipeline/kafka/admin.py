@@ -1,16 +1,78 @@
-"""Topic administration: the runtime creates its topics up front (auto-create is off)."""
+"""Topic administration: the runtime creates its topics up front (auto-create is off).
+
+The CLI calls these with short deadlines (`paxline ... --timeout`, 3 s by default): a broker
+that does not answer raises `BrokerUnreachable`, which names the address tried, instead of
+librdkafka's default waits.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from pipeline.errors import PipelineError
+from pipeline.errors import KafkaUnavailable, PipelineError
 
-__all__ = ["committed_offsets", "create_topics", "end_offsets"]
+__all__ = [
+    "BrokerUnreachable",
+    "committed_lag",
+    "committed_offsets",
+    "create_topics",
+    "delete_topics",
+    "end_offsets",
+    "topic_partitions",
+]
+
+#: Above this many offsets between a partition's start and end, `committed_lag` does not read
+#: the records to count them and reports the offset distance (transaction markers included).
+LAG_COUNT_LIMIT = 2000
+
+
+class BrokerUnreachable(KafkaUnavailable):
+    """The broker did not answer an admin request before the deadline (names the address,
+    for the CLI's one-line error); a `KafkaUnavailable`, so the worker treats it as transient."""
+
+    def __init__(self, bootstrap: str, timeout: float, detail: str) -> None:
+        self.bootstrap = bootstrap
+        super().__init__(f"kafka at {bootstrap} did not answer within {timeout:.1f}s ({detail})")
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+
+
+def topic_partitions(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:
+    """Partition counts of those of `names` that exist (one metadata request for all), so a
+    caller can refuse a mismatch before it creates anything."""
+    try:
+        meta = _admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnreachable(bootstrap, timeout, exc.args[0].str()) from exc
+    wanted = set(names)
+    return {
+        name: len(t.partitions)
+        for name, t in meta.topics.items()
+        if name in wanted and t.error is None
+    }
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> list[str]:
+    """Delete topics (a failed submit takes back what it created); returns those that could
+    not be deleted, with the reason."""
+    names = list(names)
+    if not names:
+        return []
+    problems: list[str] = []
+    for name, fut in _admin(bootstrap).delete_topics(names, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except Exception as exc:  # KafkaException, or the future's own timeout
+            problems.append(f"{name}: {exc}")
+    return problems
 
 
 def create_topics(
@@ -21,7 +83,7 @@ def create_topics(
 ) -> None:
     """Create each topic with the given partition count; an existing topic is accepted only
     if its partition count matches, so a silent mismatch can never skew assignment."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    admin = _admin(bootstrap)
     new = [NewTopic(name, n, 1, config=dict(config or {})) for name, n in topics.items()]
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
         try:
@@ -41,16 +103,85 @@ def create_topics(
 def end_offsets(
     bootstrap: str, partitions: list[tuple[str, int]], timeout: float = 10.0
 ) -> dict[tuple[str, int], int]:
-    """High watermarks (next offset to be written) per (topic, partition)."""
+    """High watermarks (next offset to be written) per (topic, partition), all within
+    `timeout` seconds."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "paxline-admin", "enable.auto.commit": False}
-    )
+        {"bootstrap.servers": bootstrap, "group.id": "paxline-admin", "enable.auto.commit": False,
+         "log_level": 0}
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
     try:
         out: dict[tuple[str, int], int] = {}
         for topic, part in partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout)
+            left = max(0.05, deadline - time.monotonic())
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), left)
+            except KafkaException as exc:
+                raise BrokerUnreachable(bootstrap, timeout, exc.args[0].str()) from exc
             out[(topic, part)] = int(high)
         return out
+    finally:
+        consumer.close()
+
+
+def committed_lag(
+    bootstrap: str,
+    starts: Mapping[tuple[str, int], int | None],
+    ends: Mapping[tuple[str, int], int],
+    read_committed: bool,
+    timeout: float = 10.0,
+) -> dict[tuple[str, int], int]:
+    """Records a consumer starting at `starts` would still read before `ends`.
+
+    The offset distance is not that: a transaction's commit marker takes an offset but is no
+    record, so an exactly-once pipeline that has read everything stays one offset (or more)
+    "behind" forever. So, where the distance is small, read the records and count them (the
+    consumer skips markers and, under read_committed, aborted records); a partition whose
+    reader reaches the end without a record has nothing left to read: lag 0. Where the
+    distance exceeds `LAG_COUNT_LIMIT`, it is reported as is (an upper bound; lag is far
+    from zero anyway), and so is any partition the deadline cut short.
+    """
+    lag: dict[tuple[str, int], int] = {}
+    probe: dict[tuple[str, int], int] = {}
+    for tp, end in ends.items():
+        start = starts.get(tp) or 0
+        gap = max(0, end - start)
+        lag[tp] = gap
+        if 0 < gap <= LAG_COUNT_LIMIT:
+            probe[tp] = start
+    if not probe:
+        return lag
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "paxline-admin", "enable.auto.commit": False,
+        "enable.partition.eof": True, "log_level": 0,
+        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+    })  # fmt: skip
+    counted = dict.fromkeys(probe, 0)
+    open_ = set(probe)
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(t, p, off) for (t, p), off in probe.items()])
+        while open_ and time.monotonic() < deadline:
+            left = max(0.05, deadline - time.monotonic())
+            # `Any`: librdkafka's stubs allow None for fields a consumed record always has.
+            messages: list[Any] = consumer.consume(1000, min(left, 0.5))
+            for msg in messages:
+                tp = (msg.topic(), msg.partition())
+                if tp not in open_:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        open_.discard(tp)
+                    continue
+                if msg.offset() >= ends[tp]:
+                    open_.discard(tp)  # written since `ends` was read: not counted
+                    continue
+                counted[tp] += 1
+        for tp in probe:
+            if tp not in open_:
+                lag[tp] = counted[tp]
+        return lag
     finally:
         consumer.close()
 
@@ -61,11 +192,15 @@ def committed_offsets(
     """Offsets committed for `group` (exactly-once jobs commit inside their transactions to
     group `paxline.{job}`); None where nothing was committed."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+         "log_level": 0}
+    )  # fmt: skip
     try:
         tps = [TopicPartition(t, p) for t, p in partitions]
-        got = consumer.committed(tps, timeout=timeout)
+        try:
+            got = consumer.committed(tps, timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnreachable(bootstrap, timeout, exc.args[0].str()) from exc
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in got}
     finally:
         consumer.close()

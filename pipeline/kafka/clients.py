@@ -23,6 +23,7 @@ from confluent_kafka import (
 )
 
 from pipeline.errors import KafkaUnavailable, PipelineError
+from pipeline.executor.deadletter import dead_letter_record
 from pipeline.executor.records import DeadLetter, InRecord, OutRecord
 
 __all__ = ["TP", "Sink", "Source"]
@@ -169,21 +170,18 @@ class Source:
                     break
         return out
 
+    def positions(self, partitions: Iterable[TP]) -> dict[TP, int]:
+        """Next offset the consumer will return per partition (None-free: unknown ones are
+        left out). It moves past transaction markers that are never returned as records."""
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        try:
+            got = self._consumer.position(tps)
+        except KafkaException:
+            return {}
+        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+
     def close(self) -> None:
         self._consumer.close()
-
-
-def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
-    """Provenance travels with a dead letter so that it can be inspected and replayed."""
-    r = dl.record
-    return [
-        ("paxline.error", dl.error.encode()[:4096]),
-        ("paxline.stage", dl.stage.encode()),
-        ("paxline.source.topic", r.topic.encode()),
-        ("paxline.source.partition", str(r.partition).encode()),
-        ("paxline.source.offset", str(r.offset).encode()),
-        *r.headers,
-    ]
 
 
 def _as_bytes(v: str | bytes | None) -> bytes:
@@ -239,7 +237,8 @@ class Sink:
                 self.send(rec)  # queue full: the slow path waits for deliveries
 
     def send_dead_letter(self, topic: str, dl: DeadLetter) -> None:
-        self._produce(topic, dl.record.key, dl.record.value or b"", dead_letter_headers(dl))
+        rec = dead_letter_record(topic, dl)
+        self._produce(rec.topic, rec.key, rec.value, list(rec.headers))
 
     def _produce(
         self,
@@ -329,7 +328,8 @@ class TransactionalSink:
                 else:
                     produce(rec.topic, rec.value, rec.key)
             for topic, dl in dead_letters:
-                self._produce(topic, dl.record.key, dl.record.value or b"", dead_letter_headers(dl))
+                rec = dead_letter_record(topic, dl)
+                self._produce(rec.topic, rec.key, rec.value, list(rec.headers))
         except BufferError:
             self._fail(KafkaException(KafkaError(KafkaError._QUEUE_FULL)), abort=True)
         except KafkaException as exc:

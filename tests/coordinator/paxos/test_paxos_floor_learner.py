@@ -147,8 +147,11 @@ ADMISSIONS = {
     ],
     "learn first, then the leader's accept": [
         Learn(1, 3, ABOVE, slots(1, 2, 3)),
+        # Not admitted by an Accept (it carries no recovery target): dropped unanswered ...
         Accept(1, 3, ABOVE, slots(4), 3),
         Heartbeat(1, 3, ABOVE, 3, 2),
+        # ... so the leader's retransmission is what it accepts, once admitted.
+        Accept(1, 3, ABOVE, slots(4), 3),
     ],
     "learn first, then the leader's heartbeat": [
         Learn(1, 3, ABOVE, slots(1, 2, 3)),

@@ -107,7 +107,9 @@ def run_pipeline(
                         assert rec.topic == nxt.topics[0]
                         p = partition_of(rec.key, nxt.partitions)
                         queue = pending.setdefault(nxt.index, {}).setdefault(p, [])
-                        queue.append(InRecord(rec.topic, p, len(queue), rec.key, rec.value, 0))
+                        queue.append(
+                            InRecord(rec.topic, p, len(queue), rec.key, rec.value, 0, rec.headers)
+                        )
                     else:
                         out.sink.append(rec)
     return out

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pipeline.executor.provenance import SRC_HEADER, dedup, stamp
+from pipeline.executor.provenance import ORIGIN_HEADER, SRC_HEADER, dedup, stamp
 from pipeline.executor.records import InRecord
 from pipeline.state import MemoryStore
 
@@ -30,4 +30,4 @@ def test_records_without_provenance_pass_through() -> None:
     plain = [InRecord("t", 0, i, None, b"x", 0) for i in range(3)]
     kept, hw = dedup(plain, MemoryStore())
     assert kept == plain and hw == {}
-    assert stamp(plain[1], 2) == ((SRC_HEADER, b"0:1:2"),)
+    assert stamp(plain[1], 2) == ((SRC_HEADER, b"0:1:2"), (ORIGIN_HEADER, b"t:0:1"))

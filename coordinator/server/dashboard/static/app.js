@@ -453,7 +453,7 @@
     const stats = {
       offset: stat("Agreed offset (total)", `job-total-offset-${name}`, "sum of the agreed next offsets over every source partition"),
       rate: stat("Input rate", `job-rate-${name}`, `records/s agreed on the input topic over the last ${RATE_WINDOW_S}s`),
-      lag: stat("Lag (total)", `job-total-lag-${name}`, "sum over partitions of the Kafka end offset minus the agreed offset, as reported by workers"),
+      lag: stat("Lag (total)", `job-total-lag-${name}`, "sum over partitions of the records left to read after the agreed offset (transaction markers are not records), as reported by workers"),
       owned: stat("Partitions owned", `job-owned-${name}`),
     };
     card.append(h("div", { class: "job-stats" }, ...Object.values(stats).map((x) => x.el)));
