@@ -14,6 +14,7 @@ import pytest
 
 from coordinator.protocol import AssignedPartition, HeartbeatReply
 from paxline.cli.jobs import configure_worker_logging
+from paxline.localstack.common import wait_until
 from pipeline.state.redis import StaleEpoch
 from pipeline.worker import Worker, WorkerConfig
 
@@ -44,9 +45,14 @@ def test_a_handover_overtaken_by_a_newer_epoch_is_not_an_error(
     monkeypatch.setattr(w, "_prepare", prepare)
     with caplog.at_level(logging.INFO, logger="pipeline.worker"):
         w._reconcile([AssignedPartition("j", "t", 0, 4, None)])
+        w._take_due()  # the takeover runs on the worker's takeover pool ...
+        futures = [fut for _, fut in w._taking.values()]
+        assert futures, "no takeover was started"
+        wait_until(lambda: all(f.done() for f in futures), 10, "the takeover to finish")
+        w._install_ready()  # ... and its outcome is handled on the main thread
     assert not w.owned
     assert [r.levelname for r in caplog.records] == ["INFO"], caplog.text
-    assert "newer epoch (5)" in caplog.text
+    assert "fenced on t[0] of j" in caplog.text and "epoch now 5" in caplog.text
 
 
 def test_a_heartbeat_cut_short_by_shutdown_logs_nothing(
