@@ -1,7 +1,10 @@
 # paxline: one image for coordinators and workers (the same `paxline` commands as the local
 # stack). Job code ships in the image: examples/ is included; add your own jobs the same way.
 # Dependencies come from uv.lock (the versions CI proved), installed by the pinned uv.
-FROM python:3.11-slim
+# PYTHON_IMAGE: any Python 3.11 image with pip; hosts without a registry build
+# paxline-python:3.11 from Debian packages (scripts/images, which passes it here).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/paxline UV_NO_CACHE=1 \

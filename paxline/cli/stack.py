@@ -37,8 +37,9 @@ def register(app: typer.Typer) -> None:
         if compose or (engine and not local):
             if not engine:
                 typer.echo(
-                    "error: --compose needs a running Docker engine (`docker info` failed); "
-                    "use --local (the default without Docker) instead",
+                    "error: --compose needs a running Docker engine (none answers at "
+                    '$DOCKER_HOST); without Docker: eval "$(scripts/container-engine start)" '
+                    "(podman, README); or use --local (the default without Docker)",
                     err=True,
                 )
                 raise typer.Exit(2)
@@ -62,8 +63,8 @@ def register(app: typer.Typer) -> None:
         from paxline.localstack.stack import LocalStack
 
         if compose:
-            subprocess.run([*compose_stack.compose_command(), "down"], cwd=compose_stack.ROOT,
-                           check=False)  # fmt: skip
+            where = compose_stack.project_dir()
+            subprocess.run([*compose_stack.compose_command(), "down"], cwd=where, check=False)
             return
         LocalStack(home()).down(progress=Console().print)
 
