@@ -35,7 +35,7 @@ deps: venv
 	scripts/kafka fetch
 
 ## The container engine for the compose deployment where there is no Docker: podman, runc,
-## netavark, debootstrap (scripts/container-engine, scripts/images).
+## netavark, iptables, debootstrap (scripts/container-engine, scripts/images).
 deps-engine: deps
 	scripts/install-deps --engine
 

@@ -2,7 +2,7 @@
 
 In the compose deployment (the image ships examples/):
 
-    docker compose run --rm --entrypoint python worker examples/produce.py text \\
+    docker compose run --rm --entrypoint python cli examples/produce.py text \\
         examples/data/sample.txt --repeat 200
 
 Each line is one record, keyed by its number so that the lines spread over every partition.

@@ -109,4 +109,4 @@ def up(workers: int, progress: Callable[[str], None] = print) -> None:
     progress(f"  coordinators  {', '.join(urls)}")
     progress(f"  dashboard     {urls[0]}/")
     progress(f"  workers       {workers} (scale with: docker compose up -d --scale worker=N)")
-    progress("next: docker compose run --rm worker submit examples/wordcount.py:job --wait")
+    progress("next: docker compose run --rm cli submit examples/wordcount.py:job --wait")
