@@ -14,8 +14,11 @@ WORKDIR /app
 COPY scripts/uv.requirements.txt /tmp/uv.requirements.txt
 RUN pip install --require-hashes -r /tmp/uv.requirements.txt
 # Dependencies first (a layer that changes only with the lock), then the project itself.
-COPY pyproject.toml uv.lock README.md ./
+# (README.md, the package's long description, comes with the project: editing it does not
+# reinstall the dependencies.)
+COPY pyproject.toml uv.lock ./
 RUN uv sync --locked --no-dev --no-install-project --no-editable
+COPY README.md ./
 COPY coordinator ./coordinator
 COPY pipeline ./pipeline
 COPY paxline ./paxline
