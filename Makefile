@@ -45,17 +45,19 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-## The whole suite: pure, simulator, integration and the short chaos variant (real Kafka, Redis).
-test: deps lint
-	$(BIN)/pytest -m "not bench and not compose" --durations=15
+## The whole suite: pure, simulator, integration, the short chaos variant (real Kafka, Redis)
+## and the compose deployment (images built locally; ~6 min cold, ~3 min with cached images).
+test: deps-engine lint
+	$(BIN)/pytest -m "not bench" --durations=15
 
 ## Pure and simulator tests only (no Kafka, no Redis).
 test-fast: venv
 	$(BIN)/pytest -m "not integration and not e2e and not chaos and not bench and not compose"
 
-## The compose deployment end to end (README "Deploying with docker compose"): builds the
-## local images (cached after the first run), starts podman's Docker API when no Docker engine
-## answers, runs the README's commands, kills the leader and a worker, `down -v`.
+## The compose deployment end to end on its own (part of `make test`; README "Deploying with
+## docker compose"): builds the local images (cached after the first run), starts podman's
+## Docker API when no Docker engine answers, runs the README's commands, kills the leader and
+## a worker, `down -v`.
 compose-test: deps-engine
 	$(BIN)/pytest -m compose -s --durations=5
 
