@@ -165,6 +165,19 @@ def _copy_repository(dest: Path) -> None:
         shutil.copy2(src, dest / rel)
 
 
+def _compose_cli(env: dict[str, str]) -> list[str]:
+    """`docker compose` where the plugin is installed, else Debian's docker-compose."""
+    docker = shutil.which("docker")
+    if docker:
+        done = subprocess.run([docker, "compose", "version"], capture_output=True, env=env,
+                              check=False)  # fmt: skip
+        if done.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    assert legacy, "no compose CLI: scripts/install-deps installs docker-compose"
+    return [legacy]
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     for port in (8701, 8702, 8703):
@@ -180,7 +193,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             timeout=120, check=False,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
-        started_engine = True
+        started_engine = "already answers" not in out.stderr  # stop only what we started
         # ENGINE: the line's effect, the exports it prints.
         for name, value in re.findall(r"(\w+)=(\S+)", out.stdout):
             env[name] = value
@@ -189,12 +202,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     podman = "CONTAINERS_CONF" in env or shutil.which("docker") is None
     cli = shutil.which("docker") or shutil.which("podman")
     assert cli, "neither docker nor podman is installed (scripts/install-deps --engine)"
-    compose = ["docker", "compose"]
-    if subprocess.run([*compose, "version"], capture_output=True, env=env,
-                      check=False).returncode != 0:  # fmt: skip
-        legacy = shutil.which("docker-compose")
-        assert legacy, "no compose CLI: scripts/install-deps installs docker-compose"
-        compose = [legacy]
+    compose = _compose_cli(env)
     # Compose names the project after the directory ("paxline"): give it a unique name, so
     # that the test never touches another deployment on the machine.
     project = "paxlinetest" + re.sub(r"[^a-z0-9]", "", work.parent.name.lower())
