@@ -313,3 +313,20 @@ def test_compose_down_leaves_nothing_running(deployment: Deployment) -> None:
     networks = [n for n in d.engine("network", "ls", "--format", "{{.Name}}").split()
                 if n.startswith(d.project + "_")]  # fmt: skip
     assert networks == []
+    # Nor any process of the engine's for it on this host (podman's conmon keeps an exec
+    # session's exit code for exit_command_delay, 10 s in scripts/container-engine).
+    wait_for("no host process naming the project", lambda: not _processes_naming(d.project), 60)
+
+
+def _processes_naming(project: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"{project}_".encode() in cmdline:
+            found.append(int(proc.name))
+    return found
