@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
 VIEW_KEY = "paxline:{wordcount}:view:wordcount"
 FEED_REPEAT = 100
-SECOND_FEED_REPEAT = 400
+SECOND_FEED_REPEAT = 800
 # The README's commands, in the order the test runs them (a test below finds each of them,
 # verbatim, in the README's compose section). `docker compose` is run as whichever compose
 # CLI is installed (the Docker plugin, or Debian's docker-compose).
@@ -102,6 +102,14 @@ class Deployment:
             pytest.fail(f"`{command}` exited {done.returncode}:\n{done.stdout[-3000:]}\n"
                         f"{done.stderr[-3000:]}")  # fmt: skip
         return done.stdout
+
+    def start(self, command: str) -> subprocess.Popen[str]:
+        """Start one README line in the background (the same translation as `run`)."""
+        args = shlex.split(command)
+        if args[:2] == ["docker", "compose"]:
+            args = [*self.compose, *args[2:]]
+        return subprocess.Popen(args, cwd=self.dir, env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
     def engine(self, *args: str, check: bool = True) -> str:
         done = subprocess.run([self.cli, *args], env=self.env, capture_output=True, text=True,
@@ -254,13 +262,20 @@ def test_word_count_survives_killing_the_leader_and_a_worker(deployment: Deploym
     assert len(victims["leader"]) == 1 and len(victims["worker"]) == 1, victims
     before = {k: d.inspect(v[0]) for k, v in victims.items()}
 
-    # A second, larger feed; the kills land while it is being processed.
-    d.run(FEED.replace(f"--repeat {FEED_REPEAT}", f"--repeat {SECOND_FEED_REPEAT}"))
-    in_flight = sum(d.view().values())
+    # A second, larger feed; the kills land as soon as the view starts to move with it, so
+    # while it is being processed (checked below).
+    feed = d.start(FEED.replace(f"--repeat {FEED_REPEAT}", f"--repeat {SECOND_FEED_REPEAT}"))
+    first_total = sum(first.values())
+    wait_for("the second feed to reach the view",
+             lambda: sum(d.view().values()) > first_total, timeout=180, every=0.2)  # fmt: skip
     for v in victims.values():
         d.crash(v[0])
     t_kill = time.monotonic()
+    in_flight = sum(d.view().values())
     total = expected_counts(FEED_REPEAT + SECOND_FEED_REPEAT)
+    assert in_flight < sum(total.values()), "the job had finished before the kills"
+    out, err = feed.communicate(timeout=300)
+    assert feed.returncode == 0, f"the second feed failed: {out}\n{err}"
 
     def restarted(kind: str) -> bool:
         now = d.inspect(victims[kind][0])
