@@ -46,7 +46,7 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 ## The whole suite: pure, simulator, integration, the short chaos variant (real Kafka, Redis)
-## and the compose deployment (images built locally; ~6 min cold, ~3 min with cached images).
+## and the compose deployment (images built locally; 5-6 min cold, 1.5-3 min with cached images).
 test: deps-engine lint
 	$(BIN)/pytest -m "not bench" --durations=15
 

@@ -214,7 +214,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     compose = _compose_cli(env)
     # Compose names the project after the directory ("paxline"): give it a unique name, so
     # that the test never touches another deployment on the machine.
-    project = "paxlinetest" + re.sub(r"[^a-z0-9]", "", work.parent.name.lower())
+    project = f"paxlinetest{os.getpid()}"
     env["COMPOSE_PROJECT_NAME"] = project
     d = Deployment(work, project, env, compose, cli, timings)
     try:
