@@ -11,7 +11,7 @@ export PYTHON := $(abspath $(BIN)/python)
 # uv installs into $(VENV) from uv.lock only; it never downloads a Python of its own.
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: venv lock lock-check bench-venv deps lint test test-fast chaos sim-long demo demo-stop clean
+.PHONY: venv lock lock-check bench-venv deps deps-engine lint test test-fast compose-test chaos sim-long demo demo-stop clean
 
 ## The virtualenv with the runtime and the dev extra, exactly as uv.lock pins them (fast
 ## when nothing changed: uv checks and returns).
@@ -37,19 +37,32 @@ deps: venv
 	scripts/install-deps
 	scripts/kafka fetch
 
+## The container engine for the compose deployment where there is no Docker: podman, runc,
+## netavark, iptables, debootstrap (scripts/container-engine, scripts/images).
+deps-engine: deps
+	scripts/install-deps --engine
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-## The whole suite: pure, simulator, integration and the short chaos variant (real Kafka, Redis).
-test: deps lint
+## The whole suite: pure, simulator, integration, the short chaos variant (real Kafka, Redis)
+## and the compose deployment (images built locally; 5-6 min cold, 1.5-3 min with cached images).
+test: deps-engine lint
 	$(BIN)/pytest -m "not bench" --durations=15
 
 ## Pure and simulator tests only (no Kafka, no Redis).
 test-fast: venv
-	$(BIN)/pytest -m "not integration and not e2e and not chaos and not bench"
+	$(BIN)/pytest -m "not integration and not e2e and not chaos and not bench and not compose"
+
+## The compose deployment end to end on its own (part of `make test`; README "Deploying with
+## docker compose"): builds the local images (cached after the first run), starts podman's
+## Docker API when no Docker engine answers, runs the README's commands, kills the leader and
+## a worker, `down -v`.
+compose-test: deps-engine
+	$(BIN)/pytest -m compose -s --durations=5
 
 ## The long exactly-once chaos variant (200,000 records per scenario).
 chaos: deps

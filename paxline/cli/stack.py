@@ -40,8 +40,9 @@ def register(app: typer.Typer) -> None:
         if compose or (engine and not local):
             if not engine:
                 typer.echo(
-                    "error: --compose needs a running Docker engine (`docker info` failed); "
-                    "use --local (the default without Docker) instead",
+                    "error: --compose needs a running Docker engine (none answers at "
+                    '$DOCKER_HOST); without Docker: eval "$(scripts/container-engine start)" '
+                    "(podman, README); or use --local (the default without Docker)",
                     err=True,
                 )
                 raise typer.Exit(2)
@@ -74,8 +75,8 @@ def register(app: typer.Typer) -> None:
         from paxline.localstack.stack import LocalStack
 
         if compose:
-            subprocess.run([*compose_stack.compose_command(), "down"], cwd=compose_stack.ROOT,
-                           check=False)  # fmt: skip
+            project = compose_stack.project_dir()
+            subprocess.run([*compose_stack.compose_command(), "down"], cwd=project, check=False)
             return
         where = locate()
         if not where.exists:

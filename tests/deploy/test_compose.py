@@ -53,8 +53,24 @@ def test_compose_file_is_valid_and_complete() -> None:
     assert services["redis"]["command"][:3] == ["redis-server", "--appendonly", "yes"]
     assert "container_name" not in services["worker"], "workers must scale with --scale"
     for name, svc in services.items():
+        if name == "cli":  # one-off commands (`docker compose run --rm cli ...`), never `up`
+            assert svc["profiles"] == ["cli"] and svc["image"] == services["worker"]["image"]
+            continue
         assert svc.get("restart") == "unless-stopped", name
         assert "healthcheck" in svc or name == "worker", name
+
+
+def test_images_come_from_variables_with_the_public_images_as_defaults() -> None:
+    services = _config()["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["redis"]["image"] == "redis:7"
+    assert services["worker"]["build"]["args"] == {"PYTHON_IMAGE": "python:3.11-slim"}
+    text = (ROOT / "docker-compose.yml").read_text()
+    for var in ("PAXLINE_IMAGE", "PAXLINE_PYTHON_IMAGE", "PAXLINE_KAFKA_IMAGE",
+                "PAXLINE_REDIS_IMAGE"):  # fmt: skip
+        assert "${" + var + ":-" in text, var
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}" in dockerfile
 
 
 @pytest.mark.parametrize("service", ["coordinator-1", "coordinator-2", "coordinator-3", "worker"])
