@@ -64,12 +64,31 @@ class LocalCluster:
         self.fsync = fsync
         self.env = dict(env or {})
         self.nodes: dict[int, NodeProcess] = {}
+        self.retired: dict[int, NodeProcess] = {}
         for i in range(1, size + 1):
             d = self.base_dir / f"node{i}"
             peer, api = (ports or {}).get(i) or (free_port(), free_port())
             self.nodes[i] = NodeProcess(
                 i, peer, api, d, d / "coordinator.log", tls=(tls or {}).get(i)
             )
+
+    def add_node(self) -> int:
+        """Start one more node, with a new id and an empty data directory, with `--join`: it
+        learns the cluster from its peers' hellos once the members link to it (after
+        `POST /v1/cluster/members` chose it) and votes once it has caught up."""
+        node_id = max([*self.nodes, *self.retired]) + 1
+        d = self.base_dir / f"node{node_id}"
+        tls = next(iter(self.nodes.values())).tls
+        self.nodes[node_id] = NodeProcess(
+            node_id, free_port(), free_port(), d, d / "coordinator.log", tls=tls
+        )
+        self.start_node(node_id, join=True)
+        return node_id
+
+    def retire(self, node_id: int) -> None:
+        """Stop a node removed from the membership and forget it (its directory stays)."""
+        self.kill(node_id, signal.SIGTERM)
+        self.retired[node_id] = self.nodes.pop(node_id)
 
     @property
     def peers(self) -> str:
