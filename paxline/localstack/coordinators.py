@@ -85,10 +85,17 @@ class LocalCluster:
         self.start_node(node_id, join=True)
         return node_id
 
-    def retire(self, node_id: int) -> None:
-        """Stop a node removed from the membership and forget it (its directory stays)."""
-        self.kill(node_id, signal.SIGTERM)
+    def retire(self, node_id: int, sig: int = signal.SIGTERM) -> None:
+        """Stop a node (removed from the membership, or dead for good: SIGKILL) and forget
+        it; its directory stays."""
+        self.kill(node_id, sig)
         self.retired[node_id] = self.nodes.pop(node_id)
+
+    def join_peers(self, node_id: int) -> str:
+        """--peers of a node started with --join: itself and the running nodes (it waits for
+        a hello from every node listed, so a dead one must not be)."""
+        live = [i for i, n in sorted(self.nodes.items()) if i == node_id or n.alive()]
+        return ",".join(f"{i}=127.0.0.1:{self.nodes[i].peer_port}" for i in live)
 
     @property
     def peers(self) -> str:
@@ -104,7 +111,7 @@ class LocalCluster:
             sys.executable, "-m", "paxline.cli", "coordinator", "run",
             # `--opt=value`: a value (a data directory, say) that begins with "-" must not
             # read as an option (issue 21).
-            f"--id={node_id}", f"--peers={self.peers}",
+            f"--id={node_id}", f"--peers={self.join_peers(node_id) if join else self.peers}",
             f"--api=127.0.0.1:{n.api_port}", f"--data-dir={n.data_dir}",
         ]  # fmt: skip
         if not self.fsync:
