@@ -15,6 +15,7 @@ import typer
 __all__ = ["parse_member", "register"]
 
 _WAIT = 60.0
+_TIMEOUT = typer.Option(20.0, help="Seconds to get the change chosen before giving up.")
 
 
 def parse_member(text: str) -> tuple[int, str]:
@@ -43,8 +44,9 @@ def register(cluster_app: typer.Typer) -> None:
     from paxline.cli.main import _ENDPOINTS, _TLS_CA
 
     def run_change(
-        coordinators: str, tls_ca: str, change: str, call: Any, expect: set[int], gone: set[int]
-    ) -> None:
+        coordinators: str, tls_ca: str, timeout: float, change: str, call: Any,
+        expect: set[int], gone: set[int],
+    ) -> None:  # fmt: skip
         from coordinator.client import (
             CoordinatorClient,
             CoordinatorUnavailable,
@@ -57,7 +59,9 @@ def register(cluster_app: typer.Typer) -> None:
         token = os.environ.get("PAXLINE_API_TOKEN", "")
         if not token:
             raise _fail("PAXLINE_API_TOKEN must be set (membership changes are mutations)", 2)
-        with CoordinatorClient(endpoints, token=token, ca=tls_ca or None, timeout=20) as client:
+        with CoordinatorClient(
+            endpoints, token=token, ca=tls_ca or None, timeout=timeout
+        ) as client:
             try:
                 answer = call(client)
             except RequestRejected as exc:
@@ -106,6 +110,7 @@ def register(cluster_app: typer.Typer) -> None:
         api: str = typer.Option("", help="The new node's API URL (optional)."),
         coordinators: str = _ENDPOINTS,
         tls_ca: str = _TLS_CA,
+        timeout: float = _TIMEOUT,
     ) -> None:
         """Add a coordinator node (start it first with `coordinator run --join`). Waits until
         the change is in effect. Add a node only while every member runs."""
@@ -113,7 +118,7 @@ def register(cluster_app: typer.Typer) -> None:
             node_id, peer = parse_member(member)
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
-        run_change(coordinators, tls_ca, f"add node {node_id}",
+        run_change(coordinators, tls_ca, timeout, f"add node {node_id}",
                    lambda c: c.add_member(node_id, peer, api or None),
                    {node_id}, set())  # fmt: skip
 
@@ -122,6 +127,7 @@ def register(cluster_app: typer.Typer) -> None:
         node: str = typer.Argument(..., help="The id of the member to remove."),
         coordinators: str = _ENDPOINTS,
         tls_ca: str = _TLS_CA,
+        timeout: float = _TIMEOUT,
     ) -> None:
         """Remove a coordinator node. Waits until the change is in effect; stop the node
         only after that."""
@@ -129,7 +135,7 @@ def register(cluster_app: typer.Typer) -> None:
             node_id = _node_id(node)
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
-        run_change(coordinators, tls_ca, f"remove node {node_id}",
+        run_change(coordinators, tls_ca, timeout, f"remove node {node_id}",
                    lambda c: c.remove_member(node_id), set(), {node_id})  # fmt: skip
 
     @cluster_app.command("replace-node")
@@ -139,6 +145,7 @@ def register(cluster_app: typer.Typer) -> None:
         api: str = typer.Option("", help="The new node's API URL (optional)."),
         coordinators: str = _ENDPOINTS,
         tls_ca: str = _TLS_CA,
+        timeout: float = _TIMEOUT,
     ) -> None:
         """Swap member OLD for a new node (a new id, e.g. on an empty disk, started with
         `coordinator run --join`) in one change, keeping the cluster's size."""
@@ -149,6 +156,6 @@ def register(cluster_app: typer.Typer) -> None:
             raise _fail(str(exc), 2) from None
         if old_id == new_id:
             raise _fail("the replacement needs a new id (ids are never reused)", 2)
-        run_change(coordinators, tls_ca, f"replace node {old_id} by {new_id}",
+        run_change(coordinators, tls_ca, timeout, f"replace node {old_id} by {new_id}",
                    lambda c: c.add_member(new_id, peer, api or None, replace=old_id),
                    {new_id}, {old_id})  # fmt: skip
