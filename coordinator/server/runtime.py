@@ -177,6 +177,8 @@ class NodeRuntime:
             if len(ids) != 1:
                 return
             floor = max(Ballot(*h["promised"]) for h in members.values())  # type: ignore[misc]
+            if floor == ZERO_BALLOT:
+                return  # no ballot yet: nothing to learn above; wait for the first election
             raw = next((h["members"] for h in members.values() if h.get("members")), None)
             # The founders, so that slot 1's configuration is the cluster's (the current one
             # arrives with the leader's snapshot). None only for a pre-identity cluster.
