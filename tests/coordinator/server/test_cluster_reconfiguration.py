@@ -177,7 +177,7 @@ def test_grow_to_five_and_shrink_to_three_under_load_with_leader_kills(
         threads.append(threading.Thread(target=_reader, args=(endpoints, cluster.token, stop, h)))
         for t in threads:
             t.start()
-        _more_acks(h, 20, "commits on the founding 3 nodes")
+        _more_acks(h, 10, "commits on the founding 3 nodes")
 
         # Bad input: one line, exit 2, nothing proposed.
         bad = _cli(cluster, "add-node", "4=nohost")
@@ -198,7 +198,7 @@ def test_grow_to_five_and_shrink_to_three_under_load_with_leader_kills(
         # A leader kill on the 5-node cluster.
         leader = cluster.wait_for_leader()
         cluster.kill(leader, signal.SIGKILL)
-        _more_acks(h, 20, "commits after the kill on 5 nodes")
+        _more_acks(h, 10, "commits after the kill on 5 nodes")
         cluster.start_node(leader)
         cluster.wait_for_leader(30)
 
@@ -213,7 +213,7 @@ def test_grow_to_five_and_shrink_to_three_under_load_with_leader_kills(
         leader = cluster.wait_for_leader(30)
         assert leader != 1
         ballot = (cluster.status(leader) or {}).get("ballot")
-        _more_acks(h, 30, "commits with the removed node 1 still running")
+        _more_acks(h, 20, "commits with the removed node 1 still running")
         assert (cluster.status(leader) or {}).get("ballot") == ballot, "removed node disrupted"
         assert (cluster.status(1) or {}).get("voter") is False
         cluster.retire(1)
@@ -229,7 +229,7 @@ def test_grow_to_five_and_shrink_to_three_under_load_with_leader_kills(
         # And one more leader kill on the final 3 nodes.
         leader = cluster.wait_for_leader(30)
         cluster.kill(leader, signal.SIGKILL)
-        _more_acks(h, 20, "commits after the last kill")
+        _more_acks(h, 10, "commits after the last kill")
         cluster.start_node(leader)
         cluster.wait_for_leader(30)
         for n in cluster.nodes:
@@ -248,6 +248,7 @@ def test_grow_to_five_and_shrink_to_three_under_load_with_leader_kills(
         by_key: dict[str, list[HistOp]] = {}
         for op in h.ops:
             by_key.setdefault(op.key, []).append(op)
+        assert h.acks >= 80  # the load ran through every step
         assert set(by_key) == {str(p) for p in range(PARTITIONS)}
         for key, ops in sorted(by_key.items()):
             verdict = check_key(ops)
