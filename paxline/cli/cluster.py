@@ -40,9 +40,23 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def register(cluster_app: typer.Typer) -> None:
-    from paxline.cli.main import _ENDPOINTS, _TLS_CA
+# The same options as `paxline cluster status` (paxline/cli/main.py), which imports this
+# module: defined here, not imported from there, so that no import cycle forms.
+_ENDPOINTS = typer.Option(
+    "http://127.0.0.1:8701,http://127.0.0.1:8702,http://127.0.0.1:8703",
+    "--coordinators",
+    envvar="PAXLINE_COORDINATORS",
+    help="Comma-separated coordinator API URLs.",
+)
+_TLS_CA = typer.Option(
+    "",
+    "--tls-ca",
+    envvar="PAXLINE_TLS_CA",
+    help="CA file to verify HTTPS coordinators with (default: the system's trust store).",
+)
 
+
+def register(cluster_app: typer.Typer) -> None:
     def run_change(
         coordinators: str, tls_ca: str, timeout: float, change: str, call: Any,
         expect: set[int], gone: set[int],
