@@ -205,6 +205,21 @@ class CoordinatorClient:
     def deregister(self, worker_id: str) -> Result:
         return _result(self._call("DELETE", f"/v1/workers/{worker_id}", mutation=True))
 
+    def add_member(
+        self, node_id: int, peer: str, api: str | None = None, replace: int | None = None
+    ) -> dict[str, Any]:
+        """Add coordinator `node_id` (peer listener `peer`, HOST:PORT), or swap member
+        `replace` for it. Answers once chosen: `effective_slot`, `in_effect`, `members`."""
+        body: dict[str, Any] = {"id": node_id, "peer": peer}
+        if api is not None:
+            body["api"] = api
+        if replace is not None:
+            body["replace"] = replace
+        return self._call("POST", "/v1/cluster/members", body, mutation=True)
+
+    def remove_member(self, node_id: int) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/cluster/members/{node_id}", mutation=True)
+
     # ---------------------------------------------------------------------------- reads
     def jobs(self) -> list[JobInfo]:
         return msgspec.convert(self._call("GET", "/v1/jobs")["jobs"], list[JobInfo])

@@ -180,6 +180,12 @@ class Node:
         return tuple(sorted(n for n in self.membership.known() if n != self.id))
 
     @property
+    def departed(self) -> tuple[int, ...]:
+        """Nodes removed from the configuration that the leader still heartbeats until they
+        have learned their removal (the runtime keeps their links open meanwhile)."""
+        return tuple(sorted(self._departed))
+
+    @property
     def member(self) -> bool:
         """Whether the configuration of the first slot this node does not know chosen counts
         it. Only such a node campaigns: a removed node stays quiet, and a node being added

@@ -41,8 +41,11 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def parse_peers(text: str) -> dict[int, tuple[str, int]]:
-    """`1=host:port,2=host:port,3=host:port` -> {1: (host, port), ...}"""
+def parse_peers(text: str, bootstrap: bool = True) -> dict[int, tuple[str, int]]:
+    """`1=host:port,2=host:port,3=host:port` -> {1: (host, port), ...}. Only a bootstrap
+    (`--initial-cluster new`) needs the founding 1, 3 or 5 nodes; a node of an existing
+    cluster (or joining one) takes its configuration from the replicated membership, and
+    --peers need only list itself and nodes to reach it through."""
     peers: dict[int, tuple[str, int]] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         ident, sep, addr = item.partition("=")
@@ -51,7 +54,7 @@ def parse_peers(text: str) -> dict[int, tuple[str, int]]:
         if int(ident) in peers:
             raise ConfigError(f"--peers lists node {ident} twice")
         peers[int(ident)] = parse_address(addr, f"--peers entry for node {ident}")
-    if len(peers) not in (1, 3, 5):
+    if bootstrap and len(peers) not in (1, 3, 5):
         raise ConfigError(
             f"--peers must list 3 or 5 nodes (or 1 for a toy cluster), got {len(peers)}"
         )
@@ -65,7 +68,8 @@ def config_from_env(
 ) -> ServerConfig:  # fmt: skip
     """`tls_*` default to PAXLINE_TLS_CERT/KEY/CA; none of the three means plain HTTP and
     plain TCP peer links (authenticated by the HMAC alone)."""
-    peer_map = parse_peers(peers)
+    empty = load_identity(data_dir) is None and not has_state(data_dir)
+    peer_map = parse_peers(peers, bootstrap=empty and not join)
     if node_id not in peer_map:
         raise ConfigError(f"--id {node_id} is not one of the --peers ({sorted(peer_map)})")
     secret = os.environ.get("PAXLINE_CLUSTER_SECRET", "")
@@ -87,7 +91,6 @@ def config_from_env(
         )
     except TlsError as exc:
         raise ConfigError(str(exc)) from None
-    empty = load_identity(data_dir) is None and not has_state(data_dir)
     if empty and initial_cluster != "new" and not join:
         raise ConfigError(
             f"data dir {data_dir} is empty: pass --initial-cluster new to bootstrap a new "

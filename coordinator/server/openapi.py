@@ -76,7 +76,22 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    components["MemberChange"] = {
+        "type": "object",
+        "description": "Add node `id` (peer listener at `peer`), or with `replace` swap member "
+        "`replace` for it in one change. The answer comes once the change is chosen; it "
+        "takes effect at `effective_slot` (`in_effect` says whether it already has).",
+        "required": ["id", "peer"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "description": "never used before"},
+            "peer": {"type": "string", "description": "HOST:PORT of its peer listener"},
+            "api": {"type": "string", "description": "its API URL (optional)"},
+            "replace": {"type": "integer", "minimum": 1, "description": "member to swap out"},
+        },
+    }
     name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    member = [{"name": "node_id", "in": "path", "required": True,
+               "schema": {"type": "integer", "minimum": 1}}]  # fmt: skip
     worker = [{"name": "worker_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
         "openapi": "3.1.0",
@@ -86,8 +101,25 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
-            "/v1/cluster": {"get": _op("This node's view: role, ballot, commit/applied index")},
+            "/v1/cluster": {
+                "get": _op(
+                    "This node's view: role, ballot, commit/applied index, membership "
+                    "(members, changes pending, `in_effect`)"
+                )
+            },
             "/v1/cluster/nodes": {"get": _op("Every node's view, gathered by this node")},
+            "/v1/cluster/members": {
+                "post": _op(
+                    "Add a coordinator node, or replace one (chosen through Paxos; in effect "
+                    "alpha slots later)",
+                    True,
+                    "MemberChange",
+                ),
+            },
+            "/v1/cluster/members/{node_id}": {
+                "parameters": member,
+                "delete": _op("Remove a coordinator node (chosen through Paxos)", True),
+            },
             "/v1/jobs": {
                 "get": _op("List jobs (linearizable)"),
                 "post": _op("Submit a job", True, "JobSpec"),

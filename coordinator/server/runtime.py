@@ -100,6 +100,14 @@ class NodeRuntime:
             )
         self._nonce = nonce(cfg.data_dir, cfg.fsync) if self.identity is None else ""
         self._peer_hello: dict[int, dict[str, object]] = {}
+        # Every peer address this node has heard of: --peers, then the replicated
+        # membership's addresses (which win), then addresses named in peers' hellos.
+        self._book: dict[int, tuple[str, int]] = dict(cfg.peers)
+        # Nodes a hello from a peer further ahead names: linked to until this node has
+        # applied as far (a new node learns the current configuration this way).
+        self._hinted: set[int] = set()
+        self._hinted_applied = 0
+        self._synced: object = None
         self.storage = DiskStorage(cfg.data_dir / "paxos", fsync=cfg.fsync)
         self.app = MetadataApp()
         self.node = self._make_node(self.identity.floor if self.identity else ZERO_BALLOT)
@@ -126,12 +134,23 @@ class NodeRuntime:
         self.ready_total = 0
         self.started = time.monotonic()
 
+    def founders(self) -> tuple[int, ...]:
+        """The founding configuration (slot 1's): the founders recorded in the data dir's
+        identity, not --peers, which after a reconfiguration may list anything. A node with
+        no identity yet takes part in nothing; before the pre-identity data dirs, --peers."""
+        ident = self.identity
+        if ident is not None and ident.members:
+            return tuple(sorted(ident.members))
+        if ident is None and self.cfg.join:
+            return (self.cfg.node_id,)  # placeholder until the peers' hellos say
+        return tuple(sorted(self.cfg.peers))
+
     def _make_node(self, floor: Ballot) -> Node:
         cfg = self.cfg
         return Node(
             NodeConfig(
                 node_id=cfg.node_id,
-                peers=tuple(sorted(cfg.peers)),
+                peers=self.founders(),
                 election_ticks=cfg.election_ticks,
                 heartbeat_ticks=cfg.heartbeat_ticks,
                 window=cfg.window,
@@ -158,7 +177,13 @@ class NodeRuntime:
             if len(ids) != 1:
                 return
             floor = max(Ballot(*h["promised"]) for h in members.values())  # type: ignore[misc]
-            ident = Identity(ids.pop(), self.cfg.node_id, new_incarnation(), floor)
+            if floor == ZERO_BALLOT:
+                return  # no ballot yet: nothing to learn above; wait for the first election
+            raw = next((h["members"] for h in members.values() if h.get("members")), None)
+            # The founders, so that slot 1's configuration is the cluster's (the current one
+            # arrives with the leader's snapshot). None only for a pre-identity cluster.
+            founders = {int(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else None
+            ident = Identity(ids.pop(), self.cfg.node_id, new_incarnation(), floor, founders)
         else:
             for p, h in sorted(members.items()):
                 raw = h.get("members")
@@ -186,6 +211,7 @@ class NodeRuntime:
         save_identity(self.cfg.data_dir, ident, self.cfg.fsync)
         self.identity = ident
         self.node = self._make_node(ident.floor)
+        self._sync_peers()
         log.info("node %d joined cluster %s (floor %s)", self.cfg.node_id, ident.cluster_id,
                  ident.floor)  # fmt: skip
 
@@ -198,6 +224,14 @@ class NodeRuntime:
             "members": ident.members if ident else None,
             "nonce": self._nonce if self.cfg.initial_cluster == "new" else None,
             "promised": [promised.round, promised.node],
+            # Where this node's view of the configuration lives, for a node behind it (a
+            # new one above all) to link to every member before its log says who they are.
+            "applied": self.node.applied,
+            "addrs": {
+                str(n): f"{self._book[n][0]}:{self._book[n][1]}"
+                for n in sorted({self.cfg.node_id, *self.node.membership.known()})
+                if n in self._book
+            },
         }
         return _HELLO + json.dumps(body).encode()
 
@@ -213,6 +247,7 @@ class NodeRuntime:
     async def start(self) -> None:
         await self.transport.start()
         self.failed = asyncio.get_running_loop().create_future()
+        self._sync_peers()
         self._tasks.append(asyncio.create_task(self._loop(), name="paxos-loop"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="paxos-ticker"))
         self._tasks.append(asyncio.create_task(self._gossip(), name="api-gossip"))
@@ -254,9 +289,12 @@ class NodeRuntime:
             self._peer_hello[sender] = hello
             ident = self.identity
             if ident is None:
+                self._hint(hello)
                 self._establish()
             elif hello.get("cluster") == ident.cluster_id:
                 self.api_urls[sender] = url
+                self._hint(hello)
+                self._sync_peers()
             return
         if kind != _PAXOS:
             raise DecodeError(f"unknown frame kind {kind!r}")
@@ -273,6 +311,56 @@ class NodeRuntime:
             raise DecodeError(f"frame from {sender} claims src={msg.src} dst={msg.dst}")
         self._inbox.append(msg)
         self._wake.set()
+
+    def _hint(self, hello: dict[str, object]) -> None:
+        applied, addrs = hello.get("applied"), hello.get("addrs")
+        if not isinstance(applied, int) or not isinstance(addrs, dict):
+            return  # a node of an older version
+        if applied <= max(self.node.applied, self._hinted_applied):
+            return  # not ahead of us: its configuration is no news (a removed node's least)
+        hinted: set[int] = set()
+        for key, text in addrs.items():
+            parsed = _address(text)
+            if parsed is None or not str(key).isdigit() or int(key) < 1:
+                continue
+            self._book.setdefault(int(key), parsed)
+            hinted.add(int(key))
+        self._hinted, self._hinted_applied = hinted, applied
+
+    def _sync_peers(self) -> None:
+        """Open links to every node of a current or pending configuration (and to removed
+        nodes until they have learned their removal, and to those a peer ahead of us named),
+        close every other. Frames from a node without a link are dropped, so a removed node
+        cannot disrupt the members. Cheap when nothing changed: it runs after every Ready."""
+        if self.identity is None or self.failed is None:
+            return  # not started, or not established: the --peers links are all it needs
+        node = self.node
+        if node.applied >= self._hinted_applied:
+            self._hinted = set()
+        key = (tuple(node.membership.configs), node.departed, frozenset(self._hinted),
+               len(self._book))  # fmt: skip
+        if key == self._synced:
+            return
+        self._synced = key
+        for n, text in node.membership.addresses.items():
+            parsed = _address(text)
+            if parsed is not None:
+                self._book[n] = parsed
+        want = ({*node.others, *node.departed} | self._hinted) - {self.cfg.node_id}
+        for peer in sorted(set(self.transport.peers) - want):
+            log.info("node %d: closing the link to node %d (not a member)", self.cfg.node_id,
+                     peer)  # fmt: skip
+            self.transport.remove_peer(peer)
+            self.api_urls.pop(peer, None)
+        for peer in sorted(want):
+            addr = self._book.get(peer)
+            if addr is None:
+                continue  # learned with the next hello that names it
+            task = self.transport.add_peer(peer, addr)
+            if task is not None:
+                log.info("node %d: opened a link to node %d at %s:%d", self.cfg.node_id,
+                         peer, *addr)  # fmt: skip
+                task.add_done_callback(self._supervise)
 
     async def _gossip(self) -> None:
         while True:
@@ -328,6 +416,7 @@ class NodeRuntime:
         for msg in rd.messages:
             self.transport.send(msg.dst, _PAXOS + cid + encode(msg))
         self.node.advance(rd)
+        self._sync_peers()
         for res in rd.results:
             fut = self._proposals.pop((res.client_id, res.seq), None)
             if fut is not None and not fut.done():
@@ -419,7 +508,44 @@ class NodeRuntime:
             "applied_index": n.applied,
             "snapshot_index": n.snap_index,
             "peers": {str(p): url for p, url in sorted(self.api_urls.items())},
+            # Whether this node may vote now: established, past its floor (a new or
+            # replaced node: caught up and admitted), and a member of the next slot.
+            "voter": self.identity is not None and n.voter and n.member,
+            "membership": self.membership_status(),
             "frames_dropped": dict(self.transport.dropped),
             "tls": self.cfg.tls is not None,
             "uptime_seconds": round(time.monotonic() - self.started, 3),
         }
+
+    def membership_status(self) -> dict[str, object]:
+        """The replicated configuration as this node has applied it: the members of the next
+        slot, and every change chosen but not yet in effect (`in_effect` false)."""
+        if self.identity is None:
+            return {"members": [], "founders": [], "addresses": {}, "pending": [],
+                    "in_effect": False, "established": False}  # fmt: skip
+        m = self.node.membership
+        nxt = self.node.applied + 1
+        pending = [
+            {"effective_slot": eff, "members": list(members)}
+            for eff, members in m.configs
+            if eff > nxt
+        ]
+        return {
+            "members": list(m.at(nxt)),
+            "founders": list(self.founders()),
+            "addresses": {
+                str(n): f"{a[0]}:{a[1]}" for n, a in sorted(self._book.items()) if n in m.known()
+            },
+            "pending": pending,
+            "in_effect": not pending,
+            "established": True,
+        }
+
+
+def _address(text: object) -> tuple[str, int] | None:
+    if not isinstance(text, str):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)

@@ -87,6 +87,7 @@ class PeerTransport:
         self.sent = 0
         self._queues: dict[int, asyncio.Queue[bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._senders: dict[int, asyncio.Task[None]] = {}
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
         self._accept_tls = tls.server_context(verify_clients=True) if tls else None
@@ -97,8 +98,39 @@ class PeerTransport:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.listen[0], self.listen[1])
         for peer in self.peers:
-            self._queues[peer] = asyncio.Queue(_QUEUE_LIMIT)
-            self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-{peer}"))
+            self._open(peer)
+
+    def _open(self, peer: int) -> asyncio.Task[None]:
+        self._queues[peer] = asyncio.Queue(_QUEUE_LIMIT)
+        task = asyncio.create_task(self._sender(peer), name=f"peer-{peer}")
+        self._tasks.append(task)
+        self._senders[peer] = task
+        return task
+
+    def add_peer(self, peer: int, address: tuple[str, int]) -> asyncio.Task[None] | None:
+        """Open a link to `peer` (a node the replicated membership added, or one a peer's
+        hello names). Returns the new sender task for the caller to supervise, or None if the
+        link was already open to that address. A new address replaces the old link."""
+        if peer == self.node_id:
+            return None
+        if self.peers.get(peer) == address and peer in self._senders:
+            return None
+        if peer in self._senders:
+            self.remove_peer(peer)
+        self.peers[peer] = address
+        return self._open(peer)
+
+    def remove_peer(self, peer: int) -> None:
+        """Close the link to `peer` (removed from the membership): its queued frames are
+        dropped, and frames from it are dropped from now on as `unknown_sender`."""
+        self.peers.pop(peer, None)
+        task = self._senders.pop(peer, None)
+        queue = self._queues.pop(peer, None)
+        if queue is not None:
+            self._discard(queue)
+        if task is not None:
+            task.cancel()
+            self._tasks.remove(task)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -223,7 +255,7 @@ class PeerTransport:
     def _refused(self, peer: int, exc: ssl.SSLError) -> bool:
         self.dropped["tls_failed"] += 1
         self._tls_refused_by.add(peer)
-        host, port = self.peers[peer]
+        host, port = self.peers.get(peer, ("?", 0))
         self._log_tls(f"node {peer} at {host}:{port}", exc)
         return False
 

@@ -182,6 +182,9 @@ def _register() -> None:
 
     cli_jobs.register(app)
     cli_stack.register(app)
+    from paxline.cli import cluster as cli_cluster  # issue 17: membership changes
+
+    cli_cluster.register(cluster_app)
 
 
 _register()

@@ -64,12 +64,38 @@ class LocalCluster:
         self.fsync = fsync
         self.env = dict(env or {})
         self.nodes: dict[int, NodeProcess] = {}
+        self.retired: dict[int, NodeProcess] = {}
         for i in range(1, size + 1):
             d = self.base_dir / f"node{i}"
             peer, api = (ports or {}).get(i) or (free_port(), free_port())
             self.nodes[i] = NodeProcess(
                 i, peer, api, d, d / "coordinator.log", tls=(tls or {}).get(i)
             )
+
+    def add_node(self) -> int:
+        """Start one more node, with a new id and an empty data directory, with `--join`: it
+        learns the cluster from its peers' hellos once the members link to it (after
+        `POST /v1/cluster/members` chose it) and votes once it has caught up."""
+        node_id = max([*self.nodes, *self.retired]) + 1
+        d = self.base_dir / f"node{node_id}"
+        tls = next(iter(self.nodes.values())).tls
+        self.nodes[node_id] = NodeProcess(
+            node_id, free_port(), free_port(), d, d / "coordinator.log", tls=tls
+        )
+        self.start_node(node_id, join=True)
+        return node_id
+
+    def retire(self, node_id: int, sig: int = signal.SIGTERM) -> None:
+        """Stop a node (removed from the membership, or dead for good: SIGKILL) and forget
+        it; its directory stays."""
+        self.kill(node_id, sig)
+        self.retired[node_id] = self.nodes.pop(node_id)
+
+    def join_peers(self, node_id: int) -> str:
+        """--peers of a node started with --join: itself and the running nodes (it waits for
+        a hello from every node listed, so a dead one must not be)."""
+        live = [i for i, n in sorted(self.nodes.items()) if i == node_id or n.alive()]
+        return ",".join(f"{i}=127.0.0.1:{self.nodes[i].peer_port}" for i in live)
 
     @property
     def peers(self) -> str:
@@ -85,7 +111,7 @@ class LocalCluster:
             sys.executable, "-m", "paxline.cli", "coordinator", "run",
             # `--opt=value`: a value (a data directory, say) that begins with "-" must not
             # read as an option (issue 21).
-            f"--id={node_id}", f"--peers={self.peers}",
+            f"--id={node_id}", f"--peers={self.join_peers(node_id) if join else self.peers}",
             f"--api=127.0.0.1:{n.api_port}", f"--data-dir={n.data_dir}",
         ]  # fmt: skip
         if not self.fsync:

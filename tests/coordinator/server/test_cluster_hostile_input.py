@@ -131,6 +131,8 @@ def test_bad_job_specs_get_400_naming_the_field_and_change_nothing(
         ("POST", "/v1/jobs/clicks/checkpoints", {"worker_id": "w", "epoch": 1, "offsets": []}),
         ("POST", "/v1/jobs/clicks/offsets:reset", {"offsets": []}),
         ("POST", "/v1/workers/w1/heartbeat", {}),
+        ("POST", "/v1/cluster/members", {"id": 4, "peer": "127.0.0.1:9"}),
+        ("DELETE", "/v1/cluster/members/3", None),
     ],
 )
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-token", "Basic abc"])
@@ -159,3 +161,33 @@ def test_checkpoint_with_bad_offsets_names_the_field(
     assert resp.status_code == 400
     assert resp.json()["field"] == "$.offsets[0].offset"
     assert {p.offset for p in client.offsets("clicks")} == {None}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("POST", "/v1/cluster/members", {"id": 4}, 400, "peer"),
+        ("POST", "/v1/cluster/members", {"id": 0, "peer": "h:1"}, 400, "positive"),
+        ("POST", "/v1/cluster/members", {"id": 4, "peer": "nohost"}, 400, "HOST:PORT"),
+        ("POST", "/v1/cluster/members", {"id": 4, "peer": "h:1", "api": "ftp://x"}, 400, "URL"),
+        ("POST", "/v1/cluster/members", {"id": 4, "peer": "h:1", "replace": 4}, 400, "another"),
+        ("POST", "/v1/cluster/members", {"id": 4, "peer": "h:1", "x": 1}, 400, "x"),
+        ("DELETE", "/v1/cluster/members/abc", None, 400, "positive integer"),
+        # Chosen through Paxos, refused by the membership: nothing changes.
+        ("POST", "/v1/cluster/members", {"id": 7, "peer": "h:1", "replace": 9}, 409,
+         "not a member"),
+    ],
+)  # fmt: skip
+def test_bad_membership_changes_are_refused_and_change_nothing(
+    quiet_cluster: LocalCluster, method: str, path: str, body: object, status: int, message: str
+) -> None:
+    cluster = quiet_cluster
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    resp = httpx.request(method, cluster.endpoints[1] + path, json=body, headers=headers)
+    assert resp.status_code == status, resp.text
+    assert message in resp.json()["error"]
+    view = cluster.status(cluster.wait_for_leader())
+    assert view is not None
+    membership = view["membership"]
+    assert isinstance(membership, dict)
+    assert membership["members"] == [1, 2, 3] and membership["in_effect"] is True

@@ -123,3 +123,46 @@ def test_a_connection_that_fails_in_an_unexpected_way_is_replaced_not_fatal(
             await b.stop()
 
     asyncio.run(scenario())
+
+
+def test_links_follow_add_and_remove_peer() -> None:
+    """A node added to the membership gets a link (its frames are accepted, ours reach it);
+    a removed one loses it: nothing is sent to it and its frames are dropped."""
+
+    async def scenario() -> None:
+        p1, p3 = free_port(), free_port()
+        got1: list[tuple[int, bytes]] = []
+        got3: list[tuple[int, bytes]] = []
+        a = PeerTransport(1, ("127.0.0.1", p1), {1: ("127.0.0.1", p1)}, SECRET,
+                          lambda s, b: got1.append((s, b)))  # fmt: skip
+        c = PeerTransport(3, ("127.0.0.1", p3), {1: ("127.0.0.1", p1)}, SECRET,
+                          lambda s, b: got3.append((s, b)))  # fmt: skip
+        await a.start()
+        await c.start()
+        try:
+            c.send(1, b"before")  # 1 does not know 3 yet
+            await _eventually(lambda: a.dropped["unknown_sender"] == 1, "a stranger's frame")
+            a.send(3, b"nowhere")
+            assert a.dropped["unknown_destination"] == 1
+
+            task = a.add_peer(3, ("127.0.0.1", p3))
+            assert task is not None and task in a.tasks
+            assert a.add_peer(3, ("127.0.0.1", p3)) is None  # already linked
+            a.send(3, b"welcome")
+            c.send(1, b"thanks")
+            await _eventually(lambda: got3 == [(1, b"welcome")], "a frame to the added node")
+            await _eventually(lambda: got1 == [(3, b"thanks")], "a frame from the added node")
+
+            a.remove_peer(3)
+            assert 3 not in a.peers and task not in a.tasks
+            await _eventually(task.done, "the removed node's sender to stop")
+            a.send(3, b"gone")
+            c.send(1, b"still here")
+            await _eventually(lambda: a.dropped["unknown_sender"] == 2, "the removed node's frame")
+            assert a.dropped["unknown_destination"] == 2
+            assert got1 == [(3, b"thanks")] and got3 == [(1, b"welcome")]
+        finally:
+            await a.stop()
+            await c.stop()
+
+    asyncio.run(scenario())
