@@ -10,7 +10,12 @@ from confluent_kafka.cimpl import NewTopic
 
 from pipeline.errors import PipelineError
 
-__all__ = ["committed_offsets", "create_topics", "end_offsets"]
+__all__ = ["committed_offsets", "create_topics", "end_offsets", "topic_replication"]
+
+
+def topic_replication(brokers: int) -> int:
+    """The replication factor a new topic gets on a cluster of `brokers` brokers."""
+    return max(1, min(3, brokers))
 
 
 def create_topics(
@@ -18,11 +23,15 @@ def create_topics(
     topics: Mapping[str, int],
     timeout: float = 30.0,
     config: Mapping[str, str] | None = None,
+    replication: int | None = None,
 ) -> None:
     """Create each topic with the given partition count; an existing topic is accepted only
-    if its partition count matches, so a silent mismatch can never skew assignment."""
+    if its partition count matches, so a silent mismatch can never skew assignment. The
+    replication factor is, unless given, what the cluster allows: min(3, brokers)."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
-    new = [NewTopic(name, n, 1, config=dict(config or {})) for name, n in topics.items()]
+    if replication is None:
+        replication = topic_replication(len(admin.list_topics(timeout=timeout).brokers))
+    new = [NewTopic(name, n, replication, config=dict(config or {})) for name, n in topics.items()]
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
         try:
             fut.result(timeout)
