@@ -33,6 +33,23 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_lau
 
 
 @pytest.fixture(scope="session")
+def kafka_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[kafka_launcher.KafkaCluster]:
+    """Opt-in (only tests that ask for it): a 3-broker KRaft cluster, RF 3, min ISR 2."""
+    data_dir = tmp_path_factory.mktemp("kafka3")
+    cluster = kafka_launcher.start_cluster(data_dir, 3)
+    _started["kafka3"] = (
+        f"3-broker Kafka cluster on {cluster.bootstrap}, ready in "
+        f"{cluster.brokers[0].startup_seconds:.1f}s; logs under {data_dir}"
+    )
+    try:
+        yield cluster
+    finally:
+        kafka_launcher.stop_cluster(data_dir)
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: kafka_launcher.KafkaBroker) -> str:
     return kafka_broker.bootstrap
 

@@ -367,3 +367,87 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """A KRaft cluster of combined broker+controller nodes (node i lives in `data_dir/node{i}`)."""
+
+    brokers: tuple[KafkaBroker, ...]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+
+def _cluster_properties(
+    data_dir: Path, node_id: int, port: int, cport: int, voters: str, n: int
+) -> str:
+    rf = min(3, n)
+    isr = min(2, rf)
+    base = _properties(data_dir, port, cport)
+    base = base.replace("node.id=1", f"node.id={node_id}")
+    base = base.replace(
+        f"controller.quorum.voters=1@127.0.0.1:{cport}", f"controller.quorum.voters={voters}"
+    )
+    for key in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic"):
+        base = base.replace(f"{key}.replication.factor=1", f"{key}.replication.factor={rf}")
+    for key in ("transaction.state.log", "share.coordinator.state.topic"):
+        base = base.replace(f"{key}.min.isr=1", f"{key}.min.isr={isr}")
+    return base + f"min.insync.replicas={isr}\ndefault.replication.factor={rf}\n"
+
+
+def start_cluster(
+    data_dir: Path, n: int = 3, version: str = DEFAULT_VERSION, timeout: float = 240.0
+) -> KafkaCluster:
+    """Start `n` combined broker+controller nodes (controller quorum of `n`, internal topics
+    with replication min(3, n) and `min.insync.replicas` min(2, n)) and wait until every
+    node serves metadata that lists all `n` brokers."""
+    data_dir = data_dir.resolve()
+    libs = fetch(version)
+    t0 = time.monotonic()
+    ports = [(free_port(), free_port()) for _ in range(n)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+    cid = cluster_id()
+    procs: list[tuple[Path, subprocess.Popen[bytes]]] = []
+    for i, (port, cport) in enumerate(ports):
+        d = data_dir / f"node{i + 1}"
+        d.mkdir(parents=True, exist_ok=True)
+        props = d / "server.properties"
+        props.write_text(_cluster_properties(d, i + 1, port, cport, voters, n))
+        log_cfg = d / "log4j2.properties"
+        log_cfg.write_text(_LOG4J2.format(log=d / "kafka.log"))
+        format_storage(libs, d, props, cid)
+        with open(d / "kafka.out", "ab") as out:
+            proc = subprocess.Popen(
+                _java(libs, "kafka.Kafka", [str(props)], log_cfg),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        (d / "kafka.pid").write_text(str(proc.pid))
+        _state_file(d).write_text(f"{port} {cport} {version}\n")
+        procs.append((d, proc))
+
+    def ready() -> bool:
+        for d, proc in procs:
+            if proc.poll() is not None:
+                raise ServiceError(f"kafka exited with code {proc.returncode}; see {d}/kafka.log")
+        return all(metadata_brokers("127.0.0.1", p) >= n for p, _ in ports)
+
+    try:
+        wait_until(ready, timeout, f"a {n}-broker kafka cluster to list all brokers")
+    except ServiceError:
+        stop_cluster(data_dir)
+        raise
+    took = time.monotonic() - t0
+    return KafkaCluster(
+        tuple(
+            KafkaBroker(p, c, d, version, proc.pid, took)
+            for (p, c), (d, proc) in zip(ports, procs, strict=True)
+        )
+    )
+
+
+def stop_cluster(data_dir: Path) -> None:
+    for d in sorted(data_dir.resolve().glob("node*")):
+        stop_pid(d / "kafka.pid", timeout=60.0)

@@ -25,6 +25,7 @@ __all__ = [
     "delete_topics",
     "end_offsets",
     "topic_partitions",
+    "topic_replication",
 ]
 
 #: Above this many offsets between a partition's start and end, `committed_lag` does not read
@@ -75,16 +76,29 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -
     return problems
 
 
+def topic_replication(brokers: int) -> int:
+    """The replication factor a new topic gets on a cluster of `brokers` brokers."""
+    return max(1, min(3, brokers))
+
+
 def create_topics(
     bootstrap: str,
     topics: Mapping[str, int],
     timeout: float = 30.0,
     config: Mapping[str, str] | None = None,
+    replication: int | None = None,
 ) -> None:
     """Create each topic with the given partition count; an existing topic is accepted only
-    if its partition count matches, so a silent mismatch can never skew assignment."""
+    if its partition count matches, so a silent mismatch can never skew assignment. The
+    replication factor is, unless given, what the cluster allows: min(3, brokers)."""
     admin = _admin(bootstrap)
-    new = [NewTopic(name, n, 1, config=dict(config or {})) for name, n in topics.items()]
+    if replication is None:
+        try:
+            brokers = len(admin.list_topics(timeout=timeout).brokers)
+        except KafkaException as exc:
+            raise BrokerUnreachable(bootstrap, timeout, exc.args[0].str()) from exc
+        replication = topic_replication(brokers)
+    new = [NewTopic(name, n, replication, config=dict(config or {})) for name, n in topics.items()]
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
         try:
             fut.result(timeout)

@@ -174,3 +174,18 @@ def test_send_offsets_to_transaction_with_a_manually_assigned_consumer(
     producer.commit_transaction(30)
     committed = consumer.committed([tp0, TopicPartition(source, 1)], timeout=30)
     assert [(tp.partition, tp.offset) for tp in committed] == [(0, 42), (1, 7)]
+
+
+def test_topics_get_the_replication_the_cluster_allows(kafka_bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from pipeline.kafka.admin import topic_replication
+
+    assert [topic_replication(n) for n in (1, 2, 3, 5)] == [1, 2, 3, 3]
+    topic = _topic("rf")
+    create_topics(kafka_bootstrap, {topic: 2})
+    meta = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic, timeout=30)
+    brokers = len(meta.brokers)
+    assert brokers >= 1
+    rfs = {len(p.replicas) for p in meta.topics[topic].partitions.values()}
+    assert rfs == {min(3, brokers)}
