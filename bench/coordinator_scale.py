@@ -98,9 +98,26 @@ class _Stats:
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
+class _Endpoints:
+    """The cluster's API ports, shared: whoever sees a 503 or a dead connection moves
+    everyone on to the next node (as `CoordinatorClient` moves to its next endpoint)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.i = 0
+
+    def port(self) -> int:
+        return self.ports[self.i % len(self.ports)]
+
+    def failed(self, port: int) -> None:
+        if port == self.port():
+            self.i += 1
+
+
 async def _worker(
-    wid: str, port: int, stats: _Stats, stop: asyncio.Event, phase: float, max_beats: int
+    wid: str, eps: _Endpoints, stats: _Stats, stop: asyncio.Event, phase: float, max_beats: int
 ) -> None:
+    port = eps.port()
     conn = lg.Conn("127.0.0.1", port)
     seq = 0
     offset = 0
@@ -110,6 +127,10 @@ async def _worker(
             if stop.is_set():
                 break
             t_next = time.perf_counter() + 1.0
+            if eps.port() != port:
+                conn.close()
+                port = eps.port()
+                conn = lg.Conn("127.0.0.1", port)
             seq += 1
             offset += 100
             t0 = time.perf_counter()
@@ -119,12 +140,15 @@ async def _worker(
                 )
             except (OSError, asyncio.IncompleteReadError, lg.HttpError) as exc:
                 conn.close()
+                eps.failed(port)
                 stats.error(type(exc).__name__)
                 await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
                 continue
             if stats.measuring:
                 stats.hb.append(time.perf_counter() - t0)
             if status != 200:
+                if status == 503:
+                    eps.failed(port)
                 stats.error(f"heartbeat HTTP {status}")
                 await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
                 continue
@@ -149,6 +173,8 @@ async def _worker(
                     break
                 if stats.measuring:
                     stats.commit.append(time.perf_counter() - t0)
+                if status == 503:
+                    eps.failed(port)
                 if status != 200 or b"CheckpointCommitted" not in body:
                     kind = b"fenced" if b"fenced" in body else body[:40]
                     stats.error(f"commit HTTP {status} {kind!r}")
@@ -160,36 +186,42 @@ async def _worker(
         conn.close()
 
 
-async def _settle(port: int, live: set[str], total: int, limit: float) -> float | None:
+async def _settle(eps: _Endpoints, live: set[str], total: int, limit: float) -> float | None:
     """Seconds until the leader's worker list shows all `total` partitions assigned to
     exactly the `live` workers, each holding at least one (None if not within `limit`)."""
-    conn = lg.Conn("127.0.0.1", port)
     t0 = time.perf_counter()
-    try:
-        while time.perf_counter() - t0 < limit:
+    while time.perf_counter() - t0 < limit:
+        port = eps.port()
+        conn = lg.Conn("127.0.0.1", port)
+        try:
             status, body = await conn.request(_GET_WORKERS)
             if status == 200:
                 ws = {w["worker_id"]: w["assigned"] for w in json.loads(body)["workers"]}
                 ok = set(ws) == live and sum(ws.values()) == total
                 if ok and all(ws[w] > 0 for w in live):
                     return time.perf_counter() - t0
-            await asyncio.sleep(0.02)
-    finally:
-        conn.close()
+            else:
+                eps.failed(port)
+        except (OSError, asyncio.IncompleteReadError, lg.HttpError):
+            eps.failed(port)
+        finally:
+            conn.close()
+        await asyncio.sleep(0.02)
     return None
 
 
 async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
-    port, n, total = spec["port"], spec["workers"], spec["partitions"]
+    n, total = spec["workers"], spec["partitions"]
+    eps = _Endpoints(spec["ports"])
     stats = _Stats()
     stop = asyncio.Event()
     beats = int(spec["warmup"] + spec["duration"] + 60)
     base = [f"w{i}" for i in range(n)]
     tasks = [
-        asyncio.create_task(_worker(w, port, stats, stop, i / n, beats)) for i, w in enumerate(base)
+        asyncio.create_task(_worker(w, eps, stats, stop, i / n, beats)) for i, w in enumerate(base)
     ]
     await asyncio.sleep(spec["warmup"])
-    settled = await _settle(port, set(base), total, 30.0)
+    settled = await _settle(eps, set(base), total, 30.0)
     out.send("start")
     stats.measuring = True
     await asyncio.sleep(spec["duration"])
@@ -198,13 +230,13 @@ async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
     # 100 join at once: their first heartbeats all go out together.
     extra = [f"x{i}" for i in range(spec["churn"])]
     xstop = asyncio.Event()
-    xtasks = [asyncio.create_task(_worker(w, port, stats, xstop, 0.0, beats)) for w in extra]
-    join = await _settle(port, set(base) | set(extra), total, 30.0)
+    xtasks = [asyncio.create_task(_worker(w, eps, stats, xstop, 0.0, beats)) for w in extra]
+    join = await _settle(eps, set(base) | set(extra), total, 30.0)
     await asyncio.sleep(3.0)
     # ... and leave at once: each sends its DELETE (a worker's graceful stop).
     xstop.set()
     await asyncio.gather(*xtasks)
-    leave = await _settle(port, set(base), total, 30.0)
+    leave = await _settle(eps, set(base), total, 30.0)
     stop.set()
     await asyncio.gather(*tasks)
     hb, cm = sorted(stats.hb), sorted(stats.commit)
@@ -253,7 +285,8 @@ def scenario(
         log(f"{name}: {jobs} jobs submitted, leader node {leader}")
         pids = {i: n.proc.pid for i, n in cluster.nodes.items() if n.proc is not None}
         spec = {
-            "port": cluster.nodes[leader].api_port,
+            "ports": [cluster.nodes[leader].api_port]
+            + [n.api_port for i, n in cluster.nodes.items() if i != leader],
             "workers": workers,
             "partitions": jobs * parts,
             "warmup": args.warmup,
