@@ -10,9 +10,10 @@ every second. Two loads side by side: small (100 workers / 1,000 partitions) and
 (1,000 workers / 200 jobs x 50 partitions). Per load it reports leader and follower CPU and
 RSS, heartbeat and commit p50/p99, the time for the assignment to settle after 100 workers
 join / leave at once (leave = DELETE, so the session timeout is excluded; settled = the
-leader's `GET /v1/workers` shows every partition assigned, every live worker holding one or
-more and no departed worker), snapshot size and the time to encode/restore one, and how long
-a follower whose data directory was wiped takes to catch up when restarted with `--join`.
+leader's `GET /v1/workers` lists exactly the live workers and every partition assigned),
+the fewest/most partitions a worker holds, snapshot size and the time to encode/restore one,
+and how long a follower whose data directory was wiped takes to catch up when
+restarted with `--join`.
 
     make bench-venv
     .venv-bench/bin/python bench/coordinator_scale.py [--quick] [--json out.json]
@@ -186,9 +187,12 @@ async def _worker(
         conn.close()
 
 
-async def _settle(eps: _Endpoints, live: set[str], total: int, limit: float) -> float | None:
+async def _settle(
+    eps: _Endpoints, live: set[str], total: int, limit: float
+) -> tuple[float | None, int, int]:
     """Seconds until the leader's worker list shows all `total` partitions assigned to
-    exactly the `live` workers, each holding at least one (None if not within `limit`)."""
+    exactly the `live` workers (None if not within `limit`), and the fewest and most
+    partitions a worker then holds."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < limit:
         port = eps.port()
@@ -197,9 +201,8 @@ async def _settle(eps: _Endpoints, live: set[str], total: int, limit: float) -> 
             status, body = await conn.request(_GET_WORKERS)
             if status == 200:
                 ws = {w["worker_id"]: w["assigned"] for w in json.loads(body)["workers"]}
-                ok = set(ws) == live and sum(ws.values()) == total
-                if ok and all(ws[w] > 0 for w in live):
-                    return time.perf_counter() - t0
+                if set(ws) == live and sum(ws.values()) == total:
+                    return time.perf_counter() - t0, min(ws.values()), max(ws.values())
             else:
                 eps.failed(port)
         except (OSError, asyncio.IncompleteReadError, lg.HttpError):
@@ -207,7 +210,7 @@ async def _settle(eps: _Endpoints, live: set[str], total: int, limit: float) -> 
         finally:
             conn.close()
         await asyncio.sleep(0.02)
-    return None
+    return None, 0, 0
 
 
 async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
@@ -221,7 +224,7 @@ async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
         asyncio.create_task(_worker(w, eps, stats, stop, i / n, beats)) for i, w in enumerate(base)
     ]
     await asyncio.sleep(spec["warmup"])
-    settled = await _settle(eps, set(base), total, 30.0)
+    settled, least, most = await _settle(eps, set(base), total, 30.0)
     out.send("start")
     stats.measuring = True
     await asyncio.sleep(spec["duration"])
@@ -231,18 +234,20 @@ async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
     extra = [f"x{i}" for i in range(spec["churn"])]
     xstop = asyncio.Event()
     xtasks = [asyncio.create_task(_worker(w, eps, stats, xstop, 0.0, beats)) for w in extra]
-    join = await _settle(eps, set(base) | set(extra), total, 30.0)
+    join, _, _ = await _settle(eps, set(base) | set(extra), total, 30.0)
     await asyncio.sleep(3.0)
     # ... and leave at once: each sends its DELETE (a worker's graceful stop).
     xstop.set()
     await asyncio.gather(*xtasks)
-    leave = await _settle(eps, set(base), total, 30.0)
+    leave, _, _ = await _settle(eps, set(base), total, 30.0)
     stop.set()
     await asyncio.gather(*tasks)
     hb, cm = sorted(stats.hb), sorted(stats.commit)
     d = spec["duration"]
     return {
         "initial_settled": settled is not None,
+        "parts_per_worker_min": least,
+        "parts_per_worker_max": most,
         "hb_per_s": len(hb) / d,
         "commit_per_s": len(cm) / d,
         "hb_p50_ms": lg.percentile(hb, 0.5) * 1e3,
