@@ -182,7 +182,21 @@ async def _worker(
             await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
         if stop.is_set() and wid.startswith("x"):
             seq += 1
-            await conn.request(_req("DELETE", f"/v1/workers/{wid}", None, wid, seq))
+            for _ in range(10):  # the goodbye, retried on the next node like the client's
+                conn.close()
+                port = eps.port()
+                conn = lg.Conn("127.0.0.1", port)
+                try:
+                    status, _ = await conn.request(
+                        _req("DELETE", f"/v1/workers/{wid}", None, wid, seq)
+                    )
+                except (OSError, asyncio.IncompleteReadError, lg.HttpError):
+                    status = 0
+                if status < 500 and status != 0:
+                    break
+                eps.failed(port)
+                stats.error(f"deregister HTTP {status}")
+                await asyncio.sleep(0.05)
     finally:
         conn.close()
 
