@@ -31,11 +31,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from pipeline.commit.protocol import Guarantee
+from pipeline.commit.takeover import Durable, reconcile
 from pipeline.errors import CoordinatorsUnavailable, PipelineError
-from pipeline.executor.records import BatchResult, DeadLetter, OutRecord
+from pipeline.executor.records import BatchResult
 from pipeline.kafka.clients import Source, TransactionalSink
 from pipeline.state import MemoryStore, PartitionStore, StateKey
 from pipeline.state.redis import EpochRedisStore, RedisStores
@@ -46,7 +48,6 @@ __all__ = [
     "PartitionTxn",
     "StateLost",
     "Taken",
-    "TxnGroup",
     "crash_point",
     "take_over",
     "transactional_id",
@@ -85,35 +86,6 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
-@dataclass
-class TxnGroup:
-    """Consecutive batches of one partition committed as ONE Redis step (a) and ONE Kafka
-    transaction (b). A transaction costs a few broker round trips whatever its size, so
-    grouping a few thousand records per transaction is what keeps exactly-once close to
-    at-least-once throughput; the group is bounded in records and in age (latency)."""
-
-    started: float
-    outputs: list[OutRecord] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    state_writes: dict[str, bytes | None] = field(default_factory=dict)
-    view_writes: dict[str, bytes | None] = field(default_factory=dict)
-    end: int = 0
-    records: int = 0
-    touched: bool = True
-
-    def add(self, res: BatchResult, end: int, records: int) -> None:
-        self.outputs += res.outputs
-        self.dead_letters += res.dead_letters
-        self.state_writes.update(res.state_writes)
-        self.view_writes.update(res.view_writes)
-        self.end = end
-        self.records += records
-        self.touched = True
-
-    def result(self) -> BatchResult:
-        return BatchResult(self.outputs, self.dead_letters, self.state_writes, self.view_writes)
-
-
 class Overlay:
     """State as the executor must see it: writes of the open group and of the group still
     committing take precedence over Redis, which has neither yet."""
@@ -138,32 +110,20 @@ class Overlay:
 
 
 class PartitionTxn:
-    """Steps (a) and (b) of one batch for one partition."""
+    """The partition's transactional producer, as the commit protocol's effects use it
+    (`pipeline.commit.protocol`: BeginTxn, CommitTxn)."""
 
     def __init__(self, producer: TransactionalSink, key: StateKey) -> None:
         self.producer = producer
         self.key = key
 
-    def start(self, res: BatchResult, dead_letter_topic: str) -> None:
+    def begin(self, res: BatchResult, dead_letter_topic: str) -> None:
         """Main thread: open the transaction and produce the group's outputs into it."""
         self.producer.begin(res.outputs, [(dead_letter_topic, dl) for dl in res.dead_letters])
 
-    def finish(
-        self,
-        store: PartitionStore,
-        state_writes: dict[str, bytes | None],
-        view_writes: dict[str, bytes | None],
-        end: int,
-        group_metadata: Any,
-    ) -> None:
-        """Commit thread: step (a) then the commit point (b). One partition's groups are
-        strictly sequential (the worker starts a group only after the previous one finished),
-        while different partitions' transactions overlap."""
-        if isinstance(store, EpochRedisStore):
-            store.apply(state_writes, view_writes, end)  # (a); StaleEpoch if fenced
-        crash_point("after_a")
-        self.producer.commit((self.key.topic, self.key.partition, end), group_metadata)  # (b)
-        crash_point("after_b")
+    def commit(self, end: int, group_metadata: Any) -> None:
+        """Commit thread: the consumed offset into the transaction, and commit (step b)."""
+        self.producer.commit((self.key.topic, self.key.partition, end), group_metadata)
 
     def close(self) -> None:
         self.producer.close()
@@ -174,6 +134,7 @@ class Taken:
     start: int | None
     store: PartitionStore
     txn: PartitionTxn
+    agreed: int | None  # the checkpoint agreed during the takeover
 
 
 def take_over(
@@ -186,62 +147,54 @@ def take_over(
     agreed: int | None,
     view: str,
     commit: Callable[[int], str],
+    producer_factory: Callable[[str, str], TransactionalSink] = TransactionalSink,
 ) -> Taken:
-    """Steps 1-3 above. `commit(offset)` commits a checkpoint at our epoch and answers "ok",
-    "fenced" or "failed" (coordinators unreachable)."""
-    producer = TransactionalSink(kafka, transactional_id(key))
+    """Steps 1-3 above; the decision of step 3 is `pipeline.commit.takeover.reconcile`.
+    `commit(offset)` commits a checkpoint at our epoch and answers "ok", "fenced" or "failed"
+    (coordinators unreachable)."""
+    producer = producer_factory(kafka, transactional_id(key))
     try:
         producer.init()  # 1. fence the previous owner's producer
         store: PartitionStore = MemoryStore()
+        eos_store: EpochRedisStore | None = None
         if stores is not None:
             eos_store = stores.epoch_store(key, epoch, view)
             eos_store.take_over()  # 2. fence the previous owner's Redis writes
             store = eos_store
+        # (issue 16: a state restore from the changelog would run here, before R is read.)
         tp = (key.topic, key.partition)
         kafka_offset = source.committed([tp])[tp]
-        ahead = kafka_offset is not None and (agreed is None or kafka_offset > agreed)
+        applied, has_undo, base = None, False, None
+        if eos_store is not None:
+            applied = eos_store.applied_offset()
+            if applied != kafka_offset:
+                has_undo, base = eos_store.undo_base()
+        rec = reconcile(
+            Guarantee.EXACTLY_ONCE,
+            Durable(kafka_offset, agreed, applied, has_undo, base),
+            stateful=eos_store is not None,
+        )
         # 3a. The last transactions committed but their checkpoints never reached Paxos; or
         # (equal) the ownership check through Paxos described above.
-        target = kafka_offset if ahead else agreed
-        if target is not None:
-            status = commit(target)
+        if rec.checkpoint is not None:
+            status = commit(rec.checkpoint)
             if status == "fenced":
                 raise NotOwner(f"{transactional_id(key)}: epoch {epoch} was fenced")
             if status != "ok":
                 raise CoordinatorsUnavailable(
-                    f"{transactional_id(key)}: could not agree {target} through the coordinators"
+                    f"{transactional_id(key)}: could not agree {rec.checkpoint} through the "
+                    "coordinators"
                 )
-        if ahead:
-            log.info("%s: agreed offset %s caught up with Kafka's %s",
-                     transactional_id(key), agreed, kafka_offset)  # fmt: skip
-        if isinstance(store, EpochRedisStore):
-            reconcile_redis(store, kafka_offset)  # 3b/3c
+            if kafka_offset is not None and (agreed is None or kafka_offset > agreed):
+                log.info("%s: agreed offset %s caught up with Kafka's %s",
+                         transactional_id(key), agreed, kafka_offset)  # fmt: skip
+        if rec.lost is not None:
+            raise StateLost(rec.lost)  # 3c
+        if rec.rollback and eos_store is not None:  # 3b
+            eos_store.rollback()
+            log.info("%s: rolled Redis back from %s to %s (transaction never committed)",
+                     transactional_id(key), applied, kafka_offset)  # fmt: skip
     except BaseException:
         producer.close()
         raise
-    start = kafka_offset if kafka_offset is not None else agreed
-    return Taken(start, store, PartitionTxn(producer, key))
-
-
-def reconcile_redis(store: EpochRedisStore, kafka_offset: int | None) -> None:
-    """Bring Redis to exactly Kafka's commit point (3b/3c)."""
-    applied = store.applied_offset()
-    if applied == kafka_offset:
-        return
-    ahead = applied is not None and (kafka_offset is None or applied > kafka_offset)
-    if ahead:
-        has_undo, base = store.undo_base()
-        if has_undo and base == kafka_offset:
-            store.rollback()
-            log.info("%s: rolled Redis back from %s to %s (transaction never committed)",
-                     transactional_id(store.key), applied, kafka_offset)  # fmt: skip
-            return
-        raise StateLost(
-            f"Redis applied offset {applied} is ahead of Kafka's commit point {kafka_offset} "
-            f"by more than one batch (undo restores {base}); refusing to guess"
-        )
-    raise StateLost(
-        f"Redis applied offset {applied} is behind Kafka's commit point {kafka_offset}: state "
-        "was lost (Redis must run with AOF, appendfsync always or everysec). Restore Redis or "
-        "reset the job's offsets (pause, offsets:reset) before resuming"
-    )
+    return Taken(rec.start, store, PartitionTxn(producer, key), rec.checkpoint)

@@ -1,16 +1,14 @@
 """The worker process: takes its assignment from the coordinators and runs the job's stages
 on the partitions it owns (docs/architecture.md, sec. 4).
 
-at-least-once, per poll round: run the pure executor -> produce outputs and dead letters ->
-flush (outputs durable) -> apply state in Redis, guarded by the partition's applied offset ->
-and on an interval commit checkpoints through Paxos. State is applied only after outputs are
-durable and checkpoints only after state, so a crash replays from the agreed offset and never
-updates state twice; the Kafka sink may see duplicates, which at-least-once allows.
-
-exactly-once, per partition batch (see `pipeline.eos`): (a) one Redis script checks the epoch,
-keeps undo images and applies state; (b) one Kafka transaction carries the outputs and the
-consumed offset - the commit point; (c) checkpoints through Paxos on an interval. Takeover
-fences the previous owner in Kafka, Redis and the coordinators, then reconciles.
+The order of the steps that make a batch durable, for each guarantee, is NOT here: it is the
+pure state machine `pipeline.commit.protocol.PartitionCommit`, one per owned partition. This
+module is its I/O shell: it feeds it events (a batch processed, outputs flushed, state applied,
+a transaction committed, a checkpoint accepted or fenced, a step failed) and runs the effects it
+returns (produce, flush, apply state, begin/commit a transaction, commit a checkpoint, drop the
+partition). The exactly-once steps after BeginTxn run on a commit thread, in the order given;
+their outcomes are fed back on the main thread. Takeover (`pipeline.eos`, and `_prepare` for
+at-least-once) fences the previous owner and reconciles with `pipeline.commit.takeover`.
 
 Faults (docs/architecture.md, sec. 6). A transient fault on a partition - Redis or Kafka not
 answering, an aborted transaction, the coordinators without a quorum - never ends the process:
@@ -33,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +40,13 @@ from coordinator.client import CoordinatorClient, CoordinatorUnavailable, Reques
 from coordinator.protocol import AssignedPartition, JobSpec, Progress
 from pipeline import eos
 from pipeline.checkpoint import Pending, commit_checkpoints
+from pipeline.commit import protocol as cp
+from pipeline.commit.takeover import Durable, reconcile
 from pipeline.errors import CoordinatorsUnavailable, PipelineError, TransientError
 from pipeline.executor.plan import Plan, compile_job
 from pipeline.executor.provenance import dedup
 from pipeline.executor.records import BatchResult, InRecord, StateAccess
-from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionFailed
+from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionalSink
 from pipeline.lag import readable_end
 from pipeline.loading import load_job
 from pipeline.metrics import WorkerMetrics
@@ -58,9 +59,7 @@ log = logging.getLogger(__name__)
 
 # exactly-once: one transaction per partition covers up to this many input records or this
 # much time (bench/pipeline.py measures the effect; a transaction costs ~3 round trips).
-EOS_GROUP_RECORDS = 20_000
-EOS_GROUP_SECONDS = 0.2
-EOS_GROUP_MAX = 100_000  # while the previous group still commits
+EOS_GROUPS = cp.GroupPolicy(records=20_000, seconds=0.2, max_records=100_000)
 
 # Retaking a stalled partition: capped exponential back-off with jitter (attempts of many
 # workers and partitions spread out). The cap keeps "resumes within 2 s of the dependency
@@ -122,8 +121,9 @@ class JobRuntime:
 
 @dataclass
 class Owned:
-    """A partition this worker owns at `epoch`. `position` is the next offset to process;
-    `committed` what the coordinators agreed last."""
+    """A partition this worker owns at `epoch`, with its commit protocol. `proto.position` is
+    the next offset whose effects are durable, `proto.read_to` the next offset to process,
+    `proto.committed` what the coordinators agreed last."""
 
     job: JobRuntime
     topic: str
@@ -131,21 +131,68 @@ class Owned:
     epoch: int
     stage: int
     store: PartitionStore
-    position: int | None
-    committed: int | None
+    proto: cp.PartitionCommit
     txn: eos.PartitionTxn | None = None
-    # exactly-once: the group of batches being gathered, and the one whose steps (a) and (b)
-    # run on a commit thread (with its end offset and its state writes, not in Redis yet).
-    group: eos.TxnGroup | None = None
-    inflight: Future[None] | None = None
-    inflight_end: int = 0
-    inflight_state: dict[str, bytes | None] = field(default_factory=dict)
-    # Next offset to process; `position` is the next offset whose effects are durable.
-    read_to: int | None = None
+    # exactly-once: the steps of the group in flight (after BeginTxn) on a commit thread.
+    inflight: Future[list[cp.Event]] | None = None
+    # The exception behind the last `Failed` fed to `proto`: its kind names the stall.
+    fault: Exception | None = None
 
     @property
     def tp(self) -> TP:
         return (self.topic, self.partition)
+
+    @property
+    def position(self) -> int | None:
+        return self.proto.position
+
+    @property
+    def committed(self) -> int | None:
+        return self.proto.committed
+
+    @property
+    def read_to(self) -> int | None:
+        return self.proto.read_to
+
+
+class _ChainFailed(Exception):
+    """A step of a group's background chain failed; `done` are the outcomes before it."""
+
+    def __init__(self, step: cp.Step, exc: Exception, done: list[cp.Event]) -> None:
+        super().__init__(str(exc))
+        self.step, self.exc, self.done = step, exc, done
+
+
+# Faults that stall a partition (retake with back-off) or fence it (quiet drop).
+_FENCED = (StaleEpoch, ProducerFenced, eos.NotOwner)
+_STEP_FAULTS = (TransientError, *_FENCED)
+_STEP_OF: dict[type, cp.Step] = {
+    cp.Produce: cp.Step.PRODUCE, cp.Flush: cp.Step.FLUSH, cp.ApplyState: cp.Step.APPLY_STATE,
+    cp.BeginTxn: cp.Step.BEGIN_TXN, cp.Prepare: cp.Step.PREPARE, cp.CommitTxn: cp.Step.COMMIT_TXN,
+    cp.Publish: cp.Step.PUBLISH, cp.CommitCheckpoint: cp.Step.CHECKPOINT, cp.Drop: cp.Step.PROCESS,
+}  # fmt: skip
+
+
+@dataclass
+class WorkerClients:
+    """The worker's connections, injected so that tests pass their own (built from the
+    config by `WorkerClients.from_config` otherwise)."""
+
+    heartbeat: CoordinatorClient
+    coordinators: CoordinatorClient
+    stores: RedisStores
+    sink: Sink
+    transactional: Callable[[str, str], TransactionalSink] = TransactionalSink
+
+    @classmethod
+    def from_config(cls, cfg: WorkerConfig) -> WorkerClients:
+        ca = cfg.tls_ca or None
+        return cls(
+            heartbeat=CoordinatorClient(cfg.coordinators, cfg.token, timeout=5, ca=ca),
+            coordinators=CoordinatorClient(cfg.coordinators, cfg.token, timeout=10, ca=ca),
+            stores=RedisStores(cfg.redis_url),
+            sink=Sink(cfg.kafka),
+        )
 
 
 @dataclass
@@ -175,15 +222,17 @@ class _Heartbeat:
 
 
 class Worker:
-    def __init__(self, cfg: WorkerConfig) -> None:
+    def __init__(self, cfg: WorkerConfig, clients: WorkerClients | None = None) -> None:
         self.cfg = cfg
         self.stop_event = threading.Event()
         self._hb = _Heartbeat()
-        ca = cfg.tls_ca or None
-        self._hb_client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=5, ca=ca)
-        self._client = CoordinatorClient(cfg.coordinators, cfg.token, timeout=10, ca=ca)
-        self._stores = RedisStores(cfg.redis_url)
-        self.sink = Sink(cfg.kafka)
+        clients = clients or WorkerClients.from_config(cfg)
+        self._hb_client = clients.heartbeat
+        self._client = clients.coordinators
+        self._stores = clients.stores
+        self.sink = clients.sink
+        self._transactional = clients.transactional
+        self._to_flush: list[Owned] = []
         self.jobs: dict[str, JobRuntime] = {}
         self.owned: dict[tuple[str, str, int], Owned] = {}
         self._broken: dict[tuple[str, str, int, int], str] = {}
@@ -350,15 +399,89 @@ class Worker:
         else:
             self.metrics.faults.labels(reason).inc()
 
-    def _fault(self, o: Owned, exc: Exception) -> None:
-        """A step of this partition failed (transient) or was refused (fenced). Drop it with
-        everything held in memory for it - the open group, the batch in flight, positions -
-        and take it over again later: the takeover reconciles from what is durable."""
+    def _fault(self, o: Owned, exc: Exception, step: cp.Step = cp.Step.PROCESS) -> None:
+        """A step of this partition failed (transient) or was refused (fenced): the protocol
+        answers with `Drop`, which `_run` carries out."""
+        o.fault = exc
+        fenced = isinstance(exc, _FENCED)
+        self._run(o, o.proto.handle(cp.Failed(step, str(exc), fenced=fenced)))
+
+    def _dropped(self, o: Owned, d: cp.Drop) -> None:
+        """Effect `Drop`: stop touching the partition, forget what memory held for it (the
+        protocol already did), stall it and take it over again later: the takeover reconciles
+        from what is durable."""
         key = (o.job.name, o.topic, o.partition)
         if self.owned.get(key) is not o:
             return
         self._drop(o)
-        self._stall(key, o.epoch, exc, o.committed)
+        exc = o.fault or (eos.NotOwner(d.reason) if d.fenced else TransientError(d.reason))
+        self._stall(key, o.epoch, exc, d.agreed)
+
+    # ------------------------------------------------------------------ effects (I/O)
+    def _feed(self, o: Owned, ev: cp.Event) -> None:
+        self._run(o, o.proto.handle(ev))
+
+    def _run(self, o: Owned, effects: list[cp.Effect]) -> None:
+        """Run the protocol's effects in order; the first that fails stops the rest and is
+        reported as `Failed`. exactly-once: the steps from the first background one on (state,
+        commit point) go to a commit thread as one chain."""
+        for i, e in enumerate(effects):
+            if o.proto.exactly_once and e.background:
+                self._submit_chain(o, effects[i:])
+                return
+            try:
+                ev = self._effect(o, e)
+            except _STEP_FAULTS as exc:
+                self._fault(o, exc, _STEP_OF[type(e)])
+                return
+            if ev is not None:
+                self._feed(o, ev)
+
+    def _effect(self, o: Owned, e: cp.Effect) -> cp.Event | None:
+        """One foreground effect; its outcome as an event (None: reported later or none)."""
+        if isinstance(e, cp.Produce):
+            self.sink.send_all(e.result.outputs)
+            for dl in e.result.dead_letters:
+                self.sink.send_dead_letter(o.job.dead_letter_topic, dl)
+        elif isinstance(e, cp.Flush):
+            self._to_flush.append(o)  # one flush per round for every partition (`_round`)
+        elif isinstance(e, cp.ApplyState):
+            o.store.apply(e.state_writes, e.view_writes, e.end)
+            return cp.StateApplied(e.end)
+        elif isinstance(e, cp.BeginTxn):
+            assert o.txn is not None
+            o.txn.begin(e.result, o.job.dead_letter_topic)
+        elif isinstance(e, cp.CommitCheckpoint):
+            pass  # gathered by `commit` through `pending_checkpoint`, many per request
+        elif isinstance(e, cp.Drop):
+            self._dropped(o, e)
+        else:  # Prepare/Publish: no two-phase sink is wired to the worker yet
+            raise PipelineError(f"bug: effect {type(e).__name__} has no runner")
+        return None
+
+    def _submit_chain(self, o: Owned, effects: list[cp.Effect]) -> None:
+        txn, store, metadata = o.txn, o.store, o.job.group_metadata
+        assert txn is not None and all(e.background for e in effects)
+
+        def chain() -> list[cp.Event]:
+            done: list[cp.Event] = []
+            for e in effects:
+                try:
+                    if isinstance(e, cp.ApplyState):
+                        store.apply(e.state_writes, e.view_writes, e.end)  # (a)
+                        eos.crash_point("after_a")
+                        done.append(cp.StateApplied(e.end))
+                    elif isinstance(e, cp.CommitTxn):
+                        txn.commit(e.end, metadata)  # (b): the commit point
+                        eos.crash_point("after_b")
+                        done.append(cp.TxnCommitted(e.end))
+                    else:
+                        raise PipelineError(f"bug: effect {type(e).__name__} has no runner")
+                except _STEP_FAULTS as exc:
+                    raise _ChainFailed(_STEP_OF[type(e)], exc, done) from exc
+            return done
+
+        o.inflight = self._txn_pool.submit(chain)
 
     def _prepare(self, a: AssignedPartition) -> Owned:
         """Fence the previous owner and find where to resume (thread-safe: no worker state)."""
@@ -377,9 +500,15 @@ class Worker:
                 agreed=agreed,
                 view=rt.view,
                 commit=lambda offset: self._commit_now(a, offset),
+                producer_factory=self._transactional,
             )
-            return Owned(rt, key.topic, key.partition, a.epoch, stage, taken.store,
-                         taken.start, agreed, taken.txn)  # fmt: skip
+            proto = cp.PartitionCommit(
+                cp.Guarantee.EXACTLY_ONCE, stateful=isinstance(taken.store, RedisStore),
+                position=taken.start, committed=taken.agreed if taken.agreed is not None
+                else agreed, policy=EOS_GROUPS,
+            )  # fmt: skip
+            return Owned(rt, key.topic, key.partition, a.epoch, stage, taken.store, proto,
+                         taken.txn)  # fmt: skip
         store: PartitionStore = MemoryStore()
         if stateful:
             # The epoch fences a previous owner that has not noticed the move yet: its late
@@ -387,13 +516,14 @@ class Worker:
             store = self._stores.epoch_store(key, a.epoch, view=rt.view)
             store.take_over()
         # State may be ahead of the agreed checkpoint (crash after apply, before commit); its
-        # outputs were flushed before it was applied, so resume after it.
-        known = [x for x in (agreed, store.applied_offset()) if x is not None]
-        return Owned(rt, key.topic, key.partition, a.epoch, stage, store,
-                     max(known) if known else None, agreed)  # fmt: skip
+        # outputs were flushed before it was applied, so resume after it (`reconcile`).
+        durable = Durable(None, agreed, store.applied_offset())
+        rec = reconcile(cp.Guarantee.AT_LEAST_ONCE, durable, stateful=stateful)
+        proto = cp.PartitionCommit(cp.Guarantee.AT_LEAST_ONCE, stateful=stateful,
+                                   position=rec.start, committed=agreed)  # fmt: skip
+        return Owned(rt, key.topic, key.partition, a.epoch, stage, store, proto)
 
     def _install(self, o: Owned) -> None:
-        o.read_to = o.position
         self.owned[(o.job.name, o.topic, o.partition)] = o
         o.job.source.assign([(o.topic, o.partition, o.position)])
         log.info("took %s[%d] of %s at epoch %d from offset %s",
@@ -416,8 +546,8 @@ class Worker:
             o.txn.close()
 
     def _settle(self, o: Owned, wait: bool = True) -> bool:
-        """Take the outcome of a partition's in-flight exactly-once group; False if the
-        partition had to be dropped (fenced or aborted)."""
+        """Feed the outcome of a partition's in-flight exactly-once chain to its protocol
+        (which may start the next group at once); False if the partition was dropped."""
         fut = o.inflight
         if fut is None:
             return True
@@ -425,53 +555,23 @@ class Worker:
             return True
         o.inflight = None
         try:
-            fut.result()
-        except (StaleEpoch, ProducerFenced, TransientError) as exc:
-            self._fault(o, exc)
+            events = fut.result()
+        except _ChainFailed as failed:
+            for ev in failed.done:
+                self._feed(o, ev)
+            self._fault(o, failed.exc, failed.step)
             return False
-        o.position = o.inflight_end
-        o.inflight_state = {}
-        return True
-
-    def _flush_group(self, o: Owned, wait: bool = False) -> None:
-        """Hand the gathered group to a commit thread once the previous one finished: one
-        partition's transactions (and its single undo level in Redis) stay in order. While
-        the previous group still commits, this one keeps growing instead of blocking the
-        loop (up to EOS_GROUP_MAX records), so group size adapts to commit latency."""
-        group, txn = o.group, o.txn
-        if group is None or txn is None:
-            return
-        busy = o.inflight is not None and not o.inflight.done()
-        if busy and not wait and group.records < EOS_GROUP_MAX:
-            return
-        if not self._settle(o):
-            return
-        o.group = None
-        try:
-            txn.start(group.result(), o.job.dead_letter_topic)
-        except (ProducerFenced, TransactionFailed) as exc:
-            self._fault(o, exc)
-            return
-        o.inflight_end = group.end
-        o.inflight_state = group.state_writes
-        o.inflight = self._txn_pool.submit(
-            txn.finish, o.store, group.state_writes, group.view_writes, group.end,
-            o.job.group_metadata,
-        )  # fmt: skip
+        for ev in events:
+            self._feed(o, ev)
+        return o.proto.dropped is None
 
     def _flush_groups(self, force: bool = False) -> None:
-        """Commit groups that are big or old enough, or whose partition went quiet."""
+        """exactly-once: let the protocols start groups that are big or old enough, or whose
+        partition went quiet (`Tick`)."""
         now = time.monotonic()
         for o in list(self.owned.values()):
-            g = o.group
-            if g is None:
-                continue
-            if force or not g.touched or g.records >= EOS_GROUP_RECORDS or (
-                now - g.started >= EOS_GROUP_SECONDS
-            ):  # fmt: skip
-                self._flush_group(o, wait=force)
-            else:
-                g.touched = False
+            if o.proto.exactly_once:
+                self._feed(o, cp.Tick(now, force=force))
 
     def _revoke(self, partitions: list[Owned]) -> None:
         """Stop, flush and make a final (fenced) commit."""
@@ -490,9 +590,10 @@ class Worker:
 
     @staticmethod
     def _pending(o: Owned) -> Pending | None:
-        if o.position is None or o.position == o.committed:
+        offset = o.proto.pending_checkpoint()
+        if offset is None:
             return None
-        return Pending(o.job.name, o.topic, o.partition, o.epoch, o.position)
+        return Pending(o.job.name, o.topic, o.partition, o.epoch, offset)
 
     # ------------------------------------------------------------------------ processing
     def run_once(self) -> int:
@@ -509,7 +610,7 @@ class Worker:
         self._install_ready()
         self._take_due()
         consumed = 0
-        flushed: list[tuple[Owned, BatchResult, int]] = []
+        self._to_flush = []
         timeout = self.cfg.poll_timeout / max(1, len(self.jobs))
         for rt in list(self.jobs.values()):
             for (topic, partition), records in rt.source.poll_batch(
@@ -522,42 +623,31 @@ class Worker:
                 fresh = _after(records, o.read_to)
                 if fresh:
                     try:
-                        done = self._process(o, fresh)
+                        self._process(o, fresh)
                     except TransientError as exc:  # state read failed: retake, reconcile
-                        self._fault(o, exc)
-                        continue
-                    if done is not None:
-                        flushed.append(done)
-        if flushed:
+                        self._fault(o, exc, cp.Step.PROCESS)
+        if self._to_flush:
+            flushed, self._to_flush = self._to_flush, []
             try:
-                self.sink.flush()  # at-least-once: outputs durable before state and checkpoint
+                self.sink.flush()  # at-least-once: one flush for every partition that asked
             except TransientError as exc:
-                for o, _, _ in flushed:
-                    self._fault(o, exc)  # replays from its applied offset: duplicates only
-                flushed = []
-            for o, res, end in flushed:
-                if self.owned.get((o.job.name, o.topic, o.partition)) is not o:
-                    continue
-                if isinstance(o.store, RedisStore):
-                    try:
-                        o.store.apply(res.state_writes, res.view_writes, end)
-                    except (StaleEpoch, TransientError) as exc:
-                        self._fault(o, exc)
-                        continue
-                o.position = end
+                for o in flushed:
+                    self._fault(o, exc, cp.Step.FLUSH)  # replays from R: duplicates only
+            else:
+                for o in flushed:
+                    self._feed(o, cp.OutputsFlushed())  # -> ApplyState
         self._flush_groups()
         self._backpressure()
         if time.monotonic() - self._last_commit >= self.cfg.commit_interval:
             self.commit()
         return consumed
 
-    def _process(self, o: Owned, fresh: list[InRecord]) -> tuple[Owned, BatchResult, int] | None:
+    def _process(self, o: Owned, fresh: list[InRecord]) -> None:
         end = fresh[-1].offset + 1
-        o.read_to = end
         state: StateAccess = o.store
-        if o.txn is not None:
-            layers = [o.group.state_writes] if o.group is not None else []
-            state = eos.Overlay(o.store, [*layers, o.inflight_state])
+        layers = o.proto.state_layers()
+        if layers:
+            state = eos.Overlay(o.store, layers)
         hw: dict[str, bytes | None] = {}
         if o.stage > 0 and isinstance(o.store, RedisStore):
             fresh, hw = dedup(fresh, state)
@@ -568,17 +658,7 @@ class Worker:
         m.records_out.labels(job).inc(len(res.outputs))
         m.dead_letters.labels(job).inc(len(res.dead_letters))
         m.late_dropped.labels(job).inc(res.late_dropped)
-        if o.txn is None:
-            self.sink.send_all(res.outputs)
-            for dl in res.dead_letters:
-                self.sink.send_dead_letter(o.job.dead_letter_topic, dl)
-            return (o, res, end)
-        if o.group is None:
-            o.group = eos.TxnGroup(started=time.monotonic())
-        o.group.add(res, end, len(fresh))
-        if o.group.records >= EOS_GROUP_RECORDS:
-            self._flush_group(o)
-        return None
+        self._feed(o, cp.BatchProcessed(res, end, len(fresh), time.monotonic()))
 
     def _backpressure(self) -> None:
         for rt in self.jobs.values():
@@ -627,17 +707,20 @@ class Worker:
             return
         with self.metrics.checkpoint_seconds.time():
             out = commit_checkpoints(self._client, self.cfg.worker_id, pending)
-        for p in out.committed:
-            done = self.owned.get((p.job, p.topic, p.partition))
-            if done is not None and done.epoch == p.epoch:
-                done.committed = p.offset
+        outcomes: list[tuple[list[Pending], Callable[[int], cp.Event]]] = [
+            (out.committed, cp.CheckpointAccepted), (out.fenced, cp.CheckpointFenced),
+            (out.failed, cp.CheckpointFailed),
+        ]  # fmt: skip
+        for items, event in outcomes:
+            for p in items:
+                o = self.owned.get((p.job, p.topic, p.partition))
+                if o is None or o.epoch != p.epoch:
+                    continue
+                if event is cp.CheckpointFenced:  # someone else owns it: stop at once
+                    o.fault = eos.NotOwner(f"checkpoint at epoch {p.epoch} refused")
+                self._feed(o, event(p.offset))
         if out.committed:
             eos.crash_point("after_c")
-        for p in out.fenced:
-            # Someone else owns these now: stop touching them at once.
-            fenced = self.owned.get((p.job, p.topic, p.partition))
-            if fenced is not None and fenced.epoch == p.epoch:
-                self._fault(fenced, eos.NotOwner(f"checkpoint at epoch {p.epoch} refused"))
 
     # ------------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -678,9 +761,14 @@ class Worker:
     def shutdown(self) -> None:
         """Graceful stop: final commits, then deregister so partitions move at once."""
         try:
-            self._flush_groups(force=True)
-            for o in list(self.owned.values()):
-                self._settle(o)
+            # Commit every gathered group; a group that waited behind one in flight starts
+            # when that one is settled, hence the rounds.
+            for _ in range(5):
+                self._flush_groups(force=True)
+                for o in list(self.owned.values()):
+                    self._settle(o)
+                if all(o.proto.idle for o in self.owned.values()):
+                    break
             self.sink.flush()
             self.commit()
             self._client.deregister(self.cfg.worker_id)

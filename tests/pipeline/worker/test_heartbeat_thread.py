@@ -7,25 +7,42 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from coordinator.protocol import HeartbeatReply
+from coordinator.client import CoordinatorClient
+from coordinator.protocol import HeartbeatReply, Progress
 from paxline.localstack.common import wait_until
 from pipeline.errors import PipelineError
-from pipeline.worker import Worker, WorkerConfig
+from pipeline.worker import Worker, WorkerClients, WorkerConfig
+
+
+class Beats(CoordinatorClient):
+    """The heartbeat client, injected: the first beat gets a reply that is not JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(["http://127.0.0.1:9"], "token-123")
+        self.beats: list[str] = []
+
+    def heartbeat(
+        self, worker_id: str, capacity: int = 1024, progress: list[Progress] | None = None
+    ) -> HeartbeatReply:
+        self.beats.append("beat")
+        if len(self.beats) == 1:
+            raise ValueError("a reply that is not JSON")
+        return HeartbeatReply(worker_id, 10.0, [])
 
 
 @pytest.fixture
 def w() -> Iterator[Worker]:
     # Nothing listens on these addresses; the clients connect lazily, and the beats are faked.
-    worker = Worker(
-        WorkerConfig(
-            "w-hb", ["http://127.0.0.1:9"], "token-123", "127.0.0.1:9", "redis://127.0.0.1:9/0",
-            heartbeat_interval=0.01,
-        )
+    cfg = WorkerConfig(
+        "w-hb", ["http://127.0.0.1:9"], "token-123", "127.0.0.1:9", "redis://127.0.0.1:9/0",
+        heartbeat_interval=0.01,
     )  # fmt: skip
+    clients = WorkerClients.from_config(cfg)
+    clients.heartbeat = Beats()
+    worker = Worker(cfg, clients)
     yield worker
     # Destroy its Kafka producer now, not at interpreter exit, where its "connection refused"
     # lines would land in the test run's output after the summary.
@@ -34,15 +51,6 @@ def w() -> Iterator[Worker]:
 
 
 def test_an_unexpected_error_in_one_beat_does_not_stop_the_heartbeats(w: Worker) -> None:
-    beats: list[str] = []
-
-    def heartbeat(*_: Any) -> HeartbeatReply:
-        beats.append("beat")
-        if len(beats) == 1:
-            raise ValueError("a reply that is not JSON")
-        return HeartbeatReply("w-hb", 10.0, [])
-
-    w._hb_client.heartbeat = heartbeat  # type: ignore[method-assign]
     t = threading.Thread(target=w._heartbeat_loop, daemon=True)
     t.start()
     try:
