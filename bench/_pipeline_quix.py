@@ -5,6 +5,11 @@ uses group subscribe (its normal mode) with a consumer group of its own, reads f
 earliest offset and runs at-least-once (its default). Its producer gets the same wire settings
 as the paxline worker and the raw loop (idempotent, acks=all, lz4, linger 5 ms); everything
 else is Quix's defaults. Runs until SIGTERM; the benchmark watches the output topic.
+
+``guarantee`` picks ``processing_guarantee`` (systems ``quix`` / ``quix-eos``); ``stateful``
+runs the keyed count instead (systems ``quix-count`` / ``quix-eos-count``): ``group_by`` the
+user (a repartition topic, as paxline's ``key_by``), then a per-key count in Quix's RocksDB
+state, emitting ``{"id", "user", "n"}`` per record.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent))
 
-from _pipeline_transform import enrich, positive
+from _pipeline_transform import count_state, enrich, positive
 from quixstreams import Application
 
 PRODUCER = {
@@ -35,7 +40,7 @@ def main() -> None:
     settings = {
         "consumer_group": args["group"],
         "auto_offset_reset": "earliest",
-        "processing_guarantee": "at-least-once",
+        "processing_guarantee": args.get("guarantee", "at-least-once"),
         "producer_extra_config": PRODUCER,
         "state_dir": args["state_dir"],
         "loglevel": "WARNING",
@@ -44,7 +49,11 @@ def main() -> None:
     src = app.topic(args["source"], key_deserializer="bytes", value_deserializer="json")
     out = app.topic(args["sink"], key_serializer="bytes", value_serializer="json")
     sdf = app.dataframe(src)
-    sdf = sdf.filter(positive).apply(enrich)
+    if args.get("stateful"):
+        sdf = sdf.filter(positive).group_by("user")
+        sdf = sdf.apply(count_state, stateful=True)
+    else:
+        sdf = sdf.filter(positive).apply(enrich)
     sdf.to_topic(out)
     Path(args["info"]).write_text(
         json.dumps(

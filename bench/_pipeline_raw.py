@@ -7,6 +7,11 @@ batch size, and like the worker flushes the producer once per poll round. What i
 everything a runtime adds: no coordinator, no checkpoints, no dead-letter handling, no per-record
 objects, and (unless ``delivery_callback`` is set) no per-record delivery report.
 
+With ``transactional`` set (system ``raw-eos``) it is the exactly-once limit for one process:
+one transactional producer, consumer ``read_committed``, a transaction every ``txn_ms`` (100 ms)
+or ``txn_records`` input records, each committing the consumed positions of every assigned
+partition with ``send_offsets_to_transaction`` - the textbook consume-transform-produce loop.
+
 When every input record has been processed it writes its figures to ``info`` and waits for
 SIGTERM, so the benchmark can read its peak RSS.
 """
@@ -47,8 +52,16 @@ def main() -> None:
     args = json.loads(sys.argv[1])
     cconf = {"bootstrap.servers": args["bootstrap"], "group.id": args["group"], **CONSUMER}
     pconf = {"bootstrap.servers": args["bootstrap"], **PRODUCER}
+    transactional = bool(args.get("transactional"))
+    if transactional:
+        cconf["isolation.level"] = "read_committed"
+        pconf["transactional.id"] = f"{args['group']}.txn"
+        pconf["retry.backoff.ms"] = 5  # as the worker's (pipeline/kafka/clients.py)
     consumer = Consumer(cconf)
     producer = Producer(pconf)
+    txn_s = float(args.get("txn_ms", 100)) / 1000
+    txn_records = int(args.get("txn_records", 20_000))
+    txns = 0
     src, sink, total = args["source"], args["sink"], int(args["records"])
     batch, timeout = int(args["batch_size"]), float(args["poll_timeout"])
     consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in range(args["partitions"])])
@@ -63,7 +76,24 @@ def main() -> None:
 
     loads, dumps, produce = orjson.loads, orjson.dumps, producer.produce
     seen = out = 0
+    if transactional:
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        txn_start, txn_seen = time.monotonic(), 0
     while seen < total:
+        # Commit before consuming more: position() must cover only records already produced.
+        if (
+            transactional
+            and txn_seen
+            and (txn_seen >= txn_records or time.monotonic() - txn_start >= txn_s)
+        ):
+            producer.send_offsets_to_transaction(
+                consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+            )
+            producer.commit_transaction(30)
+            producer.begin_transaction()
+            txns += 1
+            txn_start, txn_seen = time.monotonic(), 0
         msgs = consumer.consume(batch, timeout)
         if not msgs:
             continue
@@ -84,9 +114,18 @@ def main() -> None:
                         producer.poll(0.05)
                 out += 1
         seen += len(msgs)
+        if transactional:
+            txn_seen += len(msgs)
+            continue  # durable at the transaction's commit, not per round
         left = producer.flush(60)  # outputs durable once per round, as the worker does
         if left or errors:
             raise SystemExit(f"delivery failed: {left} left, errors {errors[:3]}")
+    if transactional:
+        producer.send_offsets_to_transaction(
+            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+        )
+        producer.commit_transaction(30)
+        txns += 1
     Path(args["info"]).write_text(
         json.dumps(
             {
@@ -98,6 +137,10 @@ def main() -> None:
                 "batch_size": batch,
                 "poll_timeout": timeout,
                 "delivery_callback": bool(on_delivery),
+                "transactional": transactional,
+                "transactions": txns,
+                "txn_ms": txn_s * 1000,
+                "txn_records": txn_records,
             }
         )
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-__all__ = ["CENTS", "enrich", "make_input", "positive"]
+__all__ = ["CENTS", "count_next", "count_state", "enrich", "make_input", "positive"]
 
 CENTS = 100
 
@@ -28,6 +28,19 @@ def enrich(event: dict[str, Any]) -> dict[str, Any]:
         "amount_cents": round(event["amount"] * CENTS),
         "large": event["amount"] >= 1000,
     }
+
+
+def count_next(acc: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The stateful job: a running count per user; the output keeps the input's id (for the
+    verifier) and carries the count."""
+    return {"id": event["id"], "user": event["user"], "n": acc["n"] + 1}
+
+
+def count_state(event: dict[str, Any], state: Any) -> dict[str, Any]:
+    """`count_next` on Quix Streams' per-key state."""
+    out = count_next({"n": state.get("n", 0)}, event)
+    state.set("n", out["n"])
+    return out
 
 
 _KINDS = ("click", "view", "purchase", "refund")

@@ -21,7 +21,8 @@ the partition and runs this whole takeover again at the same epoch (docs/archite
 sec. 6). Step 2 counts takeovers in Redis, so a script the earlier incarnation sent before the
 fault and that lands late is refused.
 
-Per batch: (a) Redis script (epoch check, undo images, state, applied offset) -> (b) one Kafka
+Per group of batches - in the order `pipeline.commit.protocol` gives, which the worker runs:
+(a) Redis script (epoch check, undo images, state, applied offset) -> (b) one Kafka
 transaction with outputs, dead letters and `send_offsets_to_transaction` - the commit point
 -> (c) `CommitCheckpoint` through Paxos on the worker's interval.
 """
