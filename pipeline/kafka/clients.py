@@ -323,15 +323,19 @@ class TransactionalSink:
             p.begin_transaction()
             produce = p.produce
             for rec in outputs:
-                if rec.headers:
-                    produce(rec.topic, rec.value, rec.key, headers=list(rec.headers))
-                else:
-                    produce(rec.topic, rec.value, rec.key)
+                try:
+                    if rec.headers:
+                        produce(rec.topic, rec.value, rec.key, headers=list(rec.headers))
+                    else:
+                        produce(rec.topic, rec.value, rec.key)
+                except BufferError:
+                    # The local queue is full: what is queued is sent inside the transaction,
+                    # so wait for room instead of aborting (a group may have more outputs
+                    # than `queue.buffering.max.messages`; aborting would retake forever).
+                    self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
             for topic, dl in dead_letters:
                 rec = dead_letter_record(topic, dl)
                 self._produce(rec.topic, rec.key, rec.value, list(rec.headers))
-        except BufferError:
-            self._fail(KafkaException(KafkaError(KafkaError._QUEUE_FULL)), abort=True)
         except KafkaException as exc:
             self._fail(exc, abort=True)
 
