@@ -56,7 +56,9 @@ def main() -> None:
     if transactional:
         cconf["isolation.level"] = "read_committed"
         pconf["transactional.id"] = f"{args['group']}.txn"
-        pconf["retry.backoff.ms"] = 5  # as the worker's (pipeline/kafka/clients.py)
+        # as the worker's transactional producer (pipeline/kafka/clients.py)
+        pconf["retry.backoff.ms"] = 5
+        pconf["linger.ms"] = 20
     consumer = Consumer(cconf)
     producer = Producer(pconf)
     txn_s = float(args.get("txn_ms", 100)) / 1000
@@ -133,7 +135,7 @@ def main() -> None:
                 "produced": out,
                 "finished_at": time.time(),
                 "consumer": CONSUMER,
-                "producer": PRODUCER,
+                "producer": {k: v for k, v in pconf.items() if k != "bootstrap.servers"},
                 "batch_size": batch,
                 "poll_timeout": timeout,
                 "delivery_callback": bool(on_delivery),

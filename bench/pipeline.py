@@ -624,7 +624,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     sub = subprocess.run(
                         [PY, "-m", "paxline.cli", "submit", entry],
                         cwd=_ROOT,
-                        env=penv,
+                        # the CLI's interactive 3 s budget is too short on a loaded machine
+                        env={**penv, "PAXLINE_TIMEOUT": "60"},
                         capture_output=True,
                         text=True,
                         check=False,

@@ -112,7 +112,7 @@ class Overlay:
 
 class PartitionTxn:
     """The partition's transactional producer, as the commit protocol's effects use it
-    (`pipeline.commit.protocol`: BeginTxn, CommitTxn)."""
+    (`pipeline.commit.protocol`: BeginTxn, ProduceInTxn, CommitTxn)."""
 
     def __init__(self, producer: TransactionalSink, key: StateKey) -> None:
         self.producer = producer
@@ -121,6 +121,10 @@ class PartitionTxn:
     def begin(self, res: BatchResult, dead_letter_topic: str) -> None:
         """Main thread: open the transaction and produce the group's outputs into it."""
         self.producer.begin(res.outputs, [(dead_letter_topic, dl) for dl in res.dead_letters])
+
+    def produce(self, res: BatchResult, dead_letter_topic: str) -> None:
+        """Main thread: produce a later batch of the group into the open transaction."""
+        self.producer.produce(res.outputs, [(dead_letter_topic, dl) for dl in res.dead_letters])
 
     def commit(self, end: int, group_metadata: Any) -> None:
         """Commit thread: the consumed offset into the transaction, and commit (step b)."""

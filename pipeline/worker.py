@@ -168,7 +168,8 @@ _FENCED = (StaleEpoch, ProducerFenced, eos.NotOwner)
 _STEP_FAULTS = (TransientError, *_FENCED)
 _STEP_OF: dict[type, cp.Step] = {
     cp.Produce: cp.Step.PRODUCE, cp.Flush: cp.Step.FLUSH, cp.ApplyState: cp.Step.APPLY_STATE,
-    cp.BeginTxn: cp.Step.BEGIN_TXN, cp.Prepare: cp.Step.PREPARE, cp.CommitTxn: cp.Step.COMMIT_TXN,
+    cp.BeginTxn: cp.Step.BEGIN_TXN, cp.ProduceInTxn: cp.Step.PRODUCE,
+    cp.Prepare: cp.Step.PREPARE, cp.CommitTxn: cp.Step.COMMIT_TXN,
     cp.Publish: cp.Step.PUBLISH, cp.CommitCheckpoint: cp.Step.CHECKPOINT, cp.Drop: cp.Step.PROCESS,
 }  # fmt: skip
 
@@ -451,6 +452,9 @@ class Worker:
         elif isinstance(e, cp.BeginTxn):
             assert o.txn is not None
             o.txn.begin(e.result, o.job.dead_letter_topic)
+        elif isinstance(e, cp.ProduceInTxn):
+            assert o.txn is not None
+            o.txn.produce(e.result, o.job.dead_letter_topic)
         elif isinstance(e, cp.CommitCheckpoint):
             pass  # gathered by `commit` through `pending_checkpoint`, many per request
         elif isinstance(e, cp.Drop):

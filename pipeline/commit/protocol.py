@@ -12,12 +12,16 @@ at-least-once   BatchProcessed -> Produce, Flush -> (OutputsFlushed) -> ApplySta
                 applied offset guards it), the sink may see duplicates.
 
 exactly-once    BatchProcessed gathers batches into a group (bounded in records and age,
-                `GroupPolicy`); a group starts as BeginTxn (outputs into the partition's
-                transaction) -> ApplyState (Redis script: epoch check, undo images) ->
-                [Prepare, for two-phase sinks] -> CommitTxn (offsets in the transaction: THE
-                COMMIT POINT) -> (TxnCommitted) position advances -> [Publish] ->
-                CheckpointDue -> CommitCheckpoint. One group in flight per partition; the next
-                one grows meanwhile, up to `max_records`, so group size follows commit latency.
+                `GroupPolicy`) committed as one transaction. The group's first batch opens the
+                partition's transaction (BeginTxn, with its outputs) and every later batch
+                streams its outputs into it (ProduceInTxn), so outputs are not held in memory
+                and reach the broker early. Closing the group: ApplyState (Redis script: epoch
+                check, undo images) -> [Prepare, for two-phase sinks] -> CommitTxn (offsets in
+                the transaction: THE COMMIT POINT) -> (TxnCommitted) position advances ->
+                [Publish] -> CheckpointDue -> CommitCheckpoint. One group in flight per
+                partition (a producer has one transaction at a time); the next one is buffered
+                meanwhile, up to `max_records`, and opens its transaction with everything
+                buffered once the previous one committed.
 
 Effects returned by one call run in the order given, and the first that fails stops the rest
 (the shell then reports `Failed`). The shell may run a suffix of them on a commit thread (the
@@ -67,6 +71,7 @@ __all__ = [
     "Prepare",
     "Prepared",
     "Produce",
+    "ProduceInTxn",
     "Publish",
     "StateApplied",
     "Step",
@@ -222,6 +227,14 @@ class BeginTxn:
 
 
 @dataclass(frozen=True, slots=True)
+class ProduceInTxn:
+    """exactly-once: produce a batch's outputs and dead letters into the open transaction."""
+
+    result: BatchResult
+    background: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
 class Prepare:
     """Two-phase sinks: write this group's part durably but invisibly, named by `end`."""
 
@@ -269,8 +282,8 @@ class Drop:
 
 
 Effect = (
-    Produce | Flush | ApplyState | BeginTxn | Prepare | CommitTxn | Publish | CommitCheckpoint
-    | Drop
+    Produce | Flush | ApplyState | BeginTxn | ProduceInTxn | Prepare | CommitTxn | Publish
+    | CommitCheckpoint | Drop
 )  # fmt: skip
 
 
@@ -285,10 +298,12 @@ class _Group:
     records: int = 0
     touched: bool = True
 
-    def add(self, res: BatchResult, end: int, records: int) -> None:
+    def add(self, res: BatchResult, end: int, records: int, buffer: bool) -> None:
+        """`buffer`: keep the outputs (no transaction open for them yet)."""
         r = self.result
-        r.outputs += res.outputs
-        r.dead_letters += res.dead_letters
+        if buffer:
+            r.outputs += res.outputs
+            r.dead_letters += res.dead_letters
         r.state_writes.update(res.state_writes)
         r.view_writes.update(res.view_writes)
         r.late_dropped += res.late_dropped
@@ -340,6 +355,7 @@ class PartitionCommit:
         self._group: _Group | None = None
         self._inflight: _InFlight | None = None
         self._start_next = False
+        self._txn_open = False  # the open group's transaction is begun, its outputs in it
 
     # ------------------------------------------------------------------------ queries
     @property
@@ -456,10 +472,17 @@ class PartitionCommit:
     def _eos_batch(self, ev: BatchProcessed) -> list[Effect]:
         if self._group is None:
             self._group = _Group(started=ev.now)
-        self._group.add(ev.result, ev.end, ev.records)
-        if self._group.records >= self.policy.records:
-            return self._start(force=False)
-        return []
+        g = self._group
+        effects: list[Effect] = []
+        if self._txn_open:
+            effects.append(ProduceInTxn(ev.result))
+        elif self._inflight is None:
+            effects.append(BeginTxn(ev.result, ev.end))
+            self._txn_open = True
+        g.add(ev.result, ev.end, ev.records, buffer=not self._txn_open)
+        if g.records >= self.policy.records:
+            effects += self._start(force=False)
+        return effects
 
     def _tick(self, ev: Tick) -> list[Effect]:
         g = self._group
@@ -484,7 +507,8 @@ class PartitionCommit:
         self._group, self._start_next = None, False
         res = g.result
         self._inflight = _InFlight(g.end, res.state_writes)
-        effects: list[Effect] = [BeginTxn(res, g.end)]
+        effects: list[Effect] = [] if self._txn_open else [BeginTxn(res, g.end)]
+        self._txn_open = False
         if self.stateful:
             effects.append(ApplyState(res.state_writes, res.view_writes, g.end))
         if self.two_phase:
@@ -500,8 +524,14 @@ class PartitionCommit:
         self.position = end
         effects: list[Effect] = [Publish(end)] if self.two_phase else []
         g = self._group
-        if g is not None and (self._start_next or g.records >= self.policy.records):
-            effects += self._start(force=True)
+        if g is not None:
+            if self._start_next or g.records >= self.policy.records:
+                effects += self._start(force=True)
+            else:  # open the buffered group's transaction; later batches stream into it
+                effects.append(BeginTxn(g.result, g.end))
+                self._txn_open = True
+                g.result = BatchResult(state_writes=g.result.state_writes,
+                                       view_writes=g.result.view_writes)  # fmt: skip
         return effects
 
     def _expect_inflight(self, end: int, what: str) -> _InFlight:
@@ -514,5 +544,6 @@ class PartitionCommit:
     def _drop(self, step: Step, reason: str, fenced: bool) -> list[Effect]:
         self._unflushed, self._applying = [], None
         self._group, self._inflight, self._start_next = None, None, False
+        self._txn_open = False
         self.dropped = Drop(step, reason, fenced, self.committed)
         return [self.dropped]

@@ -41,6 +41,7 @@ from pipeline.commit.protocol import (
     Prepare,
     Prepared,
     Produce,
+    ProduceInTxn,
     Publish,
     StateApplied,
     Step,
@@ -77,7 +78,8 @@ class World:
 
 
 STEP_OF = {Produce: Step.PRODUCE, Flush: Step.FLUSH, ApplyState: Step.APPLY_STATE,
-           BeginTxn: Step.BEGIN_TXN, Prepare: Step.PREPARE, CommitTxn: Step.COMMIT_TXN,
+           BeginTxn: Step.BEGIN_TXN, ProduceInTxn: Step.PRODUCE, Prepare: Step.PREPARE,
+           CommitTxn: Step.COMMIT_TXN,
            Publish: Step.PUBLISH, CommitCheckpoint: Step.CHECKPOINT}  # fmt: skip
 
 
@@ -125,7 +127,11 @@ class Shell:
             w.applied = e.end
             return StateApplied(e.end)
         elif isinstance(e, BeginTxn):
+            assert w.txn is None, "a producer has one transaction at a time"
             w.txn = [o.value for o in e.result.outputs]
+        elif isinstance(e, ProduceInTxn):
+            assert w.txn is not None, "produced outside a transaction"
+            w.txn += [o.value for o in e.result.outputs]
         elif isinstance(e, Prepare):
             w.prepared.append(e.end)
             return Prepared(e.end)

@@ -34,6 +34,7 @@ from pipeline.commit.protocol import (
     Prepare,
     Prepared,
     Produce,
+    ProduceInTxn,
     ProtocolError,
     Publish,
     StateApplied,
@@ -118,15 +119,22 @@ EOS_SCENARIOS = [
     ("two-phase sink: prepare before the commit point, publish after", True, True,
      [BatchProcessed(res(1), 10, 10), StateApplied(10), Prepared(10), TxnCommitted(10)],
      [["BeginTxn", "ApplyState", "Prepare", "CommitTxn"], [], [], ["Publish"]]),
+    ("a group's first batch opens the transaction, later ones stream into it", True, False,
+     [BatchProcessed(res(1), 3, 3, now=1.0), BatchProcessed(res(2), 6, 3, now=1.0)],
+     [["BeginTxn"], ["ProduceInTxn"]]),
     ("a small group waits for its age", True, False,
      [BatchProcessed(res(1), 3, 3, now=1.0), Tick(1.1), Tick(1.25)],
-     [[], [], ["BeginTxn", "ApplyState", "CommitTxn"]]),
+     [["BeginTxn"], [], ["ApplyState", "CommitTxn"]]),
     ("a quiet partition commits on the second tick", True, False,
      [BatchProcessed(res(1), 3, 3, now=1.0), Tick(1.01), Tick(1.02)],
-     [[], [], ["BeginTxn", "ApplyState", "CommitTxn"]]),
+     [["BeginTxn"], [], ["ApplyState", "CommitTxn"]]),
     ("force commits now", True, False,
      [BatchProcessed(res(1), 3, 3, now=1.0), Tick(1.0, force=True)],
-     [[], ["BeginTxn", "ApplyState", "CommitTxn"]]),
+     [["BeginTxn"], ["ApplyState", "CommitTxn"]]),
+    ("while a group commits the next is buffered, then opens its transaction", True, False,
+     [BatchProcessed(res(1), 10, 10), BatchProcessed(res(2), 13, 3), StateApplied(10),
+      TxnCommitted(10), BatchProcessed(res(3), 16, 3)],
+     [["BeginTxn", "ApplyState", "CommitTxn"], [], [], ["BeginTxn"], ["ProduceInTxn"]]),
     ("one group in flight: the next grows, then starts on the commit", True, False,
      [BatchProcessed(res(1), 10, 10), BatchProcessed(res(2), 20, 10), StateApplied(10),
       TxnCommitted(10)],
@@ -150,18 +158,28 @@ def test_exactly_once_order(
 
 def test_exactly_once_group_carries_every_batch_and_the_last_end() -> None:
     m = machine(EOS)
-    assert m.handle(BatchProcessed(res(1), 4, 4, now=0.0)) == []
-    assert m.handle(BatchProcessed(res(2), 9, 5, now=0.0)) == []
+    r1, r2 = res(1), res(2)
+    assert m.handle(BatchProcessed(r1, 4, 4, now=0.0)) == [BeginTxn(r1, 4)]
+    assert m.handle(BatchProcessed(r2, 9, 5, now=0.0)) == [ProduceInTxn(r2)]
     assert m.state_layers() == [{"k": b"2"}]  # the executor reads through the open group
     eff = m.handle(Tick(0.0, force=True))
-    assert isinstance(eff[0], BeginTxn) and eff[0].end == 9
-    assert [o.value for o in eff[0].result.outputs] == [b"1", b"2"]
-    assert eff[1] == ApplyState({"k": b"2"}, {}, 9)
-    assert eff[2] == CommitTxn(9)
+    assert eff == [ApplyState({"k": b"2"}, {}, 9), CommitTxn(9)]
     assert m.in_flight and m.position == 0
     m.handle(StateApplied(9))
     m.handle(TxnCommitted(9))
     assert m.position == 9 and m.idle
+
+
+def test_buffered_outputs_open_the_next_transaction_whole() -> None:
+    m = machine(EOS)
+    m.handle(BatchProcessed(res(1), 10, 10))
+    m.handle(BatchProcessed(res(2), 12, 2))
+    m.handle(BatchProcessed(res(3), 14, 2))
+    m.handle(StateApplied(10))
+    eff = m.handle(TxnCommitted(10))
+    assert len(eff) == 1 and isinstance(eff[0], BeginTxn) and eff[0].end == 14
+    assert [o.value for o in eff[0].result.outputs] == [b"2", b"3"]
+    assert m.handle(Tick(0.0, force=True)) == [ApplyState({"k": b"3"}, {}, 14), CommitTxn(14)]
 
 
 def test_a_group_in_flight_stays_readable_until_it_commits() -> None:
