@@ -574,7 +574,7 @@ class Worker:
         partition went quiet (`Tick`)."""
         now = time.monotonic()
         for o in list(self.owned.values()):
-            if o.proto.exactly_once:
+            if o.proto.exactly_once and self._settle(o, wait=False):  # a finished chain first
                 self._feed(o, cp.Tick(now, force=force))
 
     def _revoke(self, partitions: list[Owned]) -> None:
