@@ -20,12 +20,16 @@ import redis
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from coordinator.client import CoordinatorClient
-from paxline.localstack.common import wait_until
+from paxline.localstack import redis as redis_launcher
+from paxline.localstack.common import port_open, wait_until
 from paxline.localstack.coordinators import LocalCluster
 from pipeline.kafka import end_offsets
 from pipeline.state.redis import view_key
 
 ROOT = Path(__file__).resolve().parents[3]
+# Chaos outages: short in CI; `make chaos` sets PAXLINE_CHAOS_LONG=1 for the issue's full
+# lengths (30 s broker down, 20 s Redis paused, several broker kill rounds).
+CHAOS_LONG = os.environ.get("PAXLINE_CHAOS_LONG", "") not in ("", "0")
 
 
 @dataclass
@@ -84,6 +88,35 @@ class Stack:
     def stop_workers(self) -> None:
         for worker_id in list(self.workers):
             self.kill_worker(worker_id, signal.SIGTERM)
+
+
+class OwnRedis:
+    """A Redis only one test module uses, so killing or pausing it disturbs no other test."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.server = redis_launcher.start(data_dir)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def kill(self) -> None:
+        os.kill(self.server.pid, signal.SIGKILL)
+        wait_until(lambda: not port_open(self.server.port), 30, "redis to die")
+
+    def restart(self) -> None:
+        self.server = redis_launcher.start(self.data_dir, port=self.server.port)
+
+    def pause(self) -> None:
+        os.kill(self.server.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.server.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        redis_launcher.stop(self.data_dir)
 
 
 def produce(
