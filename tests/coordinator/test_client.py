@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,15 +19,24 @@ from paxline.localstack.coordinators import LocalCluster
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "cluster", env={"PAXLINE_WORKER_SESSION_TIMEOUT": "30"})
+@pytest.fixture(scope="module")
+def whole_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path_factory.mktemp("client"),
+                     env={"PAXLINE_WORKER_SESSION_TIMEOUT": "30"})  # fmt: skip
     c.start()
     try:
-        c.wait_for_leader(60)
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def cluster(whole_cluster: LocalCluster) -> LocalCluster:
+    """Every node running and a leader elected, whatever the previous test killed."""
+    for node in whole_cluster.nodes:
+        whole_cluster.start_node(node)
+    whole_cluster.wait_for_leader(60)
+    return whole_cluster
 
 
 class Call(threading.Thread):

@@ -23,16 +23,16 @@ from e2e_stack import (
     CHAOS_LONG,
     OwnRedis,
     Stack,
+    job_progress,
     produce,
     read_view,
-    wait_idle,
-    wait_idle_eos,
+    uncommitted_left,
     wait_workers,
 )
 from eos_checker import check
 from fault_proxy import FaultProxy
 
-from paxline.localstack.common import wait_until
+from paxline.localstack.common import ServiceError, wait_until
 from paxline.localstack.coordinators import LocalCluster
 from pipeline.loading import load_job
 
@@ -142,16 +142,29 @@ def _recovered(scenario: str, since: float) -> float:
     return took
 
 
-def _lag0(stack: Stack, job: str, eos: bool = True) -> None:
-    """Wait for lag 0; if it never comes, every worker dumps its threads into its log
+def _lag0(stack: Stack, job: str, eos: bool = True, timeout: float = 120.0) -> None:
+    """Wait for lag 0, checking on every poll that no worker exited meanwhile (a worker
+    that dies of the fault shows as "workers exited" with its last log lines, not as a
+    timeout). If lag 0 never comes, every worker dumps its threads into its log
     (`kill -USR1`) first, so the failure shows what the stuck partition waits on."""
+    left: list[str] = []
+
+    def idle() -> bool:
+        stack.assert_alive()
+        if eos:
+            left[:] = uncommitted_left(stack, job)
+        else:
+            left[:] = [f"{t}[{p}] {a}/{e}" for t, p, a, e in job_progress(stack, job)
+                       if (a or 0) != e]  # fmt: skip
+        return not left
+
     try:
-        (wait_idle_eos if eos else wait_idle)(stack, job, timeout=120.0)
-    except AssertionError:
+        wait_until(idle, timeout, f"{job} to reach lag 0", interval=0.25)
+    except ServiceError as exc:
         for proc in stack.workers.values():
             proc.send_signal(signal.SIGUSR1)
         time.sleep(1)  # the dump is written by the worker: give it a moment, then fail
-        raise
+        raise AssertionError(f"{exc}; still to read: {left[:8]}") from exc
 
 
 # ---------------------------------------------------------------------------- scenarios
