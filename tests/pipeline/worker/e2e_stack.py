@@ -69,9 +69,16 @@ class Stack:
         )  # fmt: skip
 
     def kill_worker(self, worker_id: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a worker and wait for it; one that does not end within 60 s of a SIGTERM
+        (a graceful shutdown stuck on a dependency) is SIGKILLed, so that a failed test
+        never leaves workers behind to disturb the next one."""
         proc = self.workers.pop(worker_id)
         proc.send_signal(sig)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
 
     def assert_alive(self) -> None:
         """Every worker this test started still runs: a transient fault must never end one
