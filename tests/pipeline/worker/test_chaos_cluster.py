@@ -36,7 +36,10 @@ from paxline.localstack.common import ServiceError, wait_until
 from paxline.localstack.coordinators import LocalCluster
 from pipeline.loading import load_job
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+# Broker restarts take 5-20 s each (more on a loaded machine), and the long variant runs
+# 100,000 records per scenario: past pytest's default 600 s per test.
+pytestmark = [pytest.mark.integration, pytest.mark.chaos,
+              pytest.mark.timeout(2400 if CHAOS_LONG else 1200)]  # fmt: skip
 JOBS = "tests/pipeline/worker/jobs_for_tests.py"
 RECORDS = int(os.environ.get("PAXLINE_CHAOS_RECORDS", "20000")) // 2
 BASE_TS = 1_700_000_000_000
