@@ -75,6 +75,14 @@ def stack(
         cluster.stop()
 
 
+@pytest.fixture(autouse=True)
+def _own_workers(stack: Stack) -> Iterator[None]:
+    """Each scenario ends with its workers stopped, failed or not: a failed scenario must
+    not leave workers registered for the next one to find."""
+    yield
+    stack.stop_workers()
+
+
 # ------------------------------------------------------------------------------ helpers
 def _submit(stack: Stack, attr: str) -> str:
     done = stack.paxline("submit", f"{JOBS}:{attr}", "--wait", "--timeout", "90")
