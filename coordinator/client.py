@@ -4,7 +4,18 @@ It hides leader changes: any node accepts a request (followers forward to the le
 when a node is down or no leader is elected yet the client moves on to the next node until
 its deadline. Mutations carry a stable session `(client_id, seq)`: a retry after a timeout
 re-sends the same seq, so the cluster applies the command at most once and answers the retry
-with the first result. One session allows one outstanding mutation, hence the lock.
+with the first result (a retry that reaches the leader while the first attempt is still
+pending waits on that same proposal).
+
+One session allows one outstanding mutation, so concurrent callers of one client (a worker's
+main loop committing checkpoints while its takeover threads commit theirs) each borrow a
+session of their own from a small pool instead of queueing behind one lock: a caller never
+waits out another caller's deadline, e.g. a checkpoint commit retrying for 10 s while no
+coordinator leader exists (issue 13: lag 0 came 11 s after a 5 s quorum loss). Each attempt
+is short at first (`attempt_timeout`, doubling per round up to `request_timeout`), so a node
+that accepts connections but does not answer (partitioned, frozen, busy restarting) costs
+about a second before the next node is tried, and a call returns soon after a leader
+exists again. A retry is safe whenever it happens: it carries the same seq.
 
 Over HTTPS (coordinators started with `--tls-cert/--tls-key/--tls-ca`) the client verifies
 each node's certificate against `ca`, the CA file that signed them (the system's trust store
@@ -72,6 +83,16 @@ class RequestRejected(CoordinatorError):
         super().__init__(f"HTTP {status}: {body.get('error', body)}")
 
 
+class _Session:
+    """A `(client_id, seq)` session: at most one mutation outstanding on it at a time."""
+
+    __slots__ = ("client_id", "seq")
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.seq = 0
+
+
 class CoordinatorClient:
     def __init__(
         self,
@@ -81,18 +102,26 @@ class CoordinatorClient:
         client_id: str | None = None,
         request_timeout: float = 3.0,
         ca: str | Path | None = None,
+        attempt_timeout: float = 1.0,
     ) -> None:
-        """`ca`: the CA file to verify HTTPS coordinators with (`PAXLINE_TLS_CA`)."""
+        """`timeout`: a call's whole budget; `request_timeout`: the longest single attempt,
+        reached by doubling from `attempt_timeout` after each round over every node in which
+        an attempt timed out. `ca`: the CA file to verify HTTPS coordinators with
+        (`PAXLINE_TLS_CA`)."""
         if not endpoints:
             raise ValueError("at least one coordinator endpoint is required")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.token = token
         self.timeout = timeout
         self.client_id = client_id or f"client-{uuid.uuid4().hex}"
-        self._seq = 0
-        self._lock = threading.Lock()
+        # Free sessions; the first keeps `client_id` itself, later ones (made only when
+        # callers overlap) add a suffix. The cluster keeps one small entry per session id.
+        self._free = [_Session(self.client_id)]
+        self._sessions_made = 1
+        self._pool_lock = threading.Lock()
         self._preferred = 0
         self._request_timeout = request_timeout
+        self._attempt_timeout = min(attempt_timeout, request_timeout)
         self.ca = str(ca) if ca else None
         self._http = httpx.Client(timeout=request_timeout, verify=verify_context(self.ca))
 
@@ -114,25 +143,38 @@ class CoordinatorClient:
         mutation: bool = False,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        if mutation:
-            with self._lock:
-                self._seq += 1
-                return self._attempts(method, path, body, self._seq, timeout)
-        return self._attempts(method, path, body, None, timeout)
+        if not mutation:
+            return self._attempts(method, path, body, None, timeout)
+        session = self._borrow()
+        try:
+            session.seq += 1
+            return self._attempts(method, path, body, session, timeout)
+        finally:
+            with self._pool_lock:
+                self._free.append(session)
+
+    def _borrow(self) -> _Session:
+        with self._pool_lock:
+            if self._free:
+                return self._free.pop()
+            self._sessions_made += 1
+            return _Session(f"{self.client_id}-{self._sessions_made}")
 
     def _attempts(
-        self, method: str, path: str, body: Any, seq: int | None, timeout: float | None
+        self, method: str, path: str, body: Any, session: _Session | None, timeout: float | None
     ) -> dict[str, Any]:
         deadline = time.monotonic() + (timeout or self.timeout)
         headers: dict[str, str] = {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        if seq is not None:
-            headers["Paxline-Client-Id"] = self.client_id
-            headers["Paxline-Seq"] = str(seq)
+        if session is not None:
+            headers["Paxline-Client-Id"] = session.client_id
+            headers["Paxline-Seq"] = str(session.seq)
         last_error = "no attempt made"
         attempt = 0
         unverified: set[str] = set()
+        attempt_timeout = self._attempt_timeout
+        timed_out = False  # in this round over the nodes
         while True:
             endpoint = self.endpoints[(self._preferred + attempt) % len(self.endpoints)]
             # No attempt outlives the deadline: a caller's budget (the CLI's --timeout) holds
@@ -141,9 +183,10 @@ class CoordinatorClient:
             try:
                 resp = self._http.request(
                     method, endpoint + path, json=body, headers=headers,
-                    timeout=min(self._request_timeout, left),
+                    timeout=min(attempt_timeout, left),
                 )  # fmt: skip
             except httpx.HTTPError as exc:
+                timed_out |= isinstance(exc, httpx.TimeoutException)
                 last_error = f"{endpoint}: {self._describe(endpoint, exc)}"
                 if _verify_failure(exc) is not None:
                     unverified.add(endpoint)
@@ -164,6 +207,9 @@ class CoordinatorClient:
                     f"({timeout or self.timeout:.1f}s); last error: {last_error}"
                 )
             if attempt % len(self.endpoints) == 0:  # back off after a full round
+                if timed_out:  # maybe slow rather than gone: allow longer attempts
+                    attempt_timeout = min(attempt_timeout * 2, self._request_timeout)
+                    timed_out = False
                 time.sleep(max(0.0, min(0.05 * attempt, 0.25, deadline - time.monotonic())))
 
     # ------------------------------------------------------------------------- commands

@@ -305,6 +305,12 @@ class TransactionalSink:
             # makes it ~10 ms (bench/txn_latency.py). Real failures still back off
             # exponentially up to `retry.backoff.max.ms`.
             "retry.backoff.ms": 5,
+            # send_offsets_to_transaction can wait for a broker state change that never
+            # comes once it lost the group coordinator, past its timeout (librdkafka#5456,
+            # #5511; here: minutes, after every broker connection was reset for 6 s, in
+            # tests/pipeline/worker/test_chaos_cluster.py). Closing idle connections makes
+            # such state changes happen, so the call wakes up and times out or completes.
+            "connections.max.idle.ms": 5000,
             **_RECONNECT,
         }
         conf.update(extra or {})

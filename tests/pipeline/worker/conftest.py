@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from chaos_kafka import ChaosKafka
 from e2e_stack import Stack
 
 from paxline.localstack.coordinators import LocalCluster
@@ -30,3 +31,24 @@ def stack(
     finally:
         s.stop_workers()
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def chaos_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosKafka]:
+    """The chaos tests' 3-broker cluster (chaos_kafka.py), started once per session. Each
+    use finds every broker running and every proxy passing, whatever the last test did."""
+    k = ChaosKafka(tmp_path_factory.mktemp("chaos-kafka"))
+    try:
+        took = k.start()
+        print(f"\n3-broker chaos cluster ready in {took:.1f}s on {k.bootstrap}")
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture
+def healthy_kafka(chaos_kafka: ChaosKafka) -> ChaosKafka:
+    for node in chaos_kafka.nodes.values():
+        node.proxy.heal()
+    chaos_kafka.start()
+    return chaos_kafka

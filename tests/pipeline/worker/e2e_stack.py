@@ -20,12 +20,16 @@ import redis
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from coordinator.client import CoordinatorClient
-from paxline.localstack.common import wait_until
+from paxline.localstack import redis as redis_launcher
+from paxline.localstack.common import port_open, wait_until
 from paxline.localstack.coordinators import LocalCluster
 from pipeline.kafka import end_offsets
 from pipeline.state.redis import view_key
 
 ROOT = Path(__file__).resolve().parents[3]
+# Chaos outages: short in CI; `make chaos` sets PAXLINE_CHAOS_LONG=1 for the issue's full
+# lengths (30 s broker down, 20 s Redis paused, several broker kill rounds).
+CHAOS_LONG = os.environ.get("PAXLINE_CHAOS_LONG", "") not in ("", "0")
 
 
 @dataclass
@@ -65,9 +69,16 @@ class Stack:
         )  # fmt: skip
 
     def kill_worker(self, worker_id: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a worker and wait for it; one that does not end within 60 s of a SIGTERM
+        (a graceful shutdown stuck on a dependency) is SIGKILLed, so that a failed test
+        never leaves workers behind to disturb the next one."""
         proc = self.workers.pop(worker_id)
         proc.send_signal(sig)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
 
     def assert_alive(self) -> None:
         """Every worker this test started still runs: a transient fault must never end one
@@ -84,6 +95,35 @@ class Stack:
     def stop_workers(self) -> None:
         for worker_id in list(self.workers):
             self.kill_worker(worker_id, signal.SIGTERM)
+
+
+class OwnRedis:
+    """A Redis only one test module uses, so killing or pausing it disturbs no other test."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.server = redis_launcher.start(data_dir)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def kill(self) -> None:
+        os.kill(self.server.pid, signal.SIGKILL)
+        wait_until(lambda: not port_open(self.server.port), 30, "redis to die")
+
+    def restart(self) -> None:
+        self.server = redis_launcher.start(self.data_dir, port=self.server.port)
+
+    def pause(self) -> None:
+        os.kill(self.server.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.server.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        redis_launcher.stop(self.data_dir)
 
 
 def produce(

@@ -75,3 +75,9 @@ heal_redis_pause = _eos_counter("healpause")
 heal_redis_alo = _counter("healalo", "healalo-in", partitions=4)
 heal_handover = _eos_windows("healhand")
 heal_quorum = _eos_counter("healquorum")
+
+# Chaos on the 3-broker cluster and through the fault proxy (issue 13, test_chaos_cluster.py).
+chaos_leader_kill = _eos_windows("chleader")
+chaos_broker_down = _counter("chdown", "chdown-in", partitions=4)
+chaos_redis_proxy = _eos_counter("chredisproxy")
+chaos_kafka_proxy = _eos_windows("chkafkaproxy")
