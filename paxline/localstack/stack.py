@@ -315,9 +315,9 @@ class LocalStack:
         wait_until(waiting("services", lambda: all(
             kafka.metadata_brokers("127.0.0.1", p) >= brokers for p in ports)),
             300, f"kafka on {data['kafka']} to list {_brokers(brokers)}")  # fmt: skip
-        progress(f"  kafka {data.get('kafka_version', '')} on {data['kafka']} "
-                 f"({_brokers(brokers)}, replication {min(3, brokers)}, "
-                 f"min.insync.replicas {min(2, brokers)})")  # fmt: skip
+        progress(f"  kafka {data.get('kafka_version', '')} on {data['kafka']}")
+        progress(f"  {_brokers(brokers)}, replication {min(3, brokers)}, "
+                 f"min.insync.replicas {min(2, brokers)}")  # fmt: skip
         rport = int(data["redis"].rsplit(":", 1)[1].split("/")[0])
         progress("starting Redis (AOF on) ...")
         wait_until(waiting("services", lambda: redis.ping(rport)), 60, "redis to answer PING")
