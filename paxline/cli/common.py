@@ -186,14 +186,47 @@ def reaching(ep: Endpoints) -> Iterator[None]:
         raise Failure(describe_unavailable(exc, ep)) from exc
 
 
+def _usage_error(exc: Exception, kinds: set[str]) -> NoReturn:
+    """A bad flag, value or command: one line naming it and the help to read, exit 2 (not
+    click's usage block); no arguments at all: the help."""
+    ctx = getattr(exc, "ctx", None)
+    code = int(getattr(exc, "exit_code", 2))
+    if "NoArgsIsHelpError" in kinds and ctx is not None:
+        typer.echo(ctx.get_help())
+        sys.exit(code)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    if "UsageError" in kinds:
+        names: list[str] = []
+        while ctx is not None and ctx.parent is not None:  # the root is `python -m ...`
+            names.append(str(ctx.info_name))
+            ctx = ctx.parent
+        where = " ".join(["paxline", *reversed(names)])
+        message += f" (see `{where} --help`)"
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 def run_guarded(app: Any) -> None:
     """Run the typer app: a `Failure` is its one line; anything unexpected is one line too,
     with the traceback only under --debug (or PAXLINE_DEBUG=1)."""
     try:
         try:
-            app()
+            code = app(standalone_mode=False)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            # Typer vendors click; its usage errors are recognised by their class names.
+            kinds = {c.__name__ for c in type(exc).__mro__}
+            if "ClickException" not in kinds:
+                raise
+            _usage_error(exc, kinds)
         finally:
             note, STATE.note = STATE.note, ""
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        if note:
+            typer.echo(f"note: {note}", err=True)
     except SystemExit as exc:
         if note and not exc.code:
             typer.echo(f"note: {note}", err=True)

@@ -136,20 +136,24 @@ class LocalCluster:
         # TLS comes from `n.tls` only: a PAXLINE_TLS_* in the caller's environment must not
         # turn a plain test cluster into a half-TLS one.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAXLINE_TLS_")}
-        env = {
-            **inherited,
-            **self.env,
-            "PAXLINE_CLUSTER_SECRET": self.secret,
-            "PAXLINE_API_TOKEN": self.token,
-        }
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        env = {**inherited, **self.node_env()}
         with open(n.log_path, "ab") as log:
             n.proc = subprocess.Popen(
                 self.command(node_id, join), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )  # fmt: skip
         n.starts += 1
+
+    def node_env(self) -> dict[str, str]:
+        """What a node's environment adds to the inherited one: the cluster secret, the API
+        token, this cluster's settings and the project on PYTHONPATH."""
+        root = str(Path(__file__).resolve().parents[2])
+        return {
+            **self.env,
+            "PAXLINE_CLUSTER_SECRET": self.secret,
+            "PAXLINE_API_TOKEN": self.token,
+            "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
 
     def kill(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         n = self.nodes[node_id]

@@ -37,13 +37,19 @@ from paxline.localstack.common import (
 __all__ = [
     "DEFAULT_VERSION",
     "KafkaBroker",
+    "KafkaCluster",
+    "Launch",
     "cluster_id",
     "fetch",
     "format_storage",
     "metadata_brokers",
+    "prepare",
+    "prepare_cluster",
     "start",
+    "start_cluster",
     "status",
     "stop",
+    "stop_cluster",
 ]
 
 DEFAULT_VERSION = "4.4.0"
@@ -220,6 +226,43 @@ def _state_file(data_dir: Path) -> Path:
     return data_dir / "kafka.ports"
 
 
+@dataclass(frozen=True)
+class Launch:
+    """A broker ready to run: its command line and where it will listen. Made by `prepare`
+    (fetch, configure, format once); run by `start` here, or by the stack's supervisor,
+    which restarts it with the same command line and so the same ports."""
+
+    argv: list[str]
+    port: int
+    controller_port: int
+    data_dir: Path
+    version: str
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+
+def prepare(data_dir: Path, port: int | None = None, version: str = DEFAULT_VERSION) -> Launch:
+    """Fetch the jars, write the broker's configuration and format its storage the first
+    time. The client port is kept from the last run when it is free."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    libs = fetch(version)
+    port = port or _previous_port(data_dir) or free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    props = data_dir / "server.properties"
+    props.write_text(_properties(data_dir, port, controller_port))
+    log_cfg = data_dir / "log4j2.properties"
+    log_cfg.write_text(_LOG4J2.format(log=data_dir / "kafka.log"))
+    format_storage(libs, data_dir, props)
+    _state_file(data_dir).write_text(f"{port} {controller_port} {version}\n")
+    argv = _java(libs, "kafka.Kafka", [str(props)], log_cfg)
+    return Launch(argv, port, controller_port, data_dir, version)
+
+
 def start(
     data_dir: Path,
     port: int | None = None,
@@ -230,30 +273,19 @@ def start(
     metadata. Idempotent: a broker already running from `data_dir` is returned as is."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = data_dir / "kafka.pid"
     running = _running(data_dir)
     if running is not None:
         return running
-    libs = fetch(version)
     t0 = time.monotonic()
-    port = port or _previous_port(data_dir) or free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
-    props = data_dir / "server.properties"
-    props.write_text(_properties(data_dir, port, controller_port))
-    log_cfg = data_dir / "log4j2.properties"
+    launch = prepare(data_dir, port, version)
+    port = launch.port
     log_file = data_dir / "kafka.log"
-    log_cfg.write_text(_LOG4J2.format(log=log_file))
-    format_storage(libs, data_dir, props)
     with open(data_dir / "kafka.out", "ab") as out:
         proc = subprocess.Popen(
-            _java(libs, "kafka.Kafka", [str(props)], log_cfg),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            launch.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-    pid_file.write_text(str(proc.pid))
-    _state_file(data_dir).write_text(f"{port} {controller_port} {version}\n")
+    launch.pid_file.write_text(str(proc.pid))
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -268,7 +300,9 @@ def start(
     except ServiceError:
         stop(data_dir)
         raise
-    return KafkaBroker(port, controller_port, data_dir, version, proc.pid, time.monotonic() - t0)
+    return KafkaBroker(
+        port, launch.controller_port, data_dir, version, proc.pid, time.monotonic() - t0
+    )
 
 
 def _previous_port(data_dir: Path) -> int | None:
@@ -365,10 +399,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 @dataclass(frozen=True)
 class KafkaCluster:
     """A KRaft cluster of combined broker+controller nodes (node i lives in `data_dir/node{i}`)."""
@@ -397,42 +427,68 @@ def _cluster_properties(
     return base + f"min.insync.replicas={isr}\ndefault.replication.factor={rf}\n"
 
 
-def start_cluster(
-    data_dir: Path, n: int = 3, version: str = DEFAULT_VERSION, timeout: float = 240.0
-) -> KafkaCluster:
-    """Start `n` combined broker+controller nodes (controller quorum of `n`, internal topics
-    with replication min(3, n) and `min.insync.replicas` min(2, n)) and wait until every
-    node serves metadata that lists all `n` brokers."""
+def prepare_cluster(data_dir: Path, n: int = 3, version: str = DEFAULT_VERSION) -> list[Launch]:
+    """Configure and format `n` combined broker+controller nodes in `data_dir/node{i}`.
+
+    Ports are kept from the last run when every node recorded its own (a KRaft voter set
+    names the controllers' addresses, so a restarted cluster must keep them); the storage is
+    formatted once with one cluster id."""
     data_dir = data_dir.resolve()
     libs = fetch(version)
-    t0 = time.monotonic()
-    ports = [(free_port(), free_port()) for _ in range(n)]
+    dirs = [data_dir / f"node{i + 1}" for i in range(n)]
+    previous = [_recorded_ports(d) for d in dirs]
+    if all(p is not None and not port_open(p[0]) for p in previous):
+        ports = [p for p in previous if p is not None]
+    else:
+        ports = [(free_port(), free_port()) for _ in range(n)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
     cid = cluster_id()
-    procs: list[tuple[Path, subprocess.Popen[bytes]]] = []
-    for i, (port, cport) in enumerate(ports):
-        d = data_dir / f"node{i + 1}"
+    launches: list[Launch] = []
+    for i, ((port, cport), d) in enumerate(zip(ports, dirs, strict=True)):
         d.mkdir(parents=True, exist_ok=True)
         props = d / "server.properties"
         props.write_text(_cluster_properties(d, i + 1, port, cport, voters, n))
         log_cfg = d / "log4j2.properties"
         log_cfg.write_text(_LOG4J2.format(log=d / "kafka.log"))
         format_storage(libs, d, props, cid)
+        _state_file(d).write_text(f"{port} {cport} {version}\n")
+        argv = _java(libs, "kafka.Kafka", [str(props)], log_cfg)
+        launches.append(Launch(argv, port, cport, d, version))
+    return launches
+
+
+def _recorded_ports(d: Path) -> tuple[int, int] | None:
+    try:
+        port_s, cport_s, _ = _state_file(d).read_text().split()
+        return int(port_s), int(cport_s)
+    except (OSError, ValueError):
+        return None
+
+
+def start_cluster(
+    data_dir: Path, n: int = 3, version: str = DEFAULT_VERSION, timeout: float = 240.0
+) -> KafkaCluster:
+    """Start `n` combined broker+controller nodes (controller quorum of `n`, internal topics
+    with replication min(3, n) and `min.insync.replicas` min(2, n)) and wait until every
+    node serves metadata that lists all `n` brokers."""
+    t0 = time.monotonic()
+    launches = prepare_cluster(data_dir, n, version)
+    procs: list[tuple[Path, subprocess.Popen[bytes]]] = []
+    for launch in launches:
+        d = launch.data_dir
         with open(d / "kafka.out", "ab") as out:
             proc = subprocess.Popen(
-                _java(libs, "kafka.Kafka", [str(props)], log_cfg),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                launch.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
-        (d / "kafka.pid").write_text(str(proc.pid))
-        _state_file(d).write_text(f"{port} {cport} {version}\n")
+        launch.pid_file.write_text(str(proc.pid))
         procs.append((d, proc))
 
     def ready() -> bool:
         for d, proc in procs:
             if proc.poll() is not None:
                 raise ServiceError(f"kafka exited with code {proc.returncode}; see {d}/kafka.log")
-        return all(metadata_brokers("127.0.0.1", p) >= n for p, _ in ports)
+        return all(metadata_brokers("127.0.0.1", x.port) >= n for x in launches)
 
     try:
         wait_until(ready, timeout, f"a {n}-broker kafka cluster to list all brokers")
@@ -442,8 +498,8 @@ def start_cluster(
     took = time.monotonic() - t0
     return KafkaCluster(
         tuple(
-            KafkaBroker(p, c, d, version, proc.pid, took)
-            for (p, c), (d, proc) in zip(ports, procs, strict=True)
+            KafkaBroker(x.port, x.controller_port, x.data_dir, version, proc.pid, took)
+            for x, (_, proc) in zip(launches, procs, strict=True)
         )
     )
 
@@ -451,3 +507,7 @@ def start_cluster(
 def stop_cluster(data_dir: Path) -> None:
     for d in sorted(data_dir.resolve().glob("node*")):
         stop_pid(d / "kafka.pid", timeout=60.0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

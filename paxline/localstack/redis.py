@@ -24,7 +24,16 @@ from paxline.localstack.common import (
     wait_until,
 )
 
-__all__ = ["RedisServer", "ensure_installed", "ping", "start", "status", "stop"]
+__all__ = [
+    "RedisServer",
+    "command",
+    "ensure_installed",
+    "ping",
+    "prepare",
+    "start",
+    "status",
+    "stop",
+]
 
 
 @dataclass(frozen=True)
@@ -85,27 +94,48 @@ def start(data_dir: Path, port: int | None = None, timeout: float = 30.0) -> Red
         return existing
     binary = ensure_installed()
     t0 = time.monotonic()
-    port_file = data_dir / "redis.port"
-    if port is None and port_file.exists():
-        previous = int(port_file.read_text().strip() or 0)
-        port = previous if previous and not port_open(previous) else None
-    port = port or free_port()
+    port = _choose_port(data_dir, port)
     pid_file = data_dir / "redis.pid"
-    args = [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--appendonly", "yes", "--appendfsync", "everysec",
-        "--daemonize", "yes", "--pidfile", str(pid_file),
-        "--logfile", str(data_dir / "redis.log"), "--save", "",
-        "--protected-mode", "yes",
-    ]  # fmt: skip
+    args = command(binary, data_dir, port, daemonize=True)
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ServiceError(f"redis-server failed to start: {proc.stdout}{proc.stderr}")
-    port_file.write_text(str(port))
+    (data_dir / "redis.port").write_text(str(port))
     wait_until(lambda: ping(port), timeout, f"redis on 127.0.0.1:{port} to answer PING")
     wait_until(lambda: read_pid(pid_file) is not None, timeout, "redis pid file")
     pid = read_pid(pid_file) or 0
     return RedisServer(port, data_dir, pid, _version(binary), time.monotonic() - t0)
+
+
+def _choose_port(data_dir: Path, port: int | None) -> int:
+    """The port asked for, else the last run's when it is free (clients keep their URL)."""
+    port_file = data_dir / "redis.port"
+    if port is None and port_file.exists():
+        previous = int(port_file.read_text().strip() or 0)
+        port = previous if previous and not port_open(previous) else None
+    return port or free_port()
+
+
+def command(binary: str, data_dir: Path, port: int, daemonize: bool) -> list[str]:
+    """redis-server's command line: AOF on with everysec fsync, no RDB snapshots, bound to
+    127.0.0.1. Under the stack's supervisor it runs in the foreground (`daemonize=False`), so
+    the supervisor is its parent and sees how it ends."""
+    return [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+        "--appendonly", "yes", "--appendfsync", "everysec",
+        "--daemonize", "yes" if daemonize else "no", "--pidfile", str(data_dir / "redis.pid"),
+        "--logfile", str(data_dir / "redis.log"), "--save", "",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+
+
+def prepare(data_dir: Path, port: int | None = None) -> tuple[list[str], int]:
+    """A foreground redis-server command line for `data_dir` and the port it will use."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _choose_port(data_dir, port)
+    (data_dir / "redis.port").write_text(str(port))
+    return command(ensure_installed(), data_dir, port, daemonize=False), port
 
 
 def status(data_dir: Path) -> RedisServer | None:

@@ -99,6 +99,29 @@
     return new Date(ms).toLocaleTimeString("en-GB", { hour12: false });
   }
 
+  /** "stalled: Redis unreachable since 12:03:04", as `paxline status` says it (paxline/cli/stalls.py). */
+  function stallText(reason, sinceSec) {
+    return isNum(sinceSec) ? `stalled: ${reason} since ${fmtClock(sinceSec * 1000)}` : `stalled: ${reason}`;
+  }
+
+  /** worker -> "2 partitions stalled: Redis unreachable since 12:03:04", from every job's offsets. */
+  function stallsByWorker(offsetResults) {
+    const byWorker = new Map();
+    for (const r of offsetResults) {
+      if (r.status !== "fulfilled" || !r.value || !Array.isArray(r.value.partitions)) continue;
+      for (const p of r.value.partitions) {
+        if (!p.stalled || p.owner == null) continue;
+        const w = byWorker.get(p.owner) || { n: 0, reason: p.stalled, since: p.stalled_since };
+        w.n++;
+        if (isNum(p.stalled_since) && (!isNum(w.since) || p.stalled_since < w.since)) w.since = p.stalled_since;
+        byWorker.set(p.owner, w);
+      }
+    }
+    const out = new Map();
+    for (const [worker, w] of byWorker) out.set(worker, `${w.n} partition${w.n === 1 ? "" : "s"} ${stallText(w.reason, w.since)}`);
+    return out;
+  }
+
   /** "3.1" -> [3, 1]; anything else sorts first. */
   function ballotKey(b) {
     const m = /^(\d+)\.(\d+)$/.exec(String(b || ""));
@@ -332,7 +355,7 @@
 
   // ------------------------------------------------------------------ workers
 
-  function renderWorkers(workers) {
+  function renderWorkers(workers, stalls) {
     workers = [...workers].sort((a, b) => String(a.worker_id).localeCompare(String(b.worker_id), "en", { numeric: true }));
     setText($("worker-count"), String(workers.length));
     syncRows(
@@ -344,6 +367,14 @@
         { testid: (w) => `worker-assigned-${w.worker_id}`, render: (td, w) => numCell(td, w.assigned) },
         { render: (td, w) => numCell(td, w.capacity) },
         { render: (td, w) => numCell(td, w.registered_at) },
+        {
+          testid: (w) => `worker-stalled-${w.worker_id}`,
+          render: (td, w) => {
+            const text = stalls.get(w.worker_id) || "";
+            setText(td, text || "\u2014");
+            setClass(td, text ? "warn" : "muted");
+          },
+        },
       ],
       (tr, w) => {
         tr.dataset.testid = `worker-${w.worker_id}`;
@@ -475,6 +506,7 @@
           h("th", { class: "num", title: "next offset agreed through Paxos" }, "Agreed offset"),
           h("th", { class: "num", title: "Kafka end offset reported by the owning worker" }, "End offset"),
           h("th", { class: "num" }, "Lag"),
+          h("th", { title: "why a partition is not processed now, as its worker reports it" }, "Status"),
         ),
       ),
       tbody,
@@ -604,6 +636,13 @@
           },
         },
         { testid: (p) => `lag-${id(p)}`, render: (td, p) => numCell(td, lagOf(p), lagOf(p) > 0 ? "warn" : "") },
+        {
+          testid: (p) => `status-${id(p)}`,
+          render: (td, p) => {
+            setText(td, p.stalled ? stallText(p.stalled, p.stalled_since) : p.owner == null ? "unassigned" : "running");
+            setClass(td, p.stalled || p.owner == null ? "warn" : "muted");
+          },
+        },
       ],
       (tr, p) => {
         tr.dataset.testid = `partition-row-${id(p)}`;
@@ -838,7 +877,7 @@
       }
       const now = Date.now();
       if (nodes && Array.isArray(nodes.nodes)) renderNodes(nodes.nodes);
-      if (workers && Array.isArray(workers.workers)) renderWorkers(workers.workers);
+      if (workers && Array.isArray(workers.workers)) renderWorkers(workers.workers, stallsByWorker(offsets));
       if (jobList && Array.isArray(jobList.jobs)) renderJobs(jobList.jobs, offsets, now);
     } catch (e) {
       // A rendering bug must not stop the loop; say so instead.
