@@ -45,7 +45,7 @@ import _coordinator_loadgen as lg  # noqa: E402
 
 from coordinator.client import CoordinatorClient  # noqa: E402
 from coordinator.metadata import MetadataMachine  # noqa: E402
-from coordinator.server.storage import DiskStorage  # noqa: E402
+from coordinator.server.storage import read_snapshot  # noqa: E402
 from paxline.localstack.coordinators import LocalCluster  # noqa: E402
 
 CTX = mp.get_context("spawn")
@@ -340,8 +340,12 @@ def scenario(
             raise RuntimeError(res["exception"])
         out.update(res)
         # Snapshot: the leader's latest, its size and the time to encode / restore it.
-        snap = DiskStorage(cluster.nodes[leader].data_dir, fsync=False).load().snapshot
+        # The node keeps its Paxos state in <data dir>/paxos (runtime.py). The first version
+        # of this script opened DiskStorage on <data dir> itself, found no snapshot there
+        # (and created an empty log beside the node's): read the file, never open the log.
+        snap = read_snapshot(cluster.nodes[leader].data_dir / "paxos")
         if snap is not None:
+            out["snapshot_index"] = snap.index
             m = MetadataMachine()
             t = time.perf_counter()
             m.restore(snap.data)
