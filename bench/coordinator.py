@@ -113,6 +113,7 @@ def describe(r: dict[str, Any]) -> str:
         f"p99 {r['p99_ms']:6.2f} ms  errors {err}  CPU (100% = 1 core): loadgen {lg_s}, "
         f"{cpu_s}, other processes {other_s}"
         + (f"; leader {r['leader_us_per_op']:.0f} us CPU/commit" if "leader_us_per_op" in r else "")
+        + (f"; {r['ballot_rounds']} ballot rounds opened" if "ballot_rounds" in r else "")
     )
 
 
@@ -194,6 +195,16 @@ def _paxline_converged(cluster: LocalCluster) -> bool:
     leaders = [v for v in views if v and v.get("role") == "leader"]
     marks = {(v["commit_index"], v["applied_index"]) for v in views if v}
     return len(leaders) == 1 and len(marks) == 1
+
+
+def _ballot_round(cluster: LocalCluster) -> int:
+    """Highest ballot round any live node has promised."""
+    best = 0
+    for i, node in cluster.nodes.items():
+        view = cluster.status(i, timeout=1.0) if node.alive() else None
+        if view and view.get("promised"):
+            best = max(best, int(str(view["promised"]).split(".")[0]))
+    return best
 
 
 def _wait(condition: Any, timeout: float, interval: float = 0.05) -> float | None:
@@ -305,8 +316,14 @@ def bench_paxline(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 proc = cluster.nodes[leader].proc
                 assert proc is not None
                 profiler = start_py_spy(proc.pid, args.warmup, args.duration, args.py_spy)
+            rounds0, t_rounds = _ballot_round(cluster), time.monotonic()
             r = run_loadgen(spec)
             r["background_cpu_before"] = bg
+            # Elections with no fault injected: ballot rounds opened during the phase
+            # (every campaign opens one, won or not), per minute (issue 17).
+            rounds = _ballot_round(cluster) - rounds0
+            r["ballot_rounds"] = rounds
+            r["elections_per_min"] = rounds * 60 / (time.monotonic() - t_rounds)
             if profiler is not None:
                 profiler.wait(args.duration + 30)
                 log(f"paxline: py-spy profile of the leader written to {args.py_spy}")
@@ -589,8 +606,14 @@ def bench_etcd(args: argparse.Namespace, base: Path, binary: str) -> dict[str, A
             }
             pids = [m.proc.pid for m in cluster.members.values() if m.proc is not None]
             bg = wait_for_quiet("etcd", pids, args)
+            rounds0, t_rounds = _ballot_round(cluster), time.monotonic()
             r = run_loadgen(spec)
             r["background_cpu_before"] = bg
+            # Elections with no fault injected: ballot rounds opened during the phase
+            # (every campaign opens one, won or not), per minute (issue 17).
+            rounds = _ballot_round(cluster) - rounds0
+            r["ballot_rounds"] = rounds
+            r["elections_per_min"] = rounds * 60 / (time.monotonic() - t_rounds)
             out["load"][str(n)] = add_derived(r)
             log("etcd:      " + describe(r))
         if args.rejoin_check and args.etcd_kills:

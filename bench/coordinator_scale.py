@@ -45,7 +45,9 @@ import _coordinator_loadgen as lg  # noqa: E402
 
 from coordinator.client import CoordinatorClient  # noqa: E402
 from coordinator.metadata import MetadataMachine  # noqa: E402
-from coordinator.server.storage import DiskStorage  # noqa: E402
+from coordinator.paxos.application import SessionMachine  # noqa: E402
+from coordinator.server.metadata_app import MetadataApp  # noqa: E402
+from coordinator.server.storage import read_snapshot  # noqa: E402
 from paxline.localstack.coordinators import LocalCluster  # noqa: E402
 
 CTX = mp.get_context("spawn")
@@ -340,18 +342,25 @@ def scenario(
             raise RuntimeError(res["exception"])
         out.update(res)
         # Snapshot: the leader's latest, its size and the time to encode / restore it.
-        snap = DiskStorage(cluster.nodes[leader].data_dir, fsync=False).load().snapshot
+        # The node keeps its Paxos state in <data dir>/paxos (runtime.py). The first version
+        # of this script opened DiskStorage on <data dir> itself, found no snapshot there
+        # (and created an empty log beside the node's): read the file, never open the log.
+        snap = read_snapshot(cluster.nodes[leader].data_dir / "paxos")
         if snap is not None:
-            m = MetadataMachine()
+            # What the node writes: the session table and membership (JSON) around the
+            # metadata machine's own msgpack snapshot (coordinator/paxos/application.py).
+            out["snapshot_index"] = snap.index
+            out["snapshot_bytes"] = len(snap.data)
+            whole = SessionMachine(MetadataApp())
             t = time.perf_counter()
-            m.restore(snap.data)
+            whole.restore(snap.data)
             out["snapshot_restore_ms"] = (time.perf_counter() - t) * 1e3
+            out["snapshot_metadata_bytes"] = len(whole.app.snapshot())
             times = []
             for _ in range(5):
                 t = time.perf_counter()
-                m.snapshot()
+                whole.snapshot()
                 times.append(time.perf_counter() - t)
-            out["snapshot_bytes"] = len(snap.data)
             out["snapshot_encode_ms"] = statistics.median(times) * 1e3
         # Catch-up from empty: a follower's data directory wiped, restarted with --join.
         follower = next(i for i in cluster.nodes if i != leader)
@@ -374,6 +383,59 @@ def scenario(
     return out
 
 
+def machine_costs(workers: int, jobs: int, parts: int) -> dict[str, Any]:
+    """The metadata machine's own cost at a load, in one process, best of several runs: what
+    every node pays on its event loop per membership change, per heartbeat read and per
+    snapshot, whatever else the machine is doing (CPU time, so robust to a shared machine)."""
+    from coordinator.commands import DeregisterWorker, RegisterWorker, SubmitJob
+    from coordinator.protocol import JobSpec, SourceSpec
+
+    m = MetadataMachine()
+    slot = 0
+
+    def apply(cmd: Any) -> float:
+        nonlocal slot
+        slot += 1
+        t = time.process_time()
+        m.apply_command(cmd, slot)
+        return time.process_time() - t
+
+    for j in range(jobs):
+        spec = JobSpec(f"job{j}", "bench:job", (SourceSpec(f"t{j}", parts),), {"kind": "kafka"})
+        apply(SubmitJob(spec))
+    t = time.process_time()
+    for i in range(workers):
+        apply(RegisterWorker(f"w{i}", 1024))
+    out: dict[str, Any] = {"m_build_s": time.process_time() - t}
+    counts = [w.assigned for w in m.workers()]
+    out["m_parts_per_worker_min"], out["m_parts_per_worker_max"] = min(counts), max(counts)
+    leaves = [apply(DeregisterWorker(f"w{i}")) for i in range(100)]
+    joins = [apply(RegisterWorker(f"x{i}", 1024)) for i in range(100)]
+    out["m_leave_ms_p50"] = statistics.median(leaves) * 1e3
+    out["m_leave_ms_max"] = max(leaves) * 1e3
+    out["m_join_ms_p50"] = statistics.median(joins) * 1e3
+    out["m_join_ms_max"] = max(joins) * 1e3
+    counts = [w.assigned for w in m.workers()]
+    out["m_after_churn_min"], out["m_after_churn_max"] = min(counts), max(counts)
+    reads = []
+    live = [w.worker_id for w in m.workers()]
+    for i in range(1000):
+        wid = live[i % len(live)]
+        t = time.perf_counter()
+        m.worker(wid)
+        m.assignment(wid)
+        reads.append(time.perf_counter() - t)
+    out["m_heartbeat_read_us_p50"] = statistics.median(reads) * 1e6
+    t = time.perf_counter()
+    snap = m.snapshot()
+    out["m_snapshot_encode_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    MetadataMachine().restore(snap)
+    out["m_snapshot_restore_ms"] = (time.perf_counter() - t) * 1e3
+    out["m_snapshot_bytes"] = len(snap)
+    return out
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -387,6 +449,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--only", choices=["small", "full"])
+    ap.add_argument(
+        "--machine-only",
+        action="store_true",
+        help="only the metadata machine's costs in this process (no cluster; seconds)",
+    )
     args = ap.parse_args()
     args.warmup, args.duration = (5.0, 5.0) if args.quick else (10.0, 20.0)
     load0 = os.getloadavg()
@@ -398,7 +465,11 @@ def main() -> int:
         for name, (w, j, p) in loads.items():
             if args.only and name != args.only:
                 continue
+            if args.machine_only:
+                results[name] = {**machine_costs(w, j, p), "errors": {}}
+                continue
             results[name] = scenario(name, w, j, p, args, base)
+            results[name].update(machine_costs(w, j, p))
             log(f"{name}: {results[name]}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -411,6 +482,10 @@ def main() -> int:
     print(
         f"load average before {load0[0]:.2f}, after {load1[0]:.2f} (1-min), {os.cpu_count()} cpus"
     )
+    if args.machine_only:
+        if args.json:
+            args.json.write_text(json.dumps({"results": results, "load": [load0, load1]}))
+        return 0
     full = results.get("full") or next(iter(results.values()))
     checks = [
         (

@@ -18,13 +18,24 @@ Rules, in priority order:
    than its share. The workers that get the ``L + 1`` shares are the ones that already hold
    the most partitions, so nobody sheds a partition that another worker would then have to
    give back.
+4. **Load across calls** (optional ``load``). Among workers holding equally many of this
+   call's partitions, the ``L + 1`` shares go to the ones with the least ``load`` (what they
+   hold elsewhere, e.g. in other jobs), then by id. Without it every job would break ties by
+   id alone, and with more workers than partitions per job the same few workers would win
+   every job (issue 17: 0 vs 20 partitions per worker at 100 workers and 20 x 50 partitions).
 
-Applying :func:`assign` to its own output with unchanged workers changes nothing, which is
-what lets the state machine recompute assignments freely without bumping epochs.
+Applying :func:`assign` to its own output with unchanged workers changes nothing (whatever
+``load``: the ``L + 1`` shares already sit with the workers holding ``L + 1``), which is what
+lets the state machine recompute assignments freely without bumping epochs.
+
+Cost: O(P log P) for P partitions plus O(W) for W workers when no worker's capacity is
+below P (the usual case: capacity is 1,024 by default), so a job of 50 partitions over 1,000
+workers does not sort the workers.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
@@ -33,20 +44,57 @@ __all__ = ["assign", "moved", "targets"]
 P = TypeVar("P", bound="tuple[str, int]")
 
 
-def targets(total: int, capacities: Mapping[str, int], held: Mapping[str, int]) -> dict[str, int]:
+def targets(
+    total: int,
+    capacities: Mapping[str, int],
+    held: Mapping[str, int],
+    load: Mapping[str, int] | None = None,
+) -> dict[str, int]:
     """Return how many of ``total`` partitions each worker should hold.
 
-    ``held`` (partitions each worker may keep from the previous assignment) only decides
-    who receives the ``L + 1`` shares, so that the choice costs as few moves as possible.
+    ``held`` (partitions each worker may keep from the previous assignment) decides first
+    who receives the ``L + 1`` shares, so that the choice costs as few moves as possible;
+    ``load`` (optional) then prefers the least loaded.
     """
-    for worker_id, cap in capacities.items():
-        if cap < 0:
-            raise ValueError(f"capacity of worker {worker_id!r} is negative: {cap}")
+    share = _shares(total, capacities, held, load)
+    return {w: share.get(w, 0) for w in sorted(capacities)}
+
+
+def _shares(
+    total: int,
+    capacities: Mapping[str, int],
+    held: Mapping[str, int],
+    load: Mapping[str, int] | None,
+) -> dict[str, int]:
+    """:func:`targets` without the zero entries (so that it need not touch every worker)."""
     if total < 0:
         raise ValueError(f"total must be >= 0, got {total}")
-    workers = sorted(capacities)
-    if not workers:
+    if not capacities:
         return {}
+    lowest = min(capacities.values())
+    if lowest < 0:
+        bad = min(w for w, cap in capacities.items() if cap < 0)
+        raise ValueError(f"capacity of worker {bad!r} is negative: {capacities[bad]}")
+
+    def tie(w: str) -> tuple[int, int, str]:
+        return (-held.get(w, 0), load.get(w, 0) if load is not None else 0, w)
+
+    if lowest >= total:
+        # No capacity binds: level and remainder in closed form, and only the remainder's
+        # winners are chosen, holders first, then the least loaded of the others.
+        level, extra = divmod(total, len(capacities))
+        share = dict.fromkeys(capacities, level) if level else {}
+        if extra:
+            holders = sorted((w for w in held if held[w] > 0 and w in capacities), key=tie)
+            winners = holders[:extra]
+            if len(winners) < extra:
+                others = (w for w in capacities if held.get(w, 0) <= 0)
+                winners += heapq.nsmallest(extra - len(winners), others, key=tie)
+            for w in winners:
+                share[w] = level + 1
+        return share
+
+    workers = sorted(capacities)
     assignable = min(total, sum(capacities[w] for w in workers))
 
     def filled(level: int) -> int:
@@ -63,43 +111,41 @@ def targets(total: int, capacities: Mapping[str, int], held: Mapping[str, int]) 
     level = lo
     share = {w: min(capacities[w], level) for w in workers}
     extra = assignable - filled(level)
-    eligible = sorted(
-        (w for w in workers if capacities[w] > level),
-        key=lambda w: (-held.get(w, 0), w),
-    )
+    eligible = sorted((w for w in workers if capacities[w] > level), key=tie)
     for w in eligible[:extra]:
         share[w] += 1
-    return share
+    return {w: n for w, n in share.items() if n}
 
 
 def assign(
     partitions: Iterable[P],
     workers: Mapping[str, int],
     previous: Mapping[P, str | None],
+    load: Mapping[str, int] | None = None,
 ) -> dict[P, str | None]:
     """Assign every partition to a worker (or ``None``), sticky and balanced.
 
     ``workers`` maps each live worker id to the number of partitions it may take in this
     call. ``previous`` may mention partitions or workers that no longer exist; they are
-    ignored. The result has exactly one entry per distinct partition.
+    ignored. ``load`` (optional) is what each worker holds outside this call, used only to
+    break ties (rule 4). The result has exactly one entry per distinct partition.
     """
     parts = sorted(set(partitions))
-    live = dict(workers)
     # Partitions each live worker held before, in the order it would keep them.
-    kept_candidates: dict[str, list[P]] = {w: [] for w in live}
+    kept_candidates: dict[str, list[P]] = {}
     for p in parts:
         owner = previous.get(p)
-        if owner is not None and owner in live:
-            kept_candidates[owner].append(p)
+        if owner is not None and owner in workers:
+            kept_candidates.setdefault(owner, []).append(p)
     held = {w: len(ps) for w, ps in kept_candidates.items()}
-    share = targets(len(parts), live, held)
+    share = _shares(len(parts), workers, held, load)
 
     result: dict[P, str | None] = dict.fromkeys(parts)
-    load = dict.fromkeys(live, 0)
-    for w in sorted(live):
-        for p in kept_candidates[w][: share[w]]:
+    kept: dict[str, int] = {}
+    for w, candidates in kept_candidates.items():
+        for p in candidates[: share.get(w, 0)]:
             result[p] = w
-            load[w] += 1
+        kept[w] = min(len(candidates), share.get(w, 0))
     # Hand the rest out. Orphans (whose owner is gone or shed
     # them) go first: when capacity is short, leaving an already-unowned partition unowned
     # changes nothing, whereas every orphan changes owner (and epoch) anyway.
@@ -110,14 +156,15 @@ def assign(
         )
     )
     # Round-robin rather than contiguous runs, so that a fresh job's source and repartition
-    # topics spread over all workers instead of one worker getting a whole stage.
-    needy = [w for w in sorted(live) if load[w] < share[w]]
+    # topics spread over all workers instead of one worker getting a whole stage. Round r
+    # serves, in id order, every worker still short of its share.
+    needy = [(w, share[w] - kept.get(w, 0)) for w in sorted(share) if kept.get(w, 0) < share[w]]
+    round_ = 0
     while needy:
-        for w in list(needy):
+        for w, _ in needy:
             result[next(free)] = w
-            load[w] += 1
-            if load[w] >= share[w]:
-                needy.remove(w)
+        round_ += 1
+        needy = [(w, n) for w, n in needy if n > round_]
     return result
 
 

@@ -48,6 +48,22 @@ def _dec_entry(raw: list[Any]) -> AcceptedEntry:
     return AcceptedEntry(int(slot), Ballot(int(rnd), int(node)), batch)
 
 
+SNAPSHOT_FILE = "snapshot.bin"
+
+
+def read_snapshot(storage_dir: Path) -> Snapshot | None:
+    """The snapshot in ``storage_dir`` (a node's ``<data dir>/paxos``), read only: tools such
+    as bench/coordinator_scale.py use this on a running node, whose log they must not open."""
+    path = storage_dir / SNAPSHOT_FILE
+    if not path.exists():
+        return None
+    blob = path.read_bytes()
+    if len(blob) < _CRC.size or zlib.crc32(blob[_CRC.size :]) != _CRC.unpack_from(blob)[0]:
+        raise StorageCorruption(f"{path} fails its checksum")
+    index, data = msgspec.msgpack.decode(blob[_CRC.size :])
+    return Snapshot(int(index), bytes(data))
+
+
 class DiskStorage:
     """Implements `coordinator.paxos.storage.Storage` in `data_dir`."""
 
@@ -55,7 +71,7 @@ class DiskStorage:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self.fsync = fsync
-        self._snap_path = data_dir / "snapshot.bin"
+        self._snap_path = data_dir / SNAPSHOT_FILE
         self._snapshot = self._read_snapshot()
         self._log = RecordLog(data_dir / "paxos.log", fsync=fsync)
         self._promised = ZERO_BALLOT
@@ -75,13 +91,7 @@ class DiskStorage:
         return self._log
 
     def _read_snapshot(self) -> Snapshot | None:
-        if not self._snap_path.exists():
-            return None
-        blob = self._snap_path.read_bytes()
-        if len(blob) < _CRC.size or zlib.crc32(blob[_CRC.size :]) != _CRC.unpack_from(blob)[0]:
-            raise StorageCorruption(f"{self._snap_path} fails its checksum")
-        index, data = msgspec.msgpack.decode(blob[_CRC.size :])
-        return Snapshot(int(index), bytes(data))
+        return read_snapshot(self.data_dir)
 
     def load(self) -> DurableState:
         return DurableState(
