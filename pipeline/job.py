@@ -29,6 +29,7 @@ from pipeline.errors import PipelineError
 __all__ = [
     "DEFAULT_SETTINGS",
     "Aggregate",
+    "AnyWindowSpec",
     "Count",
     "Filter",
     "FlatMap",
@@ -38,7 +39,9 @@ __all__ = [
     "Map",
     "Operator",
     "Reduce",
+    "SessionSpec",
     "SinkValue",
+    "SlidingSpec",
     "Source",
     "SpecError",
     "ToKafka",
@@ -46,6 +49,8 @@ __all__ = [
     "Window",
     "WindowSpec",
     "hopping",
+    "session",
+    "sliding",
     "tumbling",
 ]
 
@@ -98,6 +103,32 @@ class WindowSpec:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class SlidingSpec:
+    """One window per record: ``[t - size, t]`` (both ends inclusive) ending at the record's
+    event time ``t``, per key; records of a key with equal times share one window."""
+
+    size_ms: int
+
+    @property
+    def kind(self) -> str:
+        return "sliding"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """Per key, records less than ``gap`` apart form one session ``[first, last + gap)``."""
+
+    gap_ms: int
+
+    @property
+    def kind(self) -> str:
+        return "session"
+
+
+AnyWindowSpec = WindowSpec | SlidingSpec | SessionSpec
+
+
 def _duration_ms(what: str, seconds: float, milliseconds: int, *, allow_zero: bool) -> int:
     for name, v in (("seconds", seconds), ("milliseconds", milliseconds)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
@@ -136,6 +167,18 @@ def hopping(
     return WindowSpec(size, step)
 
 
+def sliding(seconds: float = 0, *, milliseconds: int = 0) -> SlidingSpec:
+    """Windows that slide with the records: each record at event time ``t`` ends a window
+    ``[t - size, t]`` over its key's records, emitted once the watermark passes ``t``."""
+    return SlidingSpec(_duration_ms("sliding window size", seconds, milliseconds, allow_zero=False))
+
+
+def session(gap: float = 0, *, gap_milliseconds: int = 0) -> SessionSpec:
+    """Session windows: a key's records less than ``gap`` seconds apart (event time) form one
+    window ``[first, last + gap)``, emitted once the watermark passes its end."""
+    return SessionSpec(_duration_ms("session window gap", gap, gap_milliseconds, allow_zero=False))
+
+
 # --------------------------------------------------------------------------------------
 # Operators (plain records; the executor gives them meaning)
 # --------------------------------------------------------------------------------------
@@ -172,9 +215,12 @@ class KeyBy:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    spec: WindowSpec
+    spec: AnyWindowSpec
     allowed_lateness_ms: int = 0
     timestamp: Callable[[Any], Any] | None = None
+    #: wall-clock ms without records after which the partition's watermark advances with
+    #: the wall clock (pipeline/executor/ticks.py); None: only records move it.
+    idle_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,25 +384,34 @@ class Job:
 
     def window(
         self,
-        spec: WindowSpec,
+        spec: AnyWindowSpec,
         *,
         allowed_lateness: float = 0,
         timestamp: Callable[[Any], Any] | None = None,
+        idle_timeout: float | None = None,
     ) -> Job:
         """Window the next count/reduce/aggregate by event time.
 
         ``allowed_lateness`` is in seconds; ``timestamp(value)`` returns epoch milliseconds
         (default: the Kafka record timestamp). A window emits once, when the partition's
         watermark (max event time seen) reaches ``end + allowed_lateness``.
+
+        ``idle_timeout`` (seconds, wall clock): once a partition has had no record for this
+        long, its watermark advances with the wall clock from the last record's, so a quiet
+        partition's last window is emitted on time instead of when the next record comes.
         """
-        if not isinstance(spec, WindowSpec):
+        if not isinstance(spec, WindowSpec | SlidingSpec | SessionSpec):
             raise SpecError(
-                f"window(): expected tumbling(...) or hopping(...), got {type(spec).__name__}"
+                "window(): expected tumbling(...), hopping(...), sliding(...) or "
+                f"session(gap=...), got {type(spec).__name__}"
             )
         lateness = _duration_ms("window(): allowed_lateness", allowed_lateness, 0, allow_zero=True)
         if timestamp is not None:
             _callable("window", timestamp, "timestamp")
-        return self._then(Window(spec, lateness, timestamp))
+        idle: int | None = None
+        if idle_timeout is not None:
+            idle = _duration_ms("window(): idle_timeout", idle_timeout, 0, allow_zero=False)
+        return self._then(Window(spec, lateness, timestamp, idle))
 
     def count(self) -> Job:
         return self._then(Count())

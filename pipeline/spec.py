@@ -27,11 +27,14 @@ from pipeline.job import (
     Map,
     Operator,
     Reduce,
+    SessionSpec,
+    SlidingSpec,
     Source,
     SpecError,
     ToKafka,
     ToRedis,
     Window,
+    WindowSpec,
     op_name,
 )
 
@@ -41,6 +44,7 @@ __all__ = [
     "SpecError",
     "StagePlan",
     "build_spec",
+    "describe_window",
     "label",
     "repartition_topic",
     "stages_of",
@@ -92,6 +96,54 @@ def _topic_problem(topic: object, what: str) -> str | None:
             f"not '.' or '..'), got {topic!r}"
         )
     return None
+
+
+def describe_window(w: Window) -> str:
+    """A window as the dashboard's job graph shows it, e.g. ``session(gap=30s)``."""
+
+    def secs(ms: int) -> str:
+        return f"{ms / 1000:g}s"
+
+    spec = w.spec
+    if isinstance(spec, SessionSpec):
+        text = f"session(gap={secs(spec.gap_ms)}"
+    elif isinstance(spec, SlidingSpec):
+        text = f"sliding({secs(spec.size_ms)}"
+    elif spec.hop_ms == spec.size_ms:
+        text = f"tumbling({secs(spec.size_ms)}"
+    else:
+        text = f"hopping({secs(spec.size_ms)}, hop={secs(spec.hop_ms)}"
+    if w.allowed_lateness_ms:
+        text += f", lateness={secs(w.allowed_lateness_ms)}"
+    if w.idle_timeout_ms is not None:
+        text += f", idle={secs(w.idle_timeout_ms)}"
+    return text + ")"
+
+
+def _check_window(where: str, w: Window) -> None:
+    """What the builders check, again for a Window built by hand (the spec must be sound)."""
+    spec = w.spec
+    sizes: list[tuple[str, object]]
+    if isinstance(spec, WindowSpec):
+        sizes = [("size", spec.size_ms), ("hop", spec.hop_ms)]
+    elif isinstance(spec, SlidingSpec):
+        sizes = [("size", spec.size_ms)]
+    elif isinstance(spec, SessionSpec):
+        sizes = [("gap", spec.gap_ms)]
+    else:
+        raise SpecError(
+            f"{where}: expected tumbling(...), hopping(...), sliding(...) or session(gap=...), "
+            f"got {type(spec).__name__}"
+        )
+    sizes.append(("allowed_lateness", w.allowed_lateness_ms))
+    if w.idle_timeout_ms is not None:
+        sizes.append(("idle_timeout", w.idle_timeout_ms))
+    for name, v in sizes:
+        low = 0 if name == "allowed_lateness" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise SpecError(f"{where}: {name} must be a whole number of ms >= {low}, got {v!r}")
+    if isinstance(spec, WindowSpec) and spec.hop_ms > spec.size_ms:
+        raise SpecError(f"{where}: hop ({spec.hop_ms} ms) must not exceed size ({spec.size_ms} ms)")
 
 
 def _check_settings(job: Job) -> None:
@@ -184,6 +236,8 @@ def stages_of(job: Job) -> list[StagePlan]:
             )
         if isinstance(op, Map | FlatMap):
             typed = False
+        if isinstance(op, Window):
+            _check_window(label(i, op), op)
         if isinstance(op, Window | Count | Reduce | Aggregate):
             if not stages:
                 raise SpecError(f"{label(i, op)} needs a key_by() before it: state is kept per key")
@@ -272,6 +326,10 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
         else:
             output = {**sink, "operator": label(*st.sink)} if st.sink else {}
             output.pop("dead_letter", None)
+        windows = {
+            label(i, op): describe_window(op) for i, op in st.operators if isinstance(op, Window)
+        }
+        idle = [op.idle_timeout_ms for _, op in st.operators if isinstance(op, Window)]
         stage_meta.append(
             {
                 "stage": st.index,
@@ -280,6 +338,9 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
                 "operators": [label(i, op) for i, op in st.operators],
                 "stateful": any(isinstance(op, _STATEFUL) for _, op in st.operators),
                 "output": output,
+                # issue 18: window kinds for the dashboard's job graph; the idle timeout
+                "windows": windows,
+                "idle_timeout_ms": idle[0] if idle else None,
             }
         )
     settings: dict[str, Any] = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pipeline.executor.records import BatchResult, InRecord, PlanError, StateAccess
 from pipeline.executor.stage import StageRunner
-from pipeline.job import Job
+from pipeline.job import Job, Window
 from pipeline.spec import StagePlan, label, stages_of
 
 __all__ = ["Plan", "Stage", "compile_job"]
@@ -28,6 +28,8 @@ class Stage:
     output: str  # "repartition" | "kafka" | "redis"
     output_topic: str | None  # repartition or Kafka sink topic; None for Redis
     stateful: bool
+    #: a window's idle timeout in ms (executor/ticks.py); None: no idle timer
+    idle_timeout_ms: int | None = None
 
 
 def _describe(plan: StagePlan, runner: StageRunner) -> Stage:
@@ -39,6 +41,10 @@ def _describe(plan: StagePlan, runner: StageRunner) -> Stage:
         runner.output.kind,
         runner.output.topic,
         runner.update is not None,
+        next(
+            (op.idle_timeout_ms for _, op in plan.operators if isinstance(op, Window)),
+            None,
+        ),
     )
 
 

@@ -164,7 +164,7 @@ BAD: list[tuple[str, Callable[[], Any], str]] = [
     (
         "window not a window",
         lambda: src().key_by(ident).window(60),  # type: ignore[arg-type]
-        "expected tumbling(...) or hopping(...)",
+        "expected tumbling(...), hopping(...), sliding(...) or session(gap=...)",
     ),
     (
         "timestamp not callable",
