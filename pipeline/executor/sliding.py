@@ -96,12 +96,12 @@ class SlidingAggregate:
             at = bisect.bisect_right([tv[0] for tv in values], t)
             values.insert(at, [t, value])
             cache.put(vk, values)
-            if wm is not ABSENT and wm >= t + 1 + self.lateness:
-                run.late += 1  # its own window is closed; later open ones include it
-                continue
             index = cache.get(lx_key)
             index = [] if index is ABSENT else list(index)
             entry = [t, key, _CLOSE]
+            if wm is not ABSENT and wm >= t + 1 + self.lateness:
+                run.late += 1  # its own window is closed; later open ones include it
+                entry = [t + self.size, key, _DROP]  # and drop it when they are closed too
             at = bisect.bisect_left(index, entry)
             if at == len(index) or index[at] != entry:
                 index.insert(at, entry)
