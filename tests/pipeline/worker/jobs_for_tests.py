@@ -3,7 +3,7 @@ each with its own topics so tests in one module never share input."""
 
 from __future__ import annotations
 
-from pipeline.job import Job, tumbling
+from pipeline.job import Job, session, tumbling
 
 
 def _counter(name: str, topic: str, partitions: int = 6) -> Job:
@@ -75,3 +75,15 @@ heal_redis_pause = _eos_counter("healpause")
 heal_redis_alo = _counter("healalo", "healalo-in", partitions=4)
 heal_handover = _eos_windows("healhand")
 heal_quorum = _eos_counter("healquorum")
+
+# Issue 18: session windows closed at the end by the idle timer, exactly-once to Kafka.
+# Lateness covers any stall of the stack (a stall shorter than it cannot change a result).
+SESSION_GAP_MS = 2_000
+eos_sessions = (
+    Job("eossess", guarantee="exactly-once")
+    .source("eossess-in", partitions=4, value="json")
+    .key_by(lambda c: c["user"])
+    .window(session(gap=2), allowed_lateness=5, timestamp=lambda c: c["ts"], idle_timeout=1)
+    .count()
+    .to_kafka("eossess-out", value="json")
+)
