@@ -35,6 +35,7 @@ __all__ = [
     "FlatMap",
     "Guarantee",
     "Job",
+    "JoinTable",
     "KeyBy",
     "Map",
     "Operator",
@@ -251,6 +252,26 @@ class Aggregate:
     fn: Callable[[Any, Any], Any]
 
 
+def _pair(value: Any, row: Any) -> Any:
+    """The default of join_table(): the stream value and the table row side by side."""
+    return {"value": value, "table": row}
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTable:
+    """Enrich each record with the row of its key in a table (a compacted topic).
+
+    The table's records reach the joining stage through its own repartition topic, merged in
+    offset order with the stream (pipeline/executor/joins.py), so the join is replayable and
+    its state rides the stage's commit protocol like any other."""
+
+    topic: str
+    partitions: int
+    how: Literal["left", "inner"] = "left"
+    value: Any = "json"
+    fn: Callable[[Any, Any], Any] = _pair
+
+
 @dataclass(frozen=True, slots=True)
 class ToKafka:
     topic: str
@@ -272,6 +293,7 @@ Operator = (
     | Count
     | Reduce
     | Aggregate
+    | JoinTable
     | ToKafka
     | ToRedis
 )
@@ -286,6 +308,7 @@ _OP_NAMES: dict[type, str] = {
     Count: "count",
     Reduce: "reduce",
     Aggregate: "aggregate",
+    JoinTable: "join_table",
     ToKafka: "to_kafka",
     ToRedis: "to_redis",
 }
@@ -423,6 +446,38 @@ class Job:
     def aggregate(self, initial: Any, fn: Callable[[Any, Any], Any]) -> Job:
         _callable("aggregate", fn)
         return self._then(Aggregate(initial, fn))
+
+    def join_table(
+        self,
+        topic: str,
+        *,
+        partitions: int,
+        how: str = "left",
+        value: Any = "json",
+        fn: Callable[[Any, Any], Any] | None = None,
+    ) -> Job:
+        """Join each record with the row of its key in the table kept in ``topic``.
+
+        The table is materialised from ``topic`` (a compacted topic of ``partitions``
+        partitions; the record key is the row key, a null value deletes the row) and
+        co-partitioned with the stream by the stage's key: it must directly follow a
+        ``key_by`` whose keys are the table's keys (as UTF-8 strings). ``fn(value, row)``
+        builds the result (default ``{"value": value, "table": row}``); ``how="left"`` passes
+        ``row=None`` when the key has no row, ``how="inner"`` drops such records.
+        """
+        _positive_int("join_table", "partitions", partitions)
+        if how not in ("left", "inner"):
+            raise SpecError(f"join_table(): how must be 'left' or 'inner', got {how!r}")
+        if fn is not None:
+            _callable("join_table", fn)
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"join_table({topic!r}): {exc}") from None
+        mode: Literal["left", "inner"] = "left" if how == "left" else "inner"
+        return self._then(JoinTable(topic, partitions, mode, value, fn or _pair))
 
     # sinks and configuration -----------------------------------------------------------
 

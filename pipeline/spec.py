@@ -23,6 +23,7 @@ from pipeline.job import (
     Count,
     FlatMap,
     Job,
+    JoinTable,
     KeyBy,
     Map,
     Operator,
@@ -55,6 +56,7 @@ SPEC_VERSION = 1
 _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
 _STATEFUL = (Count, Reduce, Aggregate)
+_KEEPS_STATE = (Count, Reduce, Aggregate, JoinTable)
 _SINKS = (ToKafka, ToRedis)
 
 
@@ -81,6 +83,10 @@ class StagePlan:
     #: decoder hint for values arriving in this stage: a source `value=` for stage 0, a class
     #: (or None for plain builtins) for repartitioned stages.
     value: Any
+    #: a table feeder (issue 18): this stage reads a join_table()'s topic and forwards its
+    #: rows into the repartition topic of stage ``feeds`` (pipeline/executor/joins.py)
+    feeds: int | None = None
+    join: tuple[int, JoinTable] | None = None
 
     @property
     def output_topic(self) -> str | None:
@@ -225,6 +231,7 @@ def stages_of(job: Job) -> list[StagePlan]:
     typed = not isinstance(source.value, str)  # source class survives until a map/flat_map
     stateful: tuple[int, Operator] | None = None
     pending_window: tuple[int, Window] | None = None
+    joins: list[tuple[int, str]] = []
     for i, op in enumerate(ops[1:], start=1):
         if isinstance(op, Source):
             raise SpecError(f"{label(i, op)}: a job reads exactly one source (first at source#0)")
@@ -235,6 +242,28 @@ def stages_of(job: Job) -> list[StagePlan]:
                 f"not {op_name(op)}()"
             )
         if isinstance(op, Map | FlatMap):
+            typed = False
+        if isinstance(op, JoinTable):
+            if not isinstance(ops[i - 1], KeyBy):
+                raise SpecError(
+                    f"{label(i, op)} must directly follow a key_by(): the table is "
+                    "co-partitioned with the stream by that key"
+                )
+            problem = _topic_problem(op.topic, f"{label(i, op)}: topic")
+            if problem:
+                raise SpecError(problem)
+            if op.partitions > MAX_PARTITIONS:
+                raise SpecError(f"{label(i, op)}: partitions must be <= {MAX_PARTITIONS}")
+            used = [source.topic, job.dlq_topic, *(t for _, t in joins)]
+            if isinstance(sink, ToKafka):
+                used.append(sink.topic)
+            if op.topic in used:
+                raise SpecError(
+                    f"{label(i, op)}: topic {op.topic!r} is already the job's source, sink, "
+                    "dead-letter or another table"
+                )
+            joins.append((i, op.topic))
+            stateful = (i, op)
             typed = False
         if isinstance(op, Window):
             _check_window(label(i, op), op)
@@ -272,11 +301,18 @@ def stages_of(job: Job) -> list[StagePlan]:
                 )
             continue
         stage_ops.append((i, op))
+    for st in list(stages):
+        for i, op in st.operators:
+            if isinstance(op, JoinTable):
+                stages.append(
+                    StagePlan(len(stages), op.topic, op.partitions, (), None, None, op.value,
+                              feeds=st.index, join=(i, op))
+                )  # fmt: skip
     _check_settings(job)
     if job.guarantee == "exactly-once":
         backend = {**DEFAULT_SETTINGS, **job.extra_settings}["state_backend"]
         if backend == "memory" and any(
-            isinstance(op, _STATEFUL) for st in stages for _, op in st.operators
+            isinstance(op, _KEEPS_STATE) for st in stages for _, op in st.operators
         ):
             raise SpecError(
                 "settings.state_backend='memory' cannot give exactly-once for a stateful job "
@@ -306,7 +342,7 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
             f"entrypoint must look like 'path/to/file.py:attr' or 'module:attr', got {entrypoint!r}"
         )
     stages = stages_of(job)
-    last = stages[-1]
+    last = [st for st in stages if st.feeds is None][-1]
     assert last.sink is not None
     sink_op = last.sink[1]
     sink: dict[str, Any]
@@ -317,8 +353,14 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
     sink["dead_letter"] = job.dlq_topic
     stage_meta: list[dict[str, Any]] = []
     for st in stages:
-        if st.key_by is not None:
+        if st.join is not None and st.feeds is not None:
             output: dict[str, Any] = {
+                "kind": "repartition",
+                "topic": repartition_topic(job.name, st.feeds),
+                "operator": label(*st.join),
+            }
+        elif st.key_by is not None:
+            output = {
                 "kind": "repartition",
                 "topic": repartition_topic(job.name, st.index + 1),
                 "operator": label(*st.key_by),
@@ -336,7 +378,7 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
                 "topic": st.topic,
                 "partitions": st.partitions,
                 "operators": [label(i, op) for i, op in st.operators],
-                "stateful": any(isinstance(op, _STATEFUL) for _, op in st.operators),
+                "stateful": any(isinstance(op, _KEEPS_STATE) for _, op in st.operators),
                 "output": output,
                 # issue 18: window kinds for the dashboard's job graph; the idle timeout
                 "windows": windows,

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.executor.batch import BatchRun
 from pipeline.executor.encoding import Input, Output
+from pipeline.executor.joins import TableJoin
 from pipeline.executor.records import BatchResult, InRecord, StateAccess, StateAccessError
 from pipeline.executor.sessions import SessionAggregate
 from pipeline.executor.sliding import SlidingAggregate
@@ -20,7 +21,7 @@ from pipeline.executor.stateful import Aggregation, KeyedAggregate, Update, appl
 from pipeline.executor.stateless import StatelessOp, apply_columns, apply_one, as_stateless
 from pipeline.executor.ticks import is_tick, tick_of
 from pipeline.executor.windows import WindowedAggregate
-from pipeline.job import Aggregate, Count, Job, Reduce, SessionSpec, SlidingSpec, Window
+from pipeline.job import Aggregate, Count, Job, JoinTable, Reduce, SessionSpec, SlidingSpec, Window
 from pipeline.spec import StagePlan, label
 
 __all__ = ["StageRunner", "Windowed"]
@@ -32,6 +33,7 @@ class StageRunner:
     __slots__ = (
         "agg_label",
         "input",
+        "join",
         "output",
         "post",
         "pre",
@@ -47,10 +49,13 @@ class StageRunner:
         window: Window | None = None
         window_label = ""
         agg: Aggregation | None = None
+        self.join: TableJoin | None = None  # a stream-table join (executor/joins.py)
         for i, op in plan.operators:
             stateless = as_stateless(i, op)
             if stateless is not None:
-                (self.pre if agg is None else self.post).append(stateless)
+                (self.pre if agg is None and self.join is None else self.post).append(stateless)
+            elif isinstance(op, JoinTable):
+                self.join = TableJoin(plan.index, op, label(i, op), self._emit)
             elif isinstance(op, Window):
                 window, window_label = op, label(i, op)
             elif isinstance(op, Count | Reduce | Aggregate):
@@ -74,6 +79,9 @@ class StageRunner:
                 self.update = self.windowed
             else:
                 self.update = KeyedAggregate(plan.index, agg, self._emit)
+        elif self.join is not None:
+            self.update = self.join
+            self.agg_label = self.join.label
 
     def process(self, records: list[InRecord], state: StateAccess) -> BatchResult:
         windowed = self.windowed
@@ -87,6 +95,8 @@ class StageRunner:
             self.output.columns(run, orig, vals, keys, stamps)
             return BatchResult(run.outputs, run.dead, {}, dict(run.views), 0)
         cache = StateCache(state)
+        if self.join is not None:
+            vals = self.join.mark(run, orig, vals)
         apply_records(run, cache, update, self.agg_label, orig, vals, keys, stamps)
         res = BatchResult(run.outputs, run.dead, cache.writes(), dict(run.views), run.late)
         if windowed is not None:
