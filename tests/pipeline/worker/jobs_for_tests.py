@@ -87,3 +87,12 @@ eos_sessions = (
     .count()
     .to_kafka("eossess-out", value="json")
 )
+
+# Issue 18: a stream-table join, exactly-once, killed with -9 while it joins.
+eos_join = (
+    Job("eosjoin", guarantee="exactly-once")
+    .source("eosjoin-in", partitions=4, value="json")
+    .key_by(lambda o: o["customer"])
+    .join_table("eosjoin-customers", partitions=2, how="inner", value="json")
+    .to_kafka("eosjoin-out", value="json")
+)
