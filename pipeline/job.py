@@ -35,6 +35,7 @@ __all__ = [
     "FlatMap",
     "Guarantee",
     "Job",
+    "JoinStream",
     "JoinTable",
     "KeyBy",
     "Map",
@@ -273,6 +274,21 @@ class JoinTable:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinStream:
+    """Pair each record with the other stream's records of its key within ``within_ms`` of
+    event time (an inner, windowed stream-stream join; pipeline/executor/joins.py)."""
+
+    topic: str
+    partitions: int
+    within_ms: int
+    grace_ms: int = 0
+    key: Callable[[Any], Any] | None = None
+    value: Any = "json"
+    timestamp: Callable[[Any], Any] | None = None
+    fn: Callable[[Any, Any], Any] = _pair
+
+
+@dataclass(frozen=True, slots=True)
 class ToKafka:
     topic: str
     value: SinkValue = "json"
@@ -294,6 +310,7 @@ Operator = (
     | Reduce
     | Aggregate
     | JoinTable
+    | JoinStream
     | ToKafka
     | ToRedis
 )
@@ -309,6 +326,7 @@ _OP_NAMES: dict[type, str] = {
     Reduce: "reduce",
     Aggregate: "aggregate",
     JoinTable: "join_table",
+    JoinStream: "join_stream",
     ToKafka: "to_kafka",
     ToRedis: "to_redis",
 }
@@ -478,6 +496,42 @@ class Job:
             raise SpecError(f"join_table({topic!r}): {exc}") from None
         mode: Literal["left", "inner"] = "left" if how == "left" else "inner"
         return self._then(JoinTable(topic, partitions, mode, value, fn or _pair))
+
+    def join_stream(
+        self,
+        topic: str,
+        *,
+        partitions: int,
+        within: float,
+        grace: float = 0,
+        key: Callable[[Any], Any] | None = None,
+        value: Any = "json",
+        timestamp: Callable[[Any], Any] | None = None,
+        fn: Callable[[Any, Any], Any] | None = None,
+    ) -> Job:
+        """Inner-join each record with the records of stream ``topic`` that have the same key
+        and event times at most ``within`` seconds apart, emitting ``fn(value, other)``
+        (default ``{"value": value, "table": other}``) once per pair, when its second record
+        arrives. It must directly follow a ``key_by``; ``key(other)`` keys the other stream
+        (default: its Kafka key), ``timestamp(value)`` gives both sides' event time in epoch
+        ms (default: the records' timestamps). A record older than the partition's watermark
+        minus ``within`` minus ``grace`` seconds is late: counted and dropped.
+        """
+        _positive_int("join_stream", "partitions", partitions)
+        within_ms = _duration_ms("join_stream(): within", within, 0, allow_zero=True)
+        grace_ms = _duration_ms("join_stream(): grace", grace, 0, allow_zero=True)
+        for name, f in (("key", key), ("timestamp", timestamp), ("fn", fn)):
+            if f is not None:
+                _callable("join_stream", f, name)
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"join_stream({topic!r}): {exc}") from None
+        return self._then(
+            JoinStream(topic, partitions, within_ms, grace_ms, key, value, timestamp, fn or _pair)
+        )
 
     # sinks and configuration -----------------------------------------------------------
 

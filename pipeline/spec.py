@@ -23,6 +23,7 @@ from pipeline.job import (
     Count,
     FlatMap,
     Job,
+    JoinStream,
     JoinTable,
     KeyBy,
     Map,
@@ -56,7 +57,7 @@ SPEC_VERSION = 1
 _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
 _STATEFUL = (Count, Reduce, Aggregate)
-_KEEPS_STATE = (Count, Reduce, Aggregate, JoinTable)
+_KEEPS_STATE = (Count, Reduce, Aggregate, JoinTable, JoinStream)
 _SINKS = (ToKafka, ToRedis)
 
 
@@ -86,7 +87,7 @@ class StagePlan:
     #: a table feeder (issue 18): this stage reads a join_table()'s topic and forwards its
     #: rows into the repartition topic of stage ``feeds`` (pipeline/executor/joins.py)
     feeds: int | None = None
-    join: tuple[int, JoinTable] | None = None
+    join: tuple[int, JoinTable | JoinStream] | None = None
 
     @property
     def output_topic(self) -> str | None:
@@ -243,10 +244,10 @@ def stages_of(job: Job) -> list[StagePlan]:
             )
         if isinstance(op, Map | FlatMap):
             typed = False
-        if isinstance(op, JoinTable):
+        if isinstance(op, JoinTable | JoinStream):
             if not isinstance(ops[i - 1], KeyBy):
                 raise SpecError(
-                    f"{label(i, op)} must directly follow a key_by(): the table is "
+                    f"{label(i, op)} must directly follow a key_by(): the other side is "
                     "co-partitioned with the stream by that key"
                 )
             problem = _topic_problem(op.topic, f"{label(i, op)}: topic")
@@ -260,7 +261,7 @@ def stages_of(job: Job) -> list[StagePlan]:
             if op.topic in used:
                 raise SpecError(
                     f"{label(i, op)}: topic {op.topic!r} is already the job's source, sink, "
-                    "dead-letter or another table"
+                    "dead-letter or another joined topic"
                 )
             joins.append((i, op.topic))
             stateful = (i, op)
@@ -303,7 +304,7 @@ def stages_of(job: Job) -> list[StagePlan]:
         stage_ops.append((i, op))
     for st in list(stages):
         for i, op in st.operators:
-            if isinstance(op, JoinTable):
+            if isinstance(op, JoinTable | JoinStream):
                 stages.append(
                     StagePlan(len(stages), op.topic, op.partitions, (), None, None, op.value,
                               feeds=st.index, join=(i, op))

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.executor.batch import BatchRun
 from pipeline.executor.encoding import Input, Output
-from pipeline.executor.joins import TableJoin
+from pipeline.executor.joins import StreamJoin, TableJoin
 from pipeline.executor.records import BatchResult, InRecord, StateAccess, StateAccessError
 from pipeline.executor.sessions import SessionAggregate
 from pipeline.executor.sliding import SlidingAggregate
@@ -21,7 +21,17 @@ from pipeline.executor.stateful import Aggregation, KeyedAggregate, Update, appl
 from pipeline.executor.stateless import StatelessOp, apply_columns, apply_one, as_stateless
 from pipeline.executor.ticks import is_tick, tick_of
 from pipeline.executor.windows import WindowedAggregate
-from pipeline.job import Aggregate, Count, Job, JoinTable, Reduce, SessionSpec, SlidingSpec, Window
+from pipeline.job import (
+    Aggregate,
+    Count,
+    Job,
+    JoinStream,
+    JoinTable,
+    Reduce,
+    SessionSpec,
+    SlidingSpec,
+    Window,
+)
 from pipeline.spec import StagePlan, label
 
 __all__ = ["StageRunner", "Windowed"]
@@ -49,13 +59,15 @@ class StageRunner:
         window: Window | None = None
         window_label = ""
         agg: Aggregation | None = None
-        self.join: TableJoin | None = None  # a stream-table join (executor/joins.py)
+        self.join: TableJoin | StreamJoin | None = None  # a join (executor/joins.py)
         for i, op in plan.operators:
             stateless = as_stateless(i, op)
             if stateless is not None:
                 (self.pre if agg is None and self.join is None else self.post).append(stateless)
             elif isinstance(op, JoinTable):
                 self.join = TableJoin(plan.index, op, label(i, op), self._emit)
+            elif isinstance(op, JoinStream):
+                self.join = StreamJoin(plan.index, op, label(i, op), self._emit)
             elif isinstance(op, Window):
                 window, window_label = op, label(i, op)
             elif isinstance(op, Count | Reduce | Aggregate):

@@ -198,3 +198,93 @@ def test_a_join_function_and_what_follows_it() -> None:
                        ((TABLE_HEADER, b""),))  # fmt: skip
     res = compile_job(job).process(1, recs, MemoryState())
     assert [o.value for o in res.outputs] == [b"Ann:1"]
+
+
+# ---------------------------------------------------------------------------------------
+# Windowed stream-stream join
+# ---------------------------------------------------------------------------------------
+
+
+def stream_job(within: float, grace: float) -> Job:
+    return (
+        Job("s")
+        .source("clicks", partitions=1, value="json")
+        .key_by(lambda c: c["user"])
+        .join_stream("views", partitions=1, within=within, grace=grace,
+                     key=lambda v: v["user"], timestamp=lambda e: e["ts"])
+        .to_kafka("out")
+    )  # fmt: skip
+
+
+Side = tuple[str, str, int]  # ("l" | "r", key, event time)
+SIDES = st.lists(
+    st.tuples(st.sampled_from("lr"), st.sampled_from("ab"), st.integers(0, 3000)), max_size=40
+)
+
+
+def stream_partition(events: list[Side]) -> list[InRecord]:
+    out = []
+    for i, (side, key, t) in enumerate(events):
+        value = {"user": key, "ts": t, "i": i}
+        if side == "r":
+            headers: tuple[tuple[str, bytes], ...] = (
+                ("paxline.join", b""), (SRC_HEADER, b"-1:%d:0" % i)
+            )  # fmt: skip
+        else:
+            headers = ((SRC_HEADER, b"0:%d:0" % i),)
+        out.append(InRecord("r", 0, i, key.encode(), msgspec.msgpack.encode([t, value]), 0,
+                            headers))  # fmt: skip
+    return out
+
+
+def stream_reference(events: list[Side], within: int, grace: int) -> tuple[list[Any], int]:
+    wm: int | None = None
+    bufs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    out, late = [], 0
+    for i, (side, key, t) in enumerate(events):
+        if wm is not None and t < wm - within - grace:
+            late += 1
+            continue
+        value = {"user": key, "ts": t, "i": i}
+        for other in bufs.get(("r" if side == "l" else "l", key), []):
+            if abs(other["ts"] - t) <= within:
+                left, right = (value, other) if side == "l" else (other, value)
+                out.append({"value": left, "table": right})
+        bufs.setdefault((side, key), []).append(value)
+        wm = t if wm is None else max(wm, t)
+    return out, late
+
+
+@settings(max_examples=80, deadline=None)
+@given(events=SIDES, batch=st.integers(1, 15), within=st.integers(0, 400),
+       grace=st.integers(0, 300))  # fmt: skip
+def test_the_stream_join_equals_all_pairs_within_the_window(
+    events: list[Side], batch: int, within: int, grace: int
+) -> None:
+    plan = compile_job(stream_job(within / 1000, grace / 1000))
+    state = MemoryState()
+    recs = stream_partition(events)
+    got, late = [], 0
+    for lo in range(0, len(recs), batch):
+        res = plan.process(1, recs[lo : lo + batch], state)
+        assert not res.dead_letters
+        state.apply(res)
+        late += res.late_dropped
+        got += [orjson.loads(o.value) for o in res.outputs]
+    assert (got, late) == stream_reference(events, within, grace)
+    # A key whose records are all out of reach of any record to come is dropped.
+    final = max((t for _, _, t in events), default=0)
+    latest: dict[str, int] = {}
+    for k, v in state.data.items():
+        if k.startswith(("s1:jl:", "s1:jr:")):
+            newest = max(t for t, _ in msgspec.msgpack.decode(v))
+            latest[k[6:]] = max(latest.get(k[6:], newest), newest)
+    assert all(t >= final - 2 * within - grace for t in latest.values()), latest
+
+
+def test_the_other_stream_is_keyed_and_stamped_by_its_feeder() -> None:
+    plan = compile_job(stream_job(1, 0))
+    view = InRecord("views", 0, 4, None, orjson.dumps({"user": "u", "ts": 77}), 0)
+    [out] = plan.process(2, [view], MemoryState()).outputs
+    assert (out.key, msgspec.msgpack.decode(out.value)) == (b"u", [77, {"user": "u", "ts": 77}])
+    assert out.headers[0] == ("paxline.join", b"")
