@@ -96,3 +96,27 @@ eos_join = (
     .join_table("eosjoin-customers", partitions=2, how="inner", value="json")
     .to_kafka("eosjoin-out", value="json")
 )
+
+
+def _clickviews_eos() -> Job:
+    """examples/clickviews.py with an hour of grace: more than the test input spans, so which
+    of the two streams reaches the joining partition first cannot make a record late."""
+    from examples.clickviews import pair_key
+
+    return (
+        Job("eoscv", guarantee="exactly-once")
+        .source("eoscv-clicks", partitions=4, value="json")
+        .key_by(pair_key)
+        .join_stream(
+            "eoscv-views",
+            partitions=4,
+            within=60,
+            grace=3600,
+            key=pair_key,
+            timestamp=lambda e: e["ts"],
+        )
+        .to_kafka("eoscv-out", value="json")
+    )
+
+
+eos_stream_join = _clickviews_eos()

@@ -101,3 +101,45 @@ def test_exactly_once_across_kill_9_while_joining(stack: Stack) -> None:
     report = check(load_job(f"{JOBS}:eos_join"), stack.kafka, stack.redis)
     assert report.ok, str(report)
     assert report.outputs >= len(want)
+
+
+def test_stream_stream_join_exactly_once_across_kill_9(stack: Stack) -> None:
+    """examples/clickviews.py (with more grace) under kill -9: every click/view pair within
+    60 s, exactly once."""
+    from examples import clickviews
+
+    _submit(stack, f"{JOBS}:eos_stream_join")
+    rng = random.Random(3)
+    base = 1_700_000_000_000
+    views = [{"ad": rng.randrange(5), "user": f"u{rng.randrange(8)}", "ts": base + i * 700}
+             for i in range(1500)]  # fmt: skip
+    clicks = [{"ad": rng.randrange(5), "user": f"u{rng.randrange(8)}", "ts": base + i * 700 + 350}
+              for i in range(1500)]  # fmt: skip
+    chunks = 3
+    size = len(clicks) // chunks
+    for c in range(chunks):
+        with stack.client() as client:
+            before = sum(p.offset or 0 for p in client.offsets("eoscv"))
+        vs, cs = views[c * size : (c + 1) * size], clicks[c * size : (c + 1) * size]
+        produce(stack.kafka, "eoscv-views", (orjson.dumps(v) for v in vs),
+                keys=(clickviews.pair_key(v).encode() for v in vs))  # fmt: skip
+        produce(stack.kafka, "eoscv-clicks", (orjson.dumps(c) for c in cs),
+                keys=(clickviews.pair_key(c).encode() for c in cs))  # fmt: skip
+
+        def progressed(b: int = before) -> bool:
+            with stack.client() as client:
+                return sum(p.offset or 0 for p in client.offsets("eoscv")) > b
+
+        wait_until(progressed, 90, "progress")
+        victim = rng.choice(["join-1", "join-2"])
+        stack.kill_worker(victim, signal.SIGKILL)
+        stack.start_worker(victim)
+    wait_idle_eos(stack, "eoscv", timeout=300)
+    got = [orjson.loads(v) for _, v, _ in read_topic(stack.kafka, "eoscv-out")]
+    want = [{"value": c, "table": v} for c in clicks for v in views
+            if clickviews.pair_key(c) == clickviews.pair_key(v)
+            and abs(c["ts"] - v["ts"]) <= clickviews.WITHIN_MS]  # fmt: skip
+    assert len(want) > 100
+    assert _canon(got) == _canon(want)
+    report = check(load_job(f"{JOBS}:eos_stream_join"), stack.kafka, stack.redis)
+    assert report.ok, str(report)
