@@ -187,3 +187,28 @@ def test_idle_timer_probes_a_partition_taken_over_while_quiet_and_forgets_releas
     assert timers.due(5.0, [(KEY, None)]) == []  # no idle timeout: never
     assert timers.due(5.0, []) == []  # released: forgotten
     assert timers.due(5.6, [(KEY, 500)]) == []  # taken again: the clock starts afresh
+
+
+def test_ticks_close_tumbling_and_hopping_windows_too() -> None:
+    from pipeline.job import hopping, tumbling
+
+    for spec, want in (
+        (tumbling(milliseconds=100), [0]),
+        (hopping(milliseconds=100, hop_milliseconds=50), [-50, 0]),
+    ):
+        job = (
+            Job("t")
+            .source("in", partitions=1, value="json")
+            .key_by(lambda v: v["user"])
+            .window(spec, timestamp=lambda v: v["ts"], idle_timeout=1)
+            .count()
+            .to_kafka("out")
+        )
+        plan = compile_job(job)
+        state = MemoryState()
+        res = plan.process(1, keyed([{"user": "u", "ts": 20}], "user"), state)
+        assert res.outputs == [] and res.next_close == (want[0] + 100)
+        state.apply(res)
+        res = plan.process(1, [tick(1, 150)], state)
+        starts = [orjson.loads(o.value)["window_start"] for o in res.outputs]
+        assert starts == want
