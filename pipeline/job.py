@@ -29,16 +29,21 @@ from pipeline.errors import PipelineError
 __all__ = [
     "DEFAULT_SETTINGS",
     "Aggregate",
+    "AnyWindowSpec",
     "Count",
     "Filter",
     "FlatMap",
     "Guarantee",
     "Job",
+    "JoinStream",
+    "JoinTable",
     "KeyBy",
     "Map",
     "Operator",
     "Reduce",
+    "SessionSpec",
     "SinkValue",
+    "SlidingSpec",
     "Source",
     "SpecError",
     "ToKafka",
@@ -46,6 +51,8 @@ __all__ = [
     "Window",
     "WindowSpec",
     "hopping",
+    "session",
+    "sliding",
     "tumbling",
 ]
 
@@ -98,6 +105,32 @@ class WindowSpec:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class SlidingSpec:
+    """One window per record: ``[t - size, t]`` (both ends inclusive) ending at the record's
+    event time ``t``, per key; records of a key with equal times share one window."""
+
+    size_ms: int
+
+    @property
+    def kind(self) -> str:
+        return "sliding"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """Per key, records less than ``gap`` apart form one session ``[first, last + gap)``."""
+
+    gap_ms: int
+
+    @property
+    def kind(self) -> str:
+        return "session"
+
+
+AnyWindowSpec = WindowSpec | SlidingSpec | SessionSpec
+
+
 def _duration_ms(what: str, seconds: float, milliseconds: int, *, allow_zero: bool) -> int:
     for name, v in (("seconds", seconds), ("milliseconds", milliseconds)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
@@ -136,6 +169,18 @@ def hopping(
     return WindowSpec(size, step)
 
 
+def sliding(seconds: float = 0, *, milliseconds: int = 0) -> SlidingSpec:
+    """Windows that slide with the records: each record at event time ``t`` ends a window
+    ``[t - size, t]`` over its key's records, emitted once the watermark passes ``t``."""
+    return SlidingSpec(_duration_ms("sliding window size", seconds, milliseconds, allow_zero=False))
+
+
+def session(gap: float = 0, *, gap_milliseconds: int = 0) -> SessionSpec:
+    """Session windows: a key's records less than ``gap`` seconds apart (event time) form one
+    window ``[first, last + gap)``, emitted once the watermark passes its end."""
+    return SessionSpec(_duration_ms("session window gap", gap, gap_milliseconds, allow_zero=False))
+
+
 # --------------------------------------------------------------------------------------
 # Operators (plain records; the executor gives them meaning)
 # --------------------------------------------------------------------------------------
@@ -172,9 +217,12 @@ class KeyBy:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    spec: WindowSpec
+    spec: AnyWindowSpec
     allowed_lateness_ms: int = 0
     timestamp: Callable[[Any], Any] | None = None
+    #: wall-clock ms without records after which the partition's watermark advances with
+    #: the wall clock (pipeline/executor/ticks.py); None: only records move it.
+    idle_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +253,41 @@ class Aggregate:
     fn: Callable[[Any, Any], Any]
 
 
+def _pair(value: Any, row: Any) -> Any:
+    """The default of join_table(): the stream value and the table row side by side."""
+    return {"value": value, "table": row}
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTable:
+    """Enrich each record with the row of its key in a table (a compacted topic).
+
+    The table's records reach the joining stage through its own repartition topic, merged in
+    offset order with the stream (pipeline/executor/joins.py), so the join is replayable and
+    its state rides the stage's commit protocol like any other."""
+
+    topic: str
+    partitions: int
+    how: Literal["left", "inner"] = "left"
+    value: Any = "json"
+    fn: Callable[[Any, Any], Any] = _pair
+
+
+@dataclass(frozen=True, slots=True)
+class JoinStream:
+    """Pair each record with the other stream's records of its key within ``within_ms`` of
+    event time (an inner, windowed stream-stream join; pipeline/executor/joins.py)."""
+
+    topic: str
+    partitions: int
+    within_ms: int
+    grace_ms: int = 0
+    key: Callable[[Any], Any] | None = None
+    value: Any = "json"
+    timestamp: Callable[[Any], Any] | None = None
+    fn: Callable[[Any, Any], Any] = _pair
+
+
 @dataclass(frozen=True, slots=True)
 class ToKafka:
     topic: str
@@ -226,6 +309,8 @@ Operator = (
     | Count
     | Reduce
     | Aggregate
+    | JoinTable
+    | JoinStream
     | ToKafka
     | ToRedis
 )
@@ -240,6 +325,8 @@ _OP_NAMES: dict[type, str] = {
     Count: "count",
     Reduce: "reduce",
     Aggregate: "aggregate",
+    JoinTable: "join_table",
+    JoinStream: "join_stream",
     ToKafka: "to_kafka",
     ToRedis: "to_redis",
 }
@@ -338,25 +425,34 @@ class Job:
 
     def window(
         self,
-        spec: WindowSpec,
+        spec: AnyWindowSpec,
         *,
         allowed_lateness: float = 0,
         timestamp: Callable[[Any], Any] | None = None,
+        idle_timeout: float | None = None,
     ) -> Job:
         """Window the next count/reduce/aggregate by event time.
 
         ``allowed_lateness`` is in seconds; ``timestamp(value)`` returns epoch milliseconds
         (default: the Kafka record timestamp). A window emits once, when the partition's
         watermark (max event time seen) reaches ``end + allowed_lateness``.
+
+        ``idle_timeout`` (seconds, wall clock): once a partition has had no record for this
+        long, its watermark advances with the wall clock from the last record's, so a quiet
+        partition's last window is emitted on time instead of when the next record comes.
         """
-        if not isinstance(spec, WindowSpec):
+        if not isinstance(spec, WindowSpec | SlidingSpec | SessionSpec):
             raise SpecError(
-                f"window(): expected tumbling(...) or hopping(...), got {type(spec).__name__}"
+                "window(): expected tumbling(...), hopping(...), sliding(...) or "
+                f"session(gap=...), got {type(spec).__name__}"
             )
         lateness = _duration_ms("window(): allowed_lateness", allowed_lateness, 0, allow_zero=True)
         if timestamp is not None:
             _callable("window", timestamp, "timestamp")
-        return self._then(Window(spec, lateness, timestamp))
+        idle: int | None = None
+        if idle_timeout is not None:
+            idle = _duration_ms("window(): idle_timeout", idle_timeout, 0, allow_zero=False)
+        return self._then(Window(spec, lateness, timestamp, idle))
 
     def count(self) -> Job:
         return self._then(Count())
@@ -368,6 +464,74 @@ class Job:
     def aggregate(self, initial: Any, fn: Callable[[Any, Any], Any]) -> Job:
         _callable("aggregate", fn)
         return self._then(Aggregate(initial, fn))
+
+    def join_table(
+        self,
+        topic: str,
+        *,
+        partitions: int,
+        how: str = "left",
+        value: Any = "json",
+        fn: Callable[[Any, Any], Any] | None = None,
+    ) -> Job:
+        """Join each record with the row of its key in the table kept in ``topic``.
+
+        The table is materialised from ``topic`` (a compacted topic of ``partitions``
+        partitions; the record key is the row key, a null value deletes the row) and
+        co-partitioned with the stream by the stage's key: it must directly follow a
+        ``key_by`` whose keys are the table's keys (as UTF-8 strings). ``fn(value, row)``
+        builds the result (default ``{"value": value, "table": row}``); ``how="left"`` passes
+        ``row=None`` when the key has no row, ``how="inner"`` drops such records.
+        """
+        _positive_int("join_table", "partitions", partitions)
+        if how not in ("left", "inner"):
+            raise SpecError(f"join_table(): how must be 'left' or 'inner', got {how!r}")
+        if fn is not None:
+            _callable("join_table", fn)
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"join_table({topic!r}): {exc}") from None
+        mode: Literal["left", "inner"] = "left" if how == "left" else "inner"
+        return self._then(JoinTable(topic, partitions, mode, value, fn or _pair))
+
+    def join_stream(
+        self,
+        topic: str,
+        *,
+        partitions: int,
+        within: float,
+        grace: float = 0,
+        key: Callable[[Any], Any] | None = None,
+        value: Any = "json",
+        timestamp: Callable[[Any], Any] | None = None,
+        fn: Callable[[Any, Any], Any] | None = None,
+    ) -> Job:
+        """Inner-join each record with the records of stream ``topic`` that have the same key
+        and event times at most ``within`` seconds apart, emitting ``fn(value, other)``
+        (default ``{"value": value, "table": other}``) once per pair, when its second record
+        arrives. It must directly follow a ``key_by``; ``key(other)`` keys the other stream
+        (default: its Kafka key), ``timestamp(value)`` gives both sides' event time in epoch
+        ms (default: the records' timestamps). A record older than the partition's watermark
+        minus ``within`` minus ``grace`` seconds is late: counted and dropped.
+        """
+        _positive_int("join_stream", "partitions", partitions)
+        within_ms = _duration_ms("join_stream(): within", within, 0, allow_zero=True)
+        grace_ms = _duration_ms("join_stream(): grace", grace, 0, allow_zero=True)
+        for name, f in (("key", key), ("timestamp", timestamp), ("fn", fn)):
+            if f is not None:
+                _callable("join_stream", f, name)
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"join_stream({topic!r}): {exc}") from None
+        return self._then(
+            JoinStream(topic, partitions, within_ms, grace_ms, key, value, timestamp, fn or _pair)
+        )
 
     # sinks and configuration -----------------------------------------------------------
 

@@ -23,15 +23,20 @@ from pipeline.job import (
     Count,
     FlatMap,
     Job,
+    JoinStream,
+    JoinTable,
     KeyBy,
     Map,
     Operator,
     Reduce,
+    SessionSpec,
+    SlidingSpec,
     Source,
     SpecError,
     ToKafka,
     ToRedis,
     Window,
+    WindowSpec,
     op_name,
 )
 
@@ -41,6 +46,7 @@ __all__ = [
     "SpecError",
     "StagePlan",
     "build_spec",
+    "describe_window",
     "label",
     "repartition_topic",
     "stages_of",
@@ -51,6 +57,7 @@ SPEC_VERSION = 1
 _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
 _STATEFUL = (Count, Reduce, Aggregate)
+_KEEPS_STATE = (Count, Reduce, Aggregate, JoinTable, JoinStream)
 _SINKS = (ToKafka, ToRedis)
 
 
@@ -77,6 +84,10 @@ class StagePlan:
     #: decoder hint for values arriving in this stage: a source `value=` for stage 0, a class
     #: (or None for plain builtins) for repartitioned stages.
     value: Any
+    #: a table feeder (issue 18): this stage reads a join_table()'s topic and forwards its
+    #: rows into the repartition topic of stage ``feeds`` (pipeline/executor/joins.py)
+    feeds: int | None = None
+    join: tuple[int, JoinTable | JoinStream] | None = None
 
     @property
     def output_topic(self) -> str | None:
@@ -92,6 +103,54 @@ def _topic_problem(topic: object, what: str) -> str | None:
             f"not '.' or '..'), got {topic!r}"
         )
     return None
+
+
+def describe_window(w: Window) -> str:
+    """A window as the dashboard's job graph shows it, e.g. ``session(gap=30s)``."""
+
+    def secs(ms: int) -> str:
+        return f"{ms / 1000:g}s"
+
+    spec = w.spec
+    if isinstance(spec, SessionSpec):
+        text = f"session(gap={secs(spec.gap_ms)}"
+    elif isinstance(spec, SlidingSpec):
+        text = f"sliding({secs(spec.size_ms)}"
+    elif spec.hop_ms == spec.size_ms:
+        text = f"tumbling({secs(spec.size_ms)}"
+    else:
+        text = f"hopping({secs(spec.size_ms)}, hop={secs(spec.hop_ms)}"
+    if w.allowed_lateness_ms:
+        text += f", lateness={secs(w.allowed_lateness_ms)}"
+    if w.idle_timeout_ms is not None:
+        text += f", idle={secs(w.idle_timeout_ms)}"
+    return text + ")"
+
+
+def _check_window(where: str, w: Window) -> None:
+    """What the builders check, again for a Window built by hand (the spec must be sound)."""
+    spec = w.spec
+    sizes: list[tuple[str, object]]
+    if isinstance(spec, WindowSpec):
+        sizes = [("size", spec.size_ms), ("hop", spec.hop_ms)]
+    elif isinstance(spec, SlidingSpec):
+        sizes = [("size", spec.size_ms)]
+    elif isinstance(spec, SessionSpec):
+        sizes = [("gap", spec.gap_ms)]
+    else:
+        raise SpecError(
+            f"{where}: expected tumbling(...), hopping(...), sliding(...) or session(gap=...), "
+            f"got {type(spec).__name__}"
+        )
+    sizes.append(("allowed_lateness", w.allowed_lateness_ms))
+    if w.idle_timeout_ms is not None:
+        sizes.append(("idle_timeout", w.idle_timeout_ms))
+    for name, v in sizes:
+        low = 0 if name == "allowed_lateness" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise SpecError(f"{where}: {name} must be a whole number of ms >= {low}, got {v!r}")
+    if isinstance(spec, WindowSpec) and spec.hop_ms > spec.size_ms:
+        raise SpecError(f"{where}: hop ({spec.hop_ms} ms) must not exceed size ({spec.size_ms} ms)")
 
 
 def _check_settings(job: Job) -> None:
@@ -173,6 +232,7 @@ def stages_of(job: Job) -> list[StagePlan]:
     typed = not isinstance(source.value, str)  # source class survives until a map/flat_map
     stateful: tuple[int, Operator] | None = None
     pending_window: tuple[int, Window] | None = None
+    joins: list[tuple[int, str]] = []
     for i, op in enumerate(ops[1:], start=1):
         if isinstance(op, Source):
             raise SpecError(f"{label(i, op)}: a job reads exactly one source (first at source#0)")
@@ -184,6 +244,30 @@ def stages_of(job: Job) -> list[StagePlan]:
             )
         if isinstance(op, Map | FlatMap):
             typed = False
+        if isinstance(op, JoinTable | JoinStream):
+            if not isinstance(ops[i - 1], KeyBy):
+                raise SpecError(
+                    f"{label(i, op)} must directly follow a key_by(): the other side is "
+                    "co-partitioned with the stream by that key"
+                )
+            problem = _topic_problem(op.topic, f"{label(i, op)}: topic")
+            if problem:
+                raise SpecError(problem)
+            if op.partitions > MAX_PARTITIONS:
+                raise SpecError(f"{label(i, op)}: partitions must be <= {MAX_PARTITIONS}")
+            used = [source.topic, job.dlq_topic, *(t for _, t in joins)]
+            if isinstance(sink, ToKafka):
+                used.append(sink.topic)
+            if op.topic in used:
+                raise SpecError(
+                    f"{label(i, op)}: topic {op.topic!r} is already the job's source, sink, "
+                    "dead-letter or another joined topic"
+                )
+            joins.append((i, op.topic))
+            stateful = (i, op)
+            typed = False
+        if isinstance(op, Window):
+            _check_window(label(i, op), op)
         if isinstance(op, Window | Count | Reduce | Aggregate):
             if not stages:
                 raise SpecError(f"{label(i, op)} needs a key_by() before it: state is kept per key")
@@ -218,11 +302,18 @@ def stages_of(job: Job) -> list[StagePlan]:
                 )
             continue
         stage_ops.append((i, op))
+    for st in list(stages):
+        for i, op in st.operators:
+            if isinstance(op, JoinTable | JoinStream):
+                stages.append(
+                    StagePlan(len(stages), op.topic, op.partitions, (), None, None, op.value,
+                              feeds=st.index, join=(i, op))
+                )  # fmt: skip
     _check_settings(job)
     if job.guarantee == "exactly-once":
         backend = {**DEFAULT_SETTINGS, **job.extra_settings}["state_backend"]
         if backend == "memory" and any(
-            isinstance(op, _STATEFUL) for st in stages for _, op in st.operators
+            isinstance(op, _KEEPS_STATE) for st in stages for _, op in st.operators
         ):
             raise SpecError(
                 "settings.state_backend='memory' cannot give exactly-once for a stateful job "
@@ -252,7 +343,7 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
             f"entrypoint must look like 'path/to/file.py:attr' or 'module:attr', got {entrypoint!r}"
         )
     stages = stages_of(job)
-    last = stages[-1]
+    last = [st for st in stages if st.feeds is None][-1]
     assert last.sink is not None
     sink_op = last.sink[1]
     sink: dict[str, Any]
@@ -263,8 +354,14 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
     sink["dead_letter"] = job.dlq_topic
     stage_meta: list[dict[str, Any]] = []
     for st in stages:
-        if st.key_by is not None:
+        if st.join is not None and st.feeds is not None:
             output: dict[str, Any] = {
+                "kind": "repartition",
+                "topic": repartition_topic(job.name, st.feeds),
+                "operator": label(*st.join),
+            }
+        elif st.key_by is not None:
+            output = {
                 "kind": "repartition",
                 "topic": repartition_topic(job.name, st.index + 1),
                 "operator": label(*st.key_by),
@@ -272,14 +369,21 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
         else:
             output = {**sink, "operator": label(*st.sink)} if st.sink else {}
             output.pop("dead_letter", None)
+        windows = {
+            label(i, op): describe_window(op) for i, op in st.operators if isinstance(op, Window)
+        }
+        idle = [op.idle_timeout_ms for _, op in st.operators if isinstance(op, Window)]
         stage_meta.append(
             {
                 "stage": st.index,
                 "topic": st.topic,
                 "partitions": st.partitions,
                 "operators": [label(i, op) for i, op in st.operators],
-                "stateful": any(isinstance(op, _STATEFUL) for _, op in st.operators),
+                "stateful": any(isinstance(op, _KEEPS_STATE) for _, op in st.operators),
                 "output": output,
+                # issue 18: window kinds for the dashboard's job graph; the idle timeout
+                "windows": windows,
+                "idle_timeout_ms": idle[0] if idle else None,
             }
         )
     settings: dict[str, Any] = {

@@ -46,6 +46,7 @@ from pipeline.errors import CoordinatorsUnavailable, PipelineError, TransientErr
 from pipeline.executor.plan import Plan, compile_job
 from pipeline.executor.provenance import dedup
 from pipeline.executor.records import BatchResult, InRecord, StateAccess
+from pipeline.executor.ticks import IdleTimers  # issue 18
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionalSink
 from pipeline.lag import readable_end
 from pipeline.loading import load_job
@@ -252,6 +253,7 @@ class Worker:
         self._ends: dict[Key, int] = {}
         self._rng = random.Random()
         self._progress: list[Progress] = []
+        self._idle = IdleTimers()  # issue 18: idle timers (pipeline/executor/ticks.py)
 
     # ------------------------------------------------------------------------ heartbeat
     def _heartbeat_loop(self) -> None:
@@ -640,6 +642,13 @@ class Worker:
             else:
                 for o in flushed:
                     self._feed(o, cp.OutputsFlushed())  # -> ApplyState
+        # issue 18: a quiet windowed partition gets a tick on its own input (executor/ticks.py)
+        idle = ((k, o.job.plan.stages[o.stage].idle_timeout_ms) for k, o in self.owned.items())
+        for t in self._idle.due(time.monotonic(), idle):
+            with contextlib.suppress(BufferError):  # a lost tick is resent one timeout later
+                self.sink.producer.produce(
+                    t.topic, t.value, None, partition=t.partition, headers=t.headers
+                )
         self._flush_groups()
         self._backpressure()
         if time.monotonic() - self._last_commit >= self.cfg.commit_interval:
@@ -657,6 +666,8 @@ class Worker:
             fresh, hw = dedup(fresh, state)
         res = o.job.plan.process(o.stage, fresh, state) if fresh else BatchResult()
         res.state_writes.update(hw)
+        if fresh:  # issue 18: the watermark and next closing, for the idle timers
+            self._idle.observe((o.job.name, o.topic, o.partition), fresh, res, time.monotonic())
         m, job = self.metrics, o.job.name
         m.records_in.labels(job).inc(len(fresh))
         m.records_out.labels(job).inc(len(res.outputs))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.executor.joins import TableFeeder
 from pipeline.executor.records import BatchResult, InRecord, PlanError, StateAccess
 from pipeline.executor.stage import StageRunner
-from pipeline.job import Job
+from pipeline.job import Job, Window
 from pipeline.spec import StagePlan, label, stages_of
 
 __all__ = ["Plan", "Stage", "compile_job"]
@@ -28,9 +29,13 @@ class Stage:
     output: str  # "repartition" | "kafka" | "redis"
     output_topic: str | None  # repartition or Kafka sink topic; None for Redis
     stateful: bool
+    #: a window's idle timeout in ms (executor/ticks.py); None: no idle timer
+    idle_timeout_ms: int | None = None
+    #: a table feeder (executor/joins.py): the stage whose repartition topic it feeds
+    feeds: int | None = None
 
 
-def _describe(plan: StagePlan, runner: StageRunner) -> Stage:
+def _describe(plan: StagePlan, runner: StageRunner | TableFeeder) -> Stage:
     return Stage(
         plan.index,
         (plan.topic,),
@@ -39,6 +44,11 @@ def _describe(plan: StagePlan, runner: StageRunner) -> Stage:
         runner.output.kind,
         runner.output.topic,
         runner.update is not None,
+        next(
+            (op.idle_timeout_ms for _, op in plan.operators if isinstance(op, Window)),
+            None,
+        ),
+        plan.feeds,
     )
 
 
@@ -52,7 +62,9 @@ class Plan:
         self.job_name = job.name
         self.guarantee = job.guarantee
         self.dead_letter_topic = job.dlq_topic
-        self._runners = [StageRunner(job, p) for p in plans]
+        self._runners: list[StageRunner | TableFeeder] = [
+            StageRunner(job, p) if p.feeds is None else TableFeeder(job, p) for p in plans
+        ]
         self.stages: list[Stage] = [
             _describe(p, r) for p, r in zip(plans, self._runners, strict=True)
         ]

@@ -73,6 +73,10 @@ class BatchResult:
     state_writes: dict[str, bytes | None] = field(default_factory=dict)
     view_writes: dict[str, bytes | None] = field(default_factory=dict)
     late_dropped: int = 0
+    #: windowed stages: the partition's watermark after the batch and the watermark at which
+    #: its next window closes (None: no window open), for the idle timers (executor/ticks.py)
+    watermark: int | None = None
+    next_close: int | None = None
 
 
 class PlanError(PipelineError, LookupError):

@@ -23,7 +23,7 @@ from pipeline.executor.batch import BatchRun
 from pipeline.executor.columns import col_map
 from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit
-from pipeline.job import Window
+from pipeline.job import Window, WindowSpec
 
 __all__ = ["WindowedAggregate", "event_time"]
 
@@ -77,6 +77,7 @@ class WindowedAggregate:
             ets = [stamps[o] for o in orig]
         p = self.prefix
         wanted = [p + "wm", p + "wi"]
+        assert isinstance(window.spec, WindowSpec)
         starts_of = window.spec.starts
         for k, t in zip(keys, ets, strict=True):
             for s in starts_of(t):
@@ -97,7 +98,9 @@ class WindowedAggregate:
     ) -> None:
         window = self.window
         agg = self.agg
-        size = window.spec.size_ms
+        spec = window.spec
+        assert isinstance(spec, WindowSpec)
+        size = spec.size_ms
         lateness = window.allowed_lateness_ms
         p = self.prefix
         wm_key, wi_key = p + "wm", p + "wi"
@@ -106,7 +109,7 @@ class WindowedAggregate:
         for e in range(i, j):
             key, value, t = keys[e], vals[e], ets[e]
             late = False
-            for start in window.spec.starts(t):
+            for start in spec.starts(t):
                 if wm is not ABSENT and wm >= start + size + lateness:
                     late = True
                     continue
@@ -132,6 +135,35 @@ class WindowedAggregate:
         if high is ABSENT or (wm is not ABSENT and high <= wm):
             return
         cache.put(wm_key, high)
+        self._close(run, cache, high)
+
+    def advance(self, run: BatchRun, cache: StateCache, to: int) -> None:
+        """An idle tick (executor/ticks.py): move the watermark to ``to`` and close."""
+        wm_key = self.prefix + "wm"
+        wm = cache.get(wm_key)
+        if wm is ABSENT or to <= wm:
+            return  # no record yet (nothing open), or nothing new
+        cache.put(wm_key, to)
+        self._close(run, cache, to)
+
+    def timers(self, cache: StateCache) -> tuple[int | None, int | None]:
+        """The watermark and the watermark at which the next window closes."""
+        p = self.prefix
+        wm, index = cache.get(p + "wm"), cache.get(p + "wi")
+        window = self.window
+        assert isinstance(window.spec, WindowSpec)
+        close = (
+            None if index is ABSENT else index[0] + window.spec.size_ms + window.allowed_lateness_ms
+        )
+        return (None if wm is ABSENT else wm), close
+
+    def _close(self, run: BatchRun, cache: StateCache, high: int) -> None:
+        p = self.prefix
+        wi_key = p + "wi"
+        window = self.window
+        assert isinstance(window.spec, WindowSpec)
+        size = window.spec.size_ms
+        lateness = window.allowed_lateness_ms
         index = cache.get(wi_key)
         if index is ABSENT:
             return

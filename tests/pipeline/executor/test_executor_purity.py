@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "pipeline" / "executor"
 ALLOWED = {
     "__future__",
+    "bisect",
     "collections",
     "dataclasses",
     "itertools",

@@ -10,7 +10,7 @@ import pytest
 
 from coordinator.metadata import validate_spec
 from coordinator.protocol import JobSpec
-from pipeline.job import Job, hopping, tumbling
+from pipeline.job import Job, KeyBy, SessionSpec, Window, hopping, session, sliding, tumbling
 from pipeline.spec import SpecError, build_spec, validate
 
 
@@ -164,7 +164,27 @@ BAD: list[tuple[str, Callable[[], Any], str]] = [
     (
         "window not a window",
         lambda: src().key_by(ident).window(60),  # type: ignore[arg-type]
-        "expected tumbling(...) or hopping(...)",
+        "expected tumbling(...), hopping(...), sliding(...) or session(gap=...)",
+    ),
+    ("zero session gap", lambda: session(gap=0), "session window gap must be > 0"),
+    ("negative sliding size", lambda: sliding(-1), "sliding window size must be > 0"),
+    ("session gap not a number", lambda: session(gap="5"), "gap: seconds must be a finite"),  # type: ignore[arg-type]
+    (
+        "zero idle timeout",
+        lambda: src().key_by(ident).window(session(gap=5), idle_timeout=0),
+        "window(): idle_timeout must be > 0",
+    ),
+    (
+        "hand-made window with a bad gap",
+        lambda: validate(
+            src()._then(KeyBy(ident))._then(Window(SessionSpec(-3))).count().to_redis("v")
+        ),
+        "window#2: gap must be a whole number of ms >= 1, got -3",
+    ),
+    (
+        "session without an aggregation",
+        lambda: validate(src().key_by(ident).window(session(gap=5)).to_redis("v")),
+        "window#2 must be followed by count(), reduce() or aggregate(), not to_redis()",
     ),
     (
         "timestamp not callable",
@@ -278,6 +298,23 @@ def test_spec_details_for_kafka_sinks_repartition_partitions_and_settings() -> N
     assert spec["settings"]["producer"] == {"linger.ms": 5}
     assert spec["settings"]["stages"][1]["stateful"] is True
     assert validate_spec(msgspec.convert(spec, JobSpec)) is None
+
+
+def test_window_kinds_and_idle_timeout_are_in_the_stage_metadata() -> None:
+    """The dashboard's job graph names each window (issue 18); workers read the timeout."""
+    job = (
+        src().key_by(ident)
+        .window(session(gap=30), allowed_lateness=2, idle_timeout=1.5).count()
+        .key_by(ident)
+        .window(sliding(10)).count()
+        .to_redis("v")
+    )  # fmt: skip
+    stages = build_spec(job, "jobs.mine:job")["settings"]["stages"]
+    assert [(st["windows"], st["idle_timeout_ms"]) for st in stages] == [
+        ({}, None),
+        ({"window#2": "session(gap=30s, lateness=2s, idle=1.5s)"}, 1500),
+        ({"window#5": "sliding(10s)"}, None),
+    ]
 
 
 def test_builders_return_new_jobs_and_never_mutate() -> None:

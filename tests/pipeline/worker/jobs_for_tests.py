@@ -3,7 +3,7 @@ each with its own topics so tests in one module never share input."""
 
 from __future__ import annotations
 
-from pipeline.job import Job, tumbling
+from pipeline.job import Job, session, tumbling
 
 
 def _counter(name: str, topic: str, partitions: int = 6) -> Job:
@@ -81,3 +81,48 @@ chaos_leader_kill = _eos_windows("chleader")
 chaos_broker_down = _counter("chdown", "chdown-in", partitions=4)
 chaos_redis_proxy = _eos_counter("chredisproxy")
 chaos_kafka_proxy = _eos_windows("chkafkaproxy")
+
+# Issue 18: session windows closed at the end by the idle timer, exactly-once to Kafka.
+# Lateness covers any stall of the stack (a stall shorter than it cannot change a result).
+SESSION_GAP_MS = 2_000
+eos_sessions = (
+    Job("eossess", guarantee="exactly-once")
+    .source("eossess-in", partitions=4, value="json")
+    .key_by(lambda c: c["user"])
+    .window(session(gap=2), allowed_lateness=5, timestamp=lambda c: c["ts"], idle_timeout=1)
+    .count()
+    .to_kafka("eossess-out", value="json")
+)
+
+# Issue 18: a stream-table join, exactly-once, killed with -9 while it joins.
+eos_join = (
+    Job("eosjoin", guarantee="exactly-once")
+    .source("eosjoin-in", partitions=4, value="json")
+    .key_by(lambda o: o["customer"])
+    .join_table("eosjoin-customers", partitions=2, how="inner", value="json")
+    .to_kafka("eosjoin-out", value="json")
+)
+
+
+def _clickviews_eos() -> Job:
+    """examples/clickviews.py with an hour of grace: more than the test input spans, so which
+    of the two streams reaches the joining partition first cannot make a record late."""
+    from examples.clickviews import pair_key
+
+    return (
+        Job("eoscv", guarantee="exactly-once")
+        .source("eoscv-clicks", partitions=4, value="json")
+        .key_by(pair_key)
+        .join_stream(
+            "eoscv-views",
+            partitions=4,
+            within=60,
+            grace=3600,
+            key=pair_key,
+            timestamp=lambda e: e["ts"],
+        )
+        .to_kafka("eoscv-out", value="json")
+    )
+
+
+eos_stream_join = _clickviews_eos()

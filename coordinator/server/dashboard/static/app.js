@@ -423,7 +423,11 @@
       stages.forEach((st, i) => {
         if (i > 0) flow.append(arrow());
         flow.append(topicChip(st.topic, st.partitions, i === 0 ? "source" : "repartition"));
-        for (const op of st.operators || []) flow.append(arrow(), opChip(op));
+        // issue 18: a window chip names its kind, e.g. "session(gap=30s)" (spec.py describe_window)
+        const windows = st.windows || {};
+        for (const op of st.operators || []) {
+          flow.append(arrow(), windows[op] ? h("span", { class: "chip chip-op", title: op }, windows[op]) : opChip(op));
+        }
         if (st.output && st.output.operator) flow.append(arrow(), opChip(st.output.operator));
         if (st.output && st.output.kind !== "repartition") flow.append(arrow(), sinkChip(st.output));
       });
