@@ -89,11 +89,13 @@ def test_reset_kills_open_connections_and_refuses_new_ones_until_healed(echo: in
             s.sendall(b"b")
             s.recv(100)
         s.close()
+        opened: list[socket.socket] = []
         with pytest.raises(ConnectionResetError):  # in the handshake or on first use
-            s2 = _connect(proxy.port)
-            s2.sendall(b"c")
-            s2.recv(100)
-        s2.close()
+            opened.append(_connect(proxy.port))
+            opened[0].sendall(b"c")
+            opened[0].recv(100)
+        for s2 in opened:
+            s2.close()
         proxy.heal()
         with _connect(proxy.port) as s3:
             s3.sendall(b"d")
