@@ -236,7 +236,7 @@ def bench_paxline(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 }
             )
             hb = client.heartbeat(WORKER, capacity=100_000)
-        epochs = {str(a.partition): int(a.epoch) for a in hb["assignment"]}
+        epochs = {str(a.partition): int(a.epoch) for a in hb.assignment}
         if len(epochs) != PARTITIONS:
             raise RuntimeError(f"worker got {len(epochs)} of {PARTITIONS} partitions: {hb}")
         params = {
@@ -606,14 +606,8 @@ def bench_etcd(args: argparse.Namespace, base: Path, binary: str) -> dict[str, A
             }
             pids = [m.proc.pid for m in cluster.members.values() if m.proc is not None]
             bg = wait_for_quiet("etcd", pids, args)
-            rounds0, t_rounds = _ballot_round(cluster), time.monotonic()
             r = run_loadgen(spec)
             r["background_cpu_before"] = bg
-            # Elections with no fault injected: ballot rounds opened during the phase
-            # (every campaign opens one, won or not), per minute (issue 17).
-            rounds = _ballot_round(cluster) - rounds0
-            r["ballot_rounds"] = rounds
-            r["elections_per_min"] = rounds * 60 / (time.monotonic() - t_rounds)
             out["load"][str(n)] = add_derived(r)
             log("etcd:      " + describe(r))
         if args.rejoin_check and args.etcd_kills:
