@@ -14,7 +14,9 @@ A record is late, counted and dropped, when it joins no open session and its own
 State layout (partition-local, stage ``n``), next to the watermark ``s{n}:wm`` that every
 window kind keeps:
 
-* ``s{n}:sx`` — sorted ``[end, key]`` of every open session (what to close next)
+* ``s{n}:sx`` — sorted ``[end, key]`` of every open session (what to close next), and of
+  sessions that grew or merged since (stale entries, skipped when they come due: in-order
+  input then appends in place instead of rewriting the list)
 * ``s{n}:ss:{key}`` — the key's open sessions, sorted: ``[start, last, acc, [[t, value]...]]``
 """
 
@@ -30,7 +32,7 @@ from pipeline.executor.stateful import Aggregation, Emit, norm
 from pipeline.executor.windows import event_time
 from pipeline.job import SessionSpec, Window
 
-__all__ = ["SessionAggregate", "event_times"]
+__all__ = ["SessionAggregate", "add_sorted", "event_times"]
 
 
 def event_times(
@@ -58,6 +60,20 @@ def event_times(
         keys = [keys[k] for k in keep]
         ets = [ets[k] for k in keep]
     return orig, vals, keys, ets
+
+
+def add_sorted(cache: StateCache, key: str, entry: list[Any]) -> None:
+    """Add ``entry`` to the sorted list at ``key`` once; in-order input (the usual case)
+    appends in place instead of copying the list."""
+    index = cache.get(key)
+    if index is ABSENT:
+        cache.put(key, [entry])
+    elif entry > index[-1]:
+        cache.append(key, entry)
+    else:
+        at = bisect.bisect_left(index, entry)
+        if index[at] != entry:
+            cache.put(key, [*index[:at], entry, *index[at:]])
 
 
 class SessionAggregate:
@@ -126,10 +142,6 @@ class SessionAggregate:
             if not touching and wm is not ABSENT and wm >= t + gap + lateness:
                 run.late += 1
                 continue
-            index = cache.get(sx_key)
-            index = [] if index is ABSENT else list(index)
-            for s in touching:
-                index.remove([s[1] + gap, key])
             if not touching:
                 merged = [t, t, self.agg.fresh(value), [[t, value]]]
             elif len(touching) == 1 and t >= touching[0][1]:
@@ -147,8 +159,8 @@ class SessionAggregate:
             rest = [s for s in sessions if s not in touching]
             bisect.insort(rest, merged, key=lambda s: s[0])
             cache.put(sk, rest)
-            bisect.insort(index, [merged[1] + gap, key])
-            cache.put(sx_key, index)
+            # The entries of the sessions it replaced stay, stale: closing skips them.
+            add_sorted(cache, sx_key, [merged[1] + gap, key])
         if high is ABSENT or (wm is not ABSENT and high <= wm):
             return
         cache.put(wm_key, high)
@@ -166,7 +178,12 @@ class SessionAggregate:
     def timers(self, cache: StateCache) -> tuple[int | None, int | None]:
         p = self.prefix
         wm, index = cache.get(p + "wm"), cache.get(p + "sx")
-        close = None if index is ABSENT or not index else index[0][0] + self.lateness
+        close = None
+        for end, key in [] if index is ABSENT else index:
+            sessions = cache.get(f"{p}ss:{key}")
+            if sessions is not ABSENT and any(s[1] + self.gap == end for s in sessions):
+                close = end + self.lateness  # the first entry that is not stale
+                break
         return (None if wm is ABSENT else wm), close
 
     def _close(self, run: BatchRun, cache: StateCache, wm: int) -> None:
@@ -184,7 +201,11 @@ class SessionAggregate:
         for end, key in index[:due]:
             sk = f"{p}ss:{key}"
             sessions = cache.get(sk)
-            done = next(s for s in sessions if s[1] + self.gap == end)
+            done = None
+            if sessions is not ABSENT:
+                done = next((s for s in sessions if s[1] + self.gap == end), None)
+            if done is None:
+                continue  # stale: that session grew or merged since, or closed already
             rest = [s for s in sessions if s is not done]
             cache.put(sk, rest if rest else ABSENT)
             emission = {"key": key, "window_start": done[0], "window_end": end, "value": done[2]}

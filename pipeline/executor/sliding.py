@@ -22,7 +22,7 @@ import bisect
 from typing import Any
 
 from pipeline.executor.batch import BatchRun
-from pipeline.executor.sessions import event_times
+from pipeline.executor.sessions import add_sorted, event_times
 from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit, norm
 from pipeline.job import SlidingSpec, Window
@@ -96,16 +96,11 @@ class SlidingAggregate:
             at = bisect.bisect_right([tv[0] for tv in values], t)
             values.insert(at, [t, value])
             cache.put(vk, values)
-            index = cache.get(lx_key)
-            index = [] if index is ABSENT else list(index)
             entry = [t, key, _CLOSE]
             if wm is not ABSENT and wm >= t + 1 + self.lateness:
                 run.late += 1  # its own window is closed; later open ones include it
                 entry = [t + self.size, key, _DROP]  # and drop it when they are closed too
-            at = bisect.bisect_left(index, entry)
-            if at == len(index) or index[at] != entry:
-                index.insert(at, entry)
-                cache.put(lx_key, index)
+            add_sorted(cache, lx_key, entry)
         if high is ABSENT or (wm is not ABSENT and high <= wm):
             return
         cache.put(wm_key, high)
@@ -140,8 +135,7 @@ class SlidingAggregate:
         if not due:
             return
         cache.load([f"{p}lv:{key}" for _, key, _ in index[:due]])
-        rest = list(index[due:])
-        pending = {key for _, key, kind in rest if kind == _CLOSE}
+        rest = index[due:]
         horizon = self._horizon(wm)
         size = self.size
         agg = self.agg
@@ -171,8 +165,8 @@ class SlidingAggregate:
                 continue
             if len(kept) != len(values):
                 cache.put(vk, kept)
-            if key not in pending:
-                # No window of this key open: drop its values once no window can reach them.
+            # A value's own window is open iff t + 1 + lateness > wm (a value that came late
+            # has none). With none open, drop the key's values once no window can reach them.
+            if kept[-1][0] + 1 + self.lateness <= wm:
                 bisect.insort(rest, [kept[-1][0] + size, key, _DROP])
-                pending.add(key)
         cache.put(lx_key, rest if rest else ABSENT)
