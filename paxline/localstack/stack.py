@@ -199,7 +199,7 @@ class LocalStack:
 
     def _services_plan(self, data: dict[str, Any], opts: StackOptions) -> list[Program]:
         """Kafka, Redis and the coordinators as supervised programs (docs/architecture.md,
-        "The local stack and its supervisor"); records their addresses in `data`."""
+        section 7); records their addresses in `data`."""
         programs: list[Program] = []
         addresses: dict[str, str] = {}
         kdir = self.home / "kafka"

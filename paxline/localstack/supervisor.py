@@ -1,6 +1,6 @@
 """The local stack's supervisor: one small detached process that starts every program of a
 `paxline up` stack (Kafka, Redis, coordinators, workers), restarts whatever exits, and stops
-them all on SIGTERM (docs/architecture.md, "The local stack and its supervisor").
+them all on SIGTERM (docs/architecture.md, section 7).
 
 Why a process of its own: only a process's parent learns how it ended (exit code or signal),
 and `paxline up` returns to the shell at once, so the parent must be something that stays.

@@ -99,6 +99,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PAXLINE_HOME": str(tmp / "stack"),
         # Three brokers next to everything else on a small shared machine.
         "PAXLINE_KAFKA_HEAP": "-Xms128m -Xmx512m",
+        # Commands answer within 3 s on a quiet machine; this one runs at load 40+.
+        "PAXLINE_TIMEOUT": "30",
     }
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
@@ -171,7 +173,7 @@ def test_a_stopped_redis_shows_as_a_stall_everywhere_and_clears(stack: Stack) ->
         assert all(s["reason"] == "Redis unreachable" for r in stalled for s in r["stalls"])
         table = stack.cli.run("status")
         assert table.clean and STALL.search(table.out), table
-        assert re.search(r"stallcount stall-in\[\d\] on worker-\d: " + STALL.pattern, table.out)
+        assert re.search(r"stallcount \S+\[\d\] on worker-\d: " + STALL.pattern, table.out)
         parts = httpx.get(f"{api}/v1/jobs/stallcount/offsets", timeout=10).json()["partitions"]
         assert any(p["stalled"] == "Redis unreachable" for p in parts), parts
         with sync_playwright() as pw:
