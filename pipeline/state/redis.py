@@ -223,6 +223,41 @@ return {'ok', 0}
 """
 
 
+# A restore from the changelog (pipeline.restore), in chunks. KEYS: state, applied, view, epoch,
+# undo, takeover count. ARGV: epoch, takeover, clear (1: first chunk), applied ('' : not the
+# last chunk), n_sets, n_dels, n_vsets, n_vdels, items. The first chunk clears the
+# partition's state, applied offset and undo images; only the last sets the applied offset,
+# so a restore cut short leaves Redis behind Kafka and the next takeover restores again.
+_RESTORE = """
+local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[6]) ~= ARGV[2] then
+  return {'fenced', current}
+end
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[5])
+end
+local i = 9
+for _ = 1, tonumber(ARGV[5]) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, tonumber(ARGV[6]) do
+  redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1
+end
+for _ = 1, tonumber(ARGV[7]) do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, tonumber(ARGV[8]) do
+  redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1
+end
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+return {'ok', 0}
+"""
+
+RESTORE_CHUNK = 5000  # keys per script call: a restore never blocks Redis for long
+
+
 class StaleEpoch(Exception):
     """A newer owner (or a newer takeover by this worker) has taken the partition over; this
     writer must stop at once."""
@@ -247,6 +282,7 @@ class EpochRedisStore(RedisStore):
         self._takeover = client.register_script(_TAKEOVER)
         self._apply_eos = client.register_script(_APPLY_EOS)
         self._rollback = client.register_script(_ROLLBACK)
+        self._restore = client.register_script(_RESTORE)
 
     @property
     def _keys(self) -> list[str]:
@@ -276,6 +312,34 @@ class EpochRedisStore(RedisStore):
             status, current = self._rollback(keys=self._keys, args=[self.epoch, self.takeover])
         if status == b"fenced":
             raise StaleEpoch(int(current))
+
+    def restore(
+        self,
+        state: Mapping[str, bytes | None],
+        view: Mapping[str, bytes | None],
+        applied: int | None,
+        chunk: int = RESTORE_CHUNK,
+    ) -> None:
+        """Replace the partition's state by `state` (None values skipped: deleted keys), write
+        `view` into the job's view (None: delete), then set the applied offset, epoch-checked
+        like `apply`. In chunks of `chunk` keys; the applied offset only with the last."""
+        items = [(k, v) for k, v in state.items() if v is not None]
+        vitems = list(view.items())
+        total = len(items) + len(vitems)
+        first, done = True, 0
+        while first or done < total:
+            part = items[done : done + chunk]
+            vpart = vitems[max(0, done - len(items)) : max(0, done + chunk - len(items))]
+            done += chunk
+            last = done >= total
+            args = [self.epoch, self.takeover, "1" if first else "0",
+                    "" if not last or applied is None else applied,
+                    *_pack(dict(part), dict(vpart))]  # fmt: skip
+            first = False
+            with _unavailable():
+                status, current = self._restore(keys=self._keys, args=args)
+            if status == b"fenced":
+                raise StaleEpoch(int(current))
 
     def apply(
         self,
