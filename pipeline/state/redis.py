@@ -20,7 +20,7 @@ from redis.retry import Retry
 from pipeline.errors import StateUnavailable
 from pipeline.state.base import StateKey
 
-__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "view_key"]
+__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "StateWiped", "view_key"]
 
 # A stopped or paused Redis must turn into an error the worker can stall on, not a call that
 # blocks forever (a SIGSTOPped server keeps its TCP connections open). A batch script takes
@@ -157,7 +157,11 @@ return {'ok', redis.call('INCR', KEYS[2])}
 # KEYS: state, applied, view, epoch, undo, takeover count.
 # ARGV: epoch, takeover, end, n_sets, n_dels, n_vsets, n_vdels, items
 _APPLY_EOS = """
-local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+local raw = redis.call('GET', KEYS[4])
+if not raw then
+  return {'lost', 0}
+end
+local current = tonumber(raw)
 if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[6]) ~= ARGV[2] then
   return {'fenced', current}
 end
@@ -258,6 +262,14 @@ return {'ok', 0}
 RESTORE_CHUNK = 5000  # keys per script call: a restore never blocks Redis for long
 
 
+class StateWiped(StateUnavailable):
+    """Redis lost the partition's keys (its epoch is gone: FLUSHALL, a restart without data
+    files, a failover to an empty replica). Transient: the takeover that follows restores
+    the state from the changelog (pipeline.restore)."""
+
+    reason = "Redis lost state"
+
+
 class StaleEpoch(Exception):
     """A newer owner (or a newer takeover by this worker) has taken the partition over; this
     writer must stop at once."""
@@ -298,6 +310,22 @@ class EpochRedisStore(RedisStore):
         if status == b"fenced":
             raise StaleEpoch(int(value))
         self.takeover = int(value)
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        """Read state and, in the same MULTI, check that Redis still has this partition's
+        epoch: a read from a Redis that lost everything (FLUSHALL, restarted without its data
+        files) would compute from empty state, and at-least-once flushes the changelog records
+        of such a batch before its state write could notice (issue 16)."""
+        if not keys:
+            return {}
+        with _unavailable():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hmget(self._state, keys)
+            pipe.get(self._epoch_key)
+            values, epoch = pipe.execute()
+        if epoch is None:
+            raise StateWiped(f"{self._epoch_key} is gone")
+        return dict(zip(keys, values, strict=True))
 
     def undo_base(self) -> tuple[bool, int | None]:
         """(an undo record exists, the applied offset it would restore)."""
@@ -350,6 +378,8 @@ class EpochRedisStore(RedisStore):
         args = [self.epoch, self.takeover, end_offset, *_pack(writes, view_writes)]
         with _unavailable():
             status, current = self._apply_eos(keys=self._keys, args=args)
+        if status == b"lost":
+            raise StateWiped(f"{self._epoch_key} is gone")
         if status == b"fenced":
             raise StaleEpoch(int(current))
         return bool(status == b"ok")

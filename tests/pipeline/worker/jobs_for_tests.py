@@ -75,3 +75,8 @@ heal_redis_pause = _eos_counter("healpause")
 heal_redis_alo = _counter("healalo", "healalo-in", partitions=4)
 heal_handover = _eos_windows("healhand")
 heal_quorum = _eos_counter("healquorum")
+# issue 16: state restored from the changelog after Redis lost it
+restore_flush_eos = _eos_counter("rsflush")
+restore_flush_alo = _counter("rsflushalo", "rsflushalo-in", partitions=4)
+restore_wipe_eos = _eos_counter("rswipe")
+restore_wipe_alo = _counter("rswipealo", "rswipealo-in", partitions=4)
