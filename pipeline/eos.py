@@ -9,7 +9,8 @@ Takeover, in this order, because each step relies on the previous one:
 3. read Kafka's committed offset K (group `paxline.{job}`), the agreed checkpoint A and Redis'
    applied offset R, and reconcile: K ahead of A is committed through Paxos first; R ahead of
    K (a batch applied in Redis whose transaction never committed) is rolled back with the undo
-   images; R behind K means Redis lost state - stop with a clear error instead of guessing.
+   images; R behind K (or no state at all while K exists) means Redis lost state: it is
+   restored from the changelog first (`pipeline.restore`, issue 16), so reconcile sees R == K.
    The checkpoint commit of 3a is made even when K equals A: after step 1 it proves that the
    coordinators still give us the partition at this epoch, so an owner that would be assigned
    next fences us in Kafka after our step 1, never before (a worker retaking a partition after
@@ -40,6 +41,7 @@ from pipeline.commit.takeover import Durable, reconcile
 from pipeline.errors import CoordinatorsUnavailable, PipelineError
 from pipeline.executor.records import BatchResult
 from pipeline.kafka.clients import Source, TransactionalSink
+from pipeline.restore import RestoreTarget, needs_restore
 from pipeline.state import MemoryStore, PartitionStore, StateKey
 from pipeline.state.redis import EpochRedisStore, RedisStores
 
@@ -153,10 +155,12 @@ def take_over(
     view: str,
     commit: Callable[[int], str],
     producer_factory: Callable[[str, str], TransactionalSink] = TransactionalSink,
+    restore: Callable[[RestoreTarget, int | None], int | None] | None = None,
 ) -> Taken:
     """Steps 1-3 above; the decision of step 3 is `pipeline.commit.takeover.reconcile`.
     `commit(offset)` commits a checkpoint at our epoch and answers "ok", "fenced" or "failed"
-    (coordinators unreachable)."""
+    (coordinators unreachable). `restore(store, K)` rebuilds Redis from the changelog and
+    returns the applied offset it wrote (`pipeline.restore.restore_partition`)."""
     producer = producer_factory(kafka, transactional_id(key))
     try:
         producer.init()  # 1. fence the previous owner's producer
@@ -166,12 +170,13 @@ def take_over(
             eos_store = stores.epoch_store(key, epoch, view)
             eos_store.take_over()  # 2. fence the previous owner's Redis writes
             store = eos_store
-        # (issue 16: a state restore from the changelog would run here, before R is read.)
         tp = (key.topic, key.partition)
         kafka_offset = source.committed([tp])[tp]
         applied, has_undo, base = None, False, None
         if eos_store is not None:
             applied = eos_store.applied_offset()
+            if restore is not None and needs_restore(applied, kafka_offset):
+                applied = restore(eos_store, kafka_offset)  # Redis lost state (issue 16)
             if applied != kafka_offset:
                 has_undo, base = eos_store.undo_base()
         rec = reconcile(

@@ -41,6 +41,15 @@ class WorkerMetrics:
         self.faults = Counter("paxline_worker_transient_faults",
                               "transient faults that stalled a partition, by reason", ["reason"],
                               registry=r)  # fmt: skip
+        self.restoring = Gauge("paxline_worker_restoring_partitions",
+                               "partitions restoring their state from the changelog", labels,
+                               registry=r)  # fmt: skip
+        self.restores = Counter("paxline_worker_restores",
+                                "state restores from the changelog (Redis was behind)", labels,
+                                registry=r)  # fmt: skip
+        self.restore_records = Counter("paxline_worker_restore_records",
+                                       "changelog records read by restores", labels,
+                                       registry=r)  # fmt: skip
         self.owned = Gauge("paxline_worker_owned_partitions", "partitions owned", registry=r)
         info = Gauge("paxline_worker_info", "worker identity", ["worker_id"], registry=r)
         info.labels(worker_id).set(1)

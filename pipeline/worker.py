@@ -38,7 +38,8 @@ from typing import Any
 
 from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
 from coordinator.protocol import AssignedPartition, JobSpec, Progress
-from pipeline import eos
+from pipeline import changelog, eos, restore
+from pipeline.changelog import changelog_topic
 from pipeline.checkpoint import Pending, commit_checkpoints
 from pipeline.commit import protocol as cp
 from pipeline.commit.takeover import Durable, reconcile
@@ -99,6 +100,8 @@ class JobRuntime:
     spec: JobSpec
     source: Source
 
+    # Stage index -> its changelog topic, for every stage that writes state or view (issue 16).
+    changelogs: dict[int, str] = field(default_factory=dict)
     group_metadata: Any = None
     # Takeovers read committed offsets on their own threads. librdkafka's `committed()` can
     # hang past its timeout while another thread sits in `consume()` on the same consumer
@@ -288,7 +291,13 @@ class Worker:
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             offsets = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
-            rt = self.jobs[name] = JobRuntime(name, plan, spec, source, offsets=offsets)
+            rt = JobRuntime(name, plan, spec, source, offsets=offsets)
+            # Every stage that writes state or the view logs it (issue 16); its changelog
+            # topics exist before any partition of the job is taken.
+            inputs = {s.index: s.topics[0] for s in plan.stages if s.stateful or rt.view}
+            restore.ensure_changelogs(self.cfg.kafka, name, inputs)
+            rt.changelogs = {n: changelog_topic(name, n) for n in inputs}
+            self.jobs[name] = rt
             # Read once on this thread; commit threads only pass it to their producer.
             rt.group_metadata = source.group_metadata()
         return rt
@@ -507,6 +516,7 @@ class Worker:
                 view=rt.view,
                 commit=lambda offset: self._commit_now(a, offset),
                 producer_factory=self._transactional,
+                restore=self._restorer(rt, stage, key),
             )
             proto = cp.PartitionCommit(
                 cp.Guarantee.EXACTLY_ONCE, stateful=isinstance(taken.store, RedisStore),
@@ -519,15 +529,48 @@ class Worker:
         if stateful:
             # The epoch fences a previous owner that has not noticed the move yet: its late
             # state writes are refused instead of counted twice.
-            store = self._stores.epoch_store(key, a.epoch, view=rt.view)
-            store.take_over()
+            store = epoch_store = self._stores.epoch_store(key, a.epoch, view=rt.view)
+            epoch_store.take_over()
         # State may be ahead of the agreed checkpoint (crash after apply, before commit); its
         # outputs were flushed before it was applied, so resume after it (`reconcile`).
-        durable = Durable(None, agreed, store.applied_offset())
+        applied = store.applied_offset()
+        if stateful and restore.needs_restore(applied, agreed):
+            applied = self._restorer(rt, stage, key)(epoch_store, agreed)  # Redis lost state
+        durable = Durable(None, agreed, applied)
         rec = reconcile(cp.Guarantee.AT_LEAST_ONCE, durable, stateful=stateful)
         proto = cp.PartitionCommit(cp.Guarantee.AT_LEAST_ONCE, stateful=stateful,
                                    position=rec.start, committed=agreed)  # fmt: skip
         return Owned(rt, key.topic, key.partition, a.epoch, stage, store, proto)
+
+    def _restorer(
+        self, rt: JobRuntime, stage: int, key: StateKey
+    ) -> Callable[[restore.RestoreTarget, int | None], int | None]:
+        """Rebuild a partition's Redis state from its changelog (`pipeline.restore`); runs on
+        a takeover thread, progress in the log and in the restore metrics."""
+        job, m = rt.name, self.metrics
+
+        def run(target: restore.RestoreTarget, committed: int | None) -> int | None:
+            seen = [0]
+
+            def progress(n: int) -> None:
+                m.restore_records.labels(job).inc(n - seen[0])
+                seen[0] = n
+
+            m.restoring.labels(job).inc()
+            m.restores.labels(job).inc()
+            try:
+                return restore.restore_partition(
+                    name=f"{key.topic}[{key.partition}] of {job}",
+                    read=restore.reader(self.cfg.kafka, job, stage, key.partition, rt.exactly_once),
+                    target=target,
+                    committed=committed,
+                    exactly_once=rt.exactly_once,
+                    progress=progress,
+                )
+            finally:
+                m.restoring.labels(job).dec()
+
+        return run
 
     def _install(self, o: Owned) -> None:
         self.owned[(o.job.name, o.topic, o.partition)] = o
@@ -671,6 +714,9 @@ class Worker:
         m, job = self.metrics, o.job.name
         m.records_in.labels(job).inc(len(fresh))
         m.records_out.labels(job).inc(len(res.outputs))
+        log_topic = o.job.changelogs.get(o.stage)
+        if log_topic is not None:  # the one point where a stage's changed keys are known
+            res.outputs += changelog.records(log_topic, o.partition, res, end)
         m.dead_letters.labels(job).inc(len(res.dead_letters))
         m.late_dropped.labels(job).inc(res.late_dropped)
         self._feed(o, cp.BatchProcessed(res, end, len(fresh), time.monotonic()))

@@ -18,10 +18,11 @@ stop, never guess. Resume from K (A when Kafka has nothing).
 at-least-once: state may be ahead of A (applied, then a crash before the checkpoint); its
 outputs were flushed before it was applied, so resume after it: max(A, R).
 
-Seams (not used yet): `finish_prepared_upto` tells a two-phase sink which prepared parts
-passed the commit point (publish them) and that every later one is to be discarded; a state
-restore from a changelog (issue 16) runs after the fence and before `reconcile`, so that R
-is read from the restored state.
+Seams: `finish_prepared_upto` (not used yet) tells a two-phase sink which prepared parts
+passed the commit point (publish them) and that every later one is to be discarded. A state
+restore from the changelog (issue 16, `pipeline.restore`) runs after the fence and before
+`reconcile` whenever R is behind K (or A), so R is read from the restored state and "behind"
+below is reached only without a restore.
 """
 
 from __future__ import annotations

@@ -41,12 +41,15 @@ class InRecord:
 
 @dataclass(slots=True)
 class OutRecord:
-    """A record to produce; the producer picks the partition from ``key``."""
+    """A record to produce; the producer picks the partition from ``key`` unless
+    ``partition`` (>= 0) names it (changelog records go to their input's partition, whatever
+    the key). ``value`` None is a tombstone (only changelog records use one)."""
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int = -1
 
 
 @dataclass(frozen=True, slots=True)

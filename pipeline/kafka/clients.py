@@ -222,7 +222,7 @@ class Sink:
             self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
 
     def send(self, rec: OutRecord) -> None:
-        self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
+        self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None, rec.partition)
 
     def send_all(self, records: Iterable[OutRecord]) -> None:
         """The hot path: one Python loop, no wrapper call per record."""
@@ -230,9 +230,10 @@ class Sink:
         for rec in records:
             try:
                 if rec.headers:
-                    produce(rec.topic, rec.value, rec.key, headers=list(rec.headers))
+                    produce(rec.topic, rec.value, rec.key, rec.partition,
+                            headers=list(rec.headers))  # fmt: skip
                 else:
-                    produce(rec.topic, rec.value, rec.key)
+                    produce(rec.topic, rec.value, rec.key, rec.partition)
             except BufferError:
                 self.send(rec)  # queue full: the slow path waits for deliveries
 
@@ -244,12 +245,13 @@ class Sink:
         self,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Any,
+        partition: int = -1,
     ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain
@@ -343,14 +345,16 @@ class TransactionalSink:
             for rec in outputs:
                 try:
                     if rec.headers:
-                        produce(rec.topic, rec.value, rec.key, headers=list(rec.headers))
+                        produce(rec.topic, rec.value, rec.key, rec.partition,
+                                headers=list(rec.headers))  # fmt: skip
                     else:
-                        produce(rec.topic, rec.value, rec.key)
+                        produce(rec.topic, rec.value, rec.key, rec.partition)
                 except BufferError:
                     # The local queue is full: what is queued is sent inside the transaction,
                     # so wait for room instead of aborting (a group may have more outputs
                     # than `queue.buffering.max.messages`; aborting would retake forever).
-                    self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None)
+                    self._produce(rec.topic, rec.key, rec.value, list(rec.headers) or None,
+                                  rec.partition)  # fmt: skip
             for topic, dl in dead_letters:
                 rec = dead_letter_record(topic, dl)
                 self._produce(rec.topic, rec.key, rec.value, list(rec.headers))
@@ -383,10 +387,12 @@ class TransactionalSink:
                 raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
         raise TransactionFailed(f"{self.transactional_id}: {err.str()}") from exc
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any, partition: int = -1
+    ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError:
                 self._producer.poll(0.05)

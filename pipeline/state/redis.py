@@ -20,7 +20,7 @@ from redis.retry import Retry
 from pipeline.errors import StateUnavailable
 from pipeline.state.base import StateKey
 
-__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "view_key"]
+__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "StateWiped", "view_key"]
 
 # A stopped or paused Redis must turn into an error the worker can stall on, not a call that
 # blocks forever (a SIGSTOPped server keeps its TCP connections open). A batch script takes
@@ -157,7 +157,11 @@ return {'ok', redis.call('INCR', KEYS[2])}
 # KEYS: state, applied, view, epoch, undo, takeover count.
 # ARGV: epoch, takeover, end, n_sets, n_dels, n_vsets, n_vdels, items
 _APPLY_EOS = """
-local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+local raw = redis.call('GET', KEYS[4])
+if not raw then
+  return {'lost', 0}
+end
+local current = tonumber(raw)
 if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[6]) ~= ARGV[2] then
   return {'fenced', current}
 end
@@ -223,6 +227,49 @@ return {'ok', 0}
 """
 
 
+# A restore from the changelog (pipeline.restore), in chunks. KEYS: state, applied, view, epoch,
+# undo, takeover count. ARGV: epoch, takeover, clear (1: first chunk), applied ('' : not the
+# last chunk), n_sets, n_dels, n_vsets, n_vdels, items. The first chunk clears the
+# partition's state, applied offset and undo images; only the last sets the applied offset,
+# so a restore cut short leaves Redis behind Kafka and the next takeover restores again.
+_RESTORE = """
+local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+if current ~= tonumber(ARGV[1]) or redis.call('GET', KEYS[6]) ~= ARGV[2] then
+  return {'fenced', current}
+end
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[5])
+end
+local i = 9
+for _ = 1, tonumber(ARGV[5]) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, tonumber(ARGV[6]) do
+  redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1
+end
+for _ = 1, tonumber(ARGV[7]) do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, tonumber(ARGV[8]) do
+  redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1
+end
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+return {'ok', 0}
+"""
+
+RESTORE_CHUNK = 5000  # keys per script call: a restore never blocks Redis for long
+
+
+class StateWiped(StateUnavailable):
+    """Redis lost the partition's keys (its epoch is gone: FLUSHALL, a restart without data
+    files, a failover to an empty replica). Transient: the takeover that follows restores
+    the state from the changelog (pipeline.restore)."""
+
+    reason = "Redis lost state"
+
+
 class StaleEpoch(Exception):
     """A newer owner (or a newer takeover by this worker) has taken the partition over; this
     writer must stop at once."""
@@ -247,6 +294,7 @@ class EpochRedisStore(RedisStore):
         self._takeover = client.register_script(_TAKEOVER)
         self._apply_eos = client.register_script(_APPLY_EOS)
         self._rollback = client.register_script(_ROLLBACK)
+        self._restore = client.register_script(_RESTORE)
 
     @property
     def _keys(self) -> list[str]:
@@ -263,6 +311,22 @@ class EpochRedisStore(RedisStore):
             raise StaleEpoch(int(value))
         self.takeover = int(value)
 
+    def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        """Read state and, in the same MULTI, check that Redis still has this partition's
+        epoch: a read from a Redis that lost everything (FLUSHALL, restarted without its data
+        files) would compute from empty state, and at-least-once flushes the changelog records
+        of such a batch before its state write could notice (issue 16)."""
+        if not keys:
+            return {}
+        with _unavailable():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hmget(self._state, keys)
+            pipe.get(self._epoch_key)
+            values, epoch = pipe.execute()
+        if epoch is None:
+            raise StateWiped(f"{self._epoch_key} is gone")
+        return dict(zip(keys, values, strict=True))
+
     def undo_base(self) -> tuple[bool, int | None]:
         """(an undo record exists, the applied offset it would restore)."""
         with _unavailable():
@@ -277,6 +341,34 @@ class EpochRedisStore(RedisStore):
         if status == b"fenced":
             raise StaleEpoch(int(current))
 
+    def restore(
+        self,
+        state: Mapping[str, bytes | None],
+        view: Mapping[str, bytes | None],
+        applied: int | None,
+        chunk: int = RESTORE_CHUNK,
+    ) -> None:
+        """Replace the partition's state by `state` (None values skipped: deleted keys), write
+        `view` into the job's view (None: delete), then set the applied offset, epoch-checked
+        like `apply`. In chunks of `chunk` keys; the applied offset only with the last."""
+        items = [(k, v) for k, v in state.items() if v is not None]
+        vitems = list(view.items())
+        total = len(items) + len(vitems)
+        first, done = True, 0
+        while first or done < total:
+            part = items[done : done + chunk]
+            vpart = vitems[max(0, done - len(items)) : max(0, done + chunk - len(items))]
+            done += chunk
+            last = done >= total
+            args = [self.epoch, self.takeover, "1" if first else "0",
+                    "" if not last or applied is None else applied,
+                    *_pack(dict(part), dict(vpart))]  # fmt: skip
+            first = False
+            with _unavailable():
+                status, current = self._restore(keys=self._keys, args=args)
+            if status == b"fenced":
+                raise StaleEpoch(int(current))
+
     def apply(
         self,
         writes: Mapping[str, bytes | None],
@@ -286,6 +378,8 @@ class EpochRedisStore(RedisStore):
         args = [self.epoch, self.takeover, end_offset, *_pack(writes, view_writes)]
         with _unavailable():
             status, current = self._apply_eos(keys=self._keys, args=args)
+        if status == b"lost":
+            raise StateWiped(f"{self._epoch_key} is gone")
         if status == b"fenced":
             raise StaleEpoch(int(current))
         return bool(status == b"ok")

@@ -10,7 +10,7 @@ import redis
 
 from paxline.localstack.redis import RedisServer
 from pipeline.state import StateKey
-from pipeline.state.redis import EpochRedisStore, StaleEpoch, view_key
+from pipeline.state.redis import EpochRedisStore, StaleEpoch, StateWiped, view_key
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +117,45 @@ def test_an_unreachable_redis_is_a_transient_state_unavailable() -> None:
     with pytest.raises(StateUnavailable):
         s.get_many(["a"])
     stores.close()
+
+
+def test_a_restore_replaces_the_partition_state_in_chunks_and_sets_applied_last(
+    redis_server: RedisServer,
+) -> None:
+    job = f"rs-{uuid.uuid4().hex[:6]}"
+    s = _store(redis_server, job, epoch=3)
+    s.take_over()
+    s.apply({"stale": b"1"}, {"other-partition": b"9"}, end_offset=5)
+    state = {f"k{i}": str(i).encode() for i in range(7)} | {"gone": None}
+    s.restore(state, {"k1": b"1", "old": None}, applied=90, chunk=3)
+    got_state, got_view = _snapshot(redis_server, job)
+    assert got_state == {k.encode(): v for k, v in state.items() if v is not None}
+    assert got_view == {b"other-partition": b"9", b"k1": b"1"}  # the view is the job's
+    assert s.applied_offset() == 90
+    assert s.undo_base() == (False, None)  # nothing from before the restore to roll back
+
+
+def test_a_restore_by_an_older_epoch_is_refused(redis_server: RedisServer) -> None:
+    job = f"rs-{uuid.uuid4().hex[:6]}"
+    old = _store(redis_server, job, epoch=3)
+    old.take_over()
+    _store(redis_server, job, epoch=4).take_over()
+    with pytest.raises(StaleEpoch):
+        old.restore({"a": b"1"}, {}, applied=10)
+
+
+def test_reads_and_writes_say_state_was_wiped_once_the_epoch_is_gone(
+    redis_server: RedisServer,
+) -> None:
+    """What FLUSHALL or a restart without data files looks like to a running owner: a
+    transient fault (its takeover restores from the changelog), never values read as empty."""
+    job = f"rs-{uuid.uuid4().hex[:6]}"
+    s = _store(redis_server, job, epoch=2)
+    s.take_over()
+    s.apply({"a": b"1"}, {}, end_offset=5)
+    assert s.get_many(["a"]) == {"a": b"1"}
+    redis.Redis.from_url(redis_server.url).delete(f"paxline:{{{job}}}:epoch:t:0")
+    with pytest.raises(StateWiped):
+        s.get_many(["a"])
+    with pytest.raises(StateWiped):
+        s.apply({"a": b"2"}, {}, end_offset=6)

@@ -126,3 +126,9 @@ def _clickviews_eos() -> Job:
 
 
 eos_stream_join = _clickviews_eos()
+
+# issue 16: state restored from the changelog after Redis lost it
+restore_flush_eos = _eos_counter("rsflush")
+restore_flush_alo = _counter("rsflushalo", "rsflushalo-in", partitions=4)
+restore_wipe_eos = _eos_counter("rswipe")
+restore_wipe_alo = _counter("rswipealo", "rswipealo-in", partitions=4)
