@@ -79,6 +79,10 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
       <version>{version}</version></dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId>
       <version>{slf4j}</version></dependency>
+    <dependency><groupId>io.dropwizard.metrics</groupId><artifactId>metrics-core</artifactId>
+      <version>4.1.12.1</version></dependency>
+    <dependency><groupId>org.xerial.snappy</groupId><artifactId>snappy-java</artifactId>
+      <version>1.1.10.7</version></dependency>
   </dependencies>
 </project>
 """
@@ -91,6 +95,9 @@ PINNED_SHA256 = {
         "ffb101fc066360ff3c77457c927fd7967fb096a6ee9e046ab7071447d8208efc"
     ),
     "commons-io-2.17.0.jar": "4aa4ca48f3dfd30b78220b7881d8cb93eac4093ec94361b6befa9487998a550b",
+    "metrics-core-4.1.12.1.jar": (  # `provided` in zookeeper's POM, needed by the server
+        "cec34936faa625039f4e46123eccaa10a9eb9d9a40c6075830cd81330e259cf9"
+    ),
     "netty-buffer-4.1.130.Final.jar": (
         "00a522b67ea35cb7b4dd9cf27f85c6c58f5e306785aa045302e5f6b2d4944a87"
     ),
@@ -138,6 +145,9 @@ PINNED_SHA256 = {
     ),
     "netty-transport-native-unix-common-4.1.130.Final.jar": (
         "cf5efc4168597d7cd14695b469418cac2a1134533f9a0c82ef0538d796fd39e1"
+    ),
+    "snappy-java-1.1.10.7.jar": (  # `provided` too; the snapshot code loads it
+        "4c766cb3f855415ee734b2392949a0b6f12a60879334a74518deaf6270d32e36"
     ),
     "slf4j-api-2.0.13.jar": "e7c2a48e8515ba1f49fa637d57b4e2f590b3f5bd97407ac699c3aa5efb1204a9",
     "slf4j-simple-2.0.13.jar": ("3153fe1d689cffb94f1530b58470c306685ba68844de8857116e3b6ebb81d9f7"),
