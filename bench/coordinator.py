@@ -226,7 +226,7 @@ def bench_paxline(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 }
             )
             hb = client.heartbeat(WORKER, capacity=100_000)
-        epochs = {str(a.partition): int(a.epoch) for a in hb["assignment"]}
+        epochs = {str(a.partition): int(a.epoch) for a in hb.assignment}
         if len(epochs) != PARTITIONS:
             raise RuntimeError(f"worker got {len(epochs)} of {PARTITIONS} partitions: {hb}")
         params = {
