@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -399,6 +400,8 @@ def _client(
 ) -> Any:
     from kazoo.client import KazooClient
 
+    # kazoo logs every dropped connection; a leader kill drops dozens on purpose.
+    logging.getLogger("kazoo").setLevel(logging.ERROR)
     # Reconnect every `retry_every` s without back-off or jitter (kazoo's default backs off
     # exponentially, which would measure the client, not ZooKeeper).
     retry = {"max_tries": -1, "delay": retry_every, "backoff": 1, "max_jitter": 0.0}
