@@ -48,6 +48,7 @@ sys.path.insert(0, str(_BENCH.parent))
 sys.path.append(str(_BENCH))
 
 import _coordinator_loadgen as lg  # noqa: E402
+import _coordinator_zookeeper as zkb  # noqa: E402  (the ZooKeeper peer: issue 19)
 from _coordinator_etcd import EtcdCluster, etcd_binary  # noqa: E402
 
 from coordinator.client import CoordinatorClient  # noqa: E402
@@ -752,7 +753,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--pysyncobj-kills", type=int, default=10, help="PySyncObj leader kills (0: skip)"
     )
-    p.add_argument("--only", default="paxline,pysyncobj,etcd", help="systems to run")
+    p.add_argument(
+        "--zookeeper-kills", type=int, default=10, help="ZooKeeper leader kills (0: skip)"
+    )
+    p.add_argument("--only", default="paxline,pysyncobj,etcd,zookeeper", help="systems to run")
     p.add_argument(
         "--no-rejoin-check",
         dest="rejoin_check",
@@ -856,6 +860,7 @@ def main() -> int:
                 "paxline": args.kills,
                 "pysyncobj": args.pysyncobj_kills,
                 "etcd": args.etcd_kills,
+                "zookeeper": args.zookeeper_kills,
             },
         },
         "reference": REFERENCE,
@@ -902,6 +907,22 @@ def main() -> int:
                 results["skipped"]["etcd"] = "etcd not found (apt-get install etcd-server)"
             else:
                 attempt("etcd", bench_etcd, args, base, binary)
+        if "zookeeper" in args.only:  # bench/_coordinator_zookeeper.py (issue 19)
+            try:
+                import kazoo  # noqa: F401
+            except ImportError:
+                results["skipped"]["zookeeper"] = "kazoo not installed (make bench-venv)"
+            else:
+                helpers = zkb.Helpers(
+                    log,
+                    wait_for_quiet,
+                    failover_summary,
+                    rejoin_check,
+                    add_derived,
+                    describe,
+                    _wait,
+                )
+                attempt("zookeeper", zkb.bench_zookeeper, args, base, helpers)
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(base, ignore_errors=True)
@@ -923,6 +944,9 @@ def main() -> int:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     print()
     print(table)
+    if "zookeeper" in results:
+        print()
+        print(zkb.report_zookeeper(results, args.clients))
     code = results["code"]
     print(
         f"\nwall time {results['elapsed_s']:.0f}s; code: commit {code.get('commit')}"
