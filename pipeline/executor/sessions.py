@@ -26,72 +26,25 @@ import bisect
 from typing import Any
 
 from pipeline.executor.batch import BatchRun
-from pipeline.executor.columns import col_map
 from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit, norm
-from pipeline.executor.windows import event_time
+from pipeline.executor.windows import WatermarkWindow, add_sorted, event_times
 from pipeline.job import SessionSpec, Window
 
-__all__ = ["SessionAggregate", "add_sorted", "event_times"]
+__all__ = ["SessionAggregate"]
 
 
-def event_times(
-    run: BatchRun,
-    window: Window,
-    where: str,
-    orig: list[int],
-    vals: list[Any],
-    keys: list[Any],
-    stamps: list[int],
-) -> tuple[list[int], list[Any], list[Any], list[int]]:
-    """Each value's event time (``timestamp=`` or the record's), failing the records whose
-    ``timestamp`` function raised or returned no epoch milliseconds."""
-    ts_fn = window.timestamp
-    if ts_fn is None:
-        return orig, vals, keys, [stamps[o] for o in orig]
-    fn = ts_fn
-    ets, errors = col_map(lambda v: event_time(fn(v)), vals)
-    if errors:
-        for j, exc in errors:
-            run.fail(orig[j], exc, where)
-        keep = [k for k, o in enumerate(orig) if o not in run.failed]
-        orig = [orig[k] for k in keep]
-        vals = [vals[k] for k in keep]
-        keys = [keys[k] for k in keep]
-        ets = [ets[k] for k in keep]
-    return orig, vals, keys, ets
-
-
-def add_sorted(cache: StateCache, key: str, entry: list[Any]) -> None:
-    """Add ``entry`` to the sorted list at ``key`` once; in-order input (the usual case)
-    appends in place instead of copying the list."""
-    index = cache.get(key)
-    if index is ABSENT:
-        cache.put(key, [entry])
-    elif entry > index[-1]:
-        cache.append(key, entry)
-    else:
-        at = bisect.bisect_left(index, entry)
-        if index[at] != entry:
-            cache.put(key, [*index[:at], entry, *index[at:]])
-
-
-class SessionAggregate:
+class SessionAggregate(WatermarkWindow):
     """One aggregate per key and session, emitted when the session closes."""
 
-    __slots__ = ("agg", "emit", "gap", "label", "lateness", "prefix", "window")
+    __slots__ = ("gap",)
 
     def __init__(
         self, stage: int, window: Window, label: str, agg: Aggregation, emit: Emit
     ) -> None:
         assert isinstance(window.spec, SessionSpec)
-        self.prefix = f"s{stage}:"
-        self.window = window
+        super().__init__(stage, window, label, agg, emit)
         self.gap = window.spec.gap_ms
-        self.lateness = window.allowed_lateness_ms
-        self.label = label
-        self.agg = agg
-        self.emit = emit
 
     def prepare(
         self,
@@ -161,19 +114,7 @@ class SessionAggregate:
             cache.put(sk, rest)
             # The entries of the sessions it replaced stay, stale: closing skips them.
             add_sorted(cache, sx_key, [merged[1] + gap, key])
-        if high is ABSENT or (wm is not ABSENT and high <= wm):
-            return
-        cache.put(wm_key, high)
-        self._close(run, cache, high)
-
-    def advance(self, run: BatchRun, cache: StateCache, to: int) -> None:
-        """An idle tick (executor/ticks.py): move the watermark to ``to`` and close."""
-        wm_key = self.prefix + "wm"
-        wm = cache.get(wm_key)
-        if wm is ABSENT or to <= wm:
-            return
-        cache.put(wm_key, to)
-        self._close(run, cache, to)
+        self.raise_to(run, cache, wm, high)
 
     def timers(self, cache: StateCache) -> tuple[int | None, int | None]:
         p = self.prefix

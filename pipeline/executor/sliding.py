@@ -22,9 +22,9 @@ import bisect
 from typing import Any
 
 from pipeline.executor.batch import BatchRun
-from pipeline.executor.sessions import add_sorted, event_times
 from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit, norm
+from pipeline.executor.windows import WatermarkWindow, add_sorted, event_times
 from pipeline.job import SlidingSpec, Window
 
 __all__ = ["SlidingAggregate"]
@@ -32,22 +32,17 @@ __all__ = ["SlidingAggregate"]
 _CLOSE, _DROP = 0, 1
 
 
-class SlidingAggregate:
+class SlidingAggregate(WatermarkWindow):
     """One aggregate per key and record time, emitted when that time is complete."""
 
-    __slots__ = ("agg", "emit", "label", "lateness", "prefix", "size", "window")
+    __slots__ = ("size",)
 
     def __init__(
         self, stage: int, window: Window, label: str, agg: Aggregation, emit: Emit
     ) -> None:
         assert isinstance(window.spec, SlidingSpec)
-        self.prefix = f"s{stage}:"
-        self.window = window
+        super().__init__(stage, window, label, agg, emit)
         self.size = window.spec.size_ms
-        self.lateness = window.allowed_lateness_ms
-        self.label = label
-        self.agg = agg
-        self.emit = emit
 
     def prepare(
         self,
@@ -101,19 +96,7 @@ class SlidingAggregate:
                 run.late += 1  # its own window is closed; later open ones include it
                 entry = [t + self.size, key, _DROP]  # and drop it when they are closed too
             add_sorted(cache, lx_key, entry)
-        if high is ABSENT or (wm is not ABSENT and high <= wm):
-            return
-        cache.put(wm_key, high)
-        self._close(run, cache, high)
-
-    def advance(self, run: BatchRun, cache: StateCache, to: int) -> None:
-        """An idle tick (executor/ticks.py): move the watermark to ``to`` and close."""
-        wm_key = self.prefix + "wm"
-        wm = cache.get(wm_key)
-        if wm is ABSENT or to <= wm:
-            return
-        cache.put(wm_key, to)
-        self._close(run, cache, to)
+        self.raise_to(run, cache, wm, high)
 
     def timers(self, cache: StateCache) -> tuple[int | None, int | None]:
         p = self.prefix

@@ -17,6 +17,7 @@ State layout (partition-local, stage ``n``):
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from pipeline.executor.batch import BatchRun
@@ -25,7 +26,7 @@ from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit
 from pipeline.job import Window, WindowSpec
 
-__all__ = ["WindowedAggregate", "event_time"]
+__all__ = ["WatermarkWindow", "WindowedAggregate", "add_sorted", "event_time", "event_times"]
 
 
 def event_time(value: Any) -> int:
@@ -37,19 +38,87 @@ def event_time(value: Any) -> int:
     raise TypeError(f"timestamp must be epoch milliseconds (int), got {type(value).__name__}")
 
 
-class WindowedAggregate:
-    """One aggregate per key and window, emitted when the window closes."""
+def event_times(
+    run: BatchRun,
+    window: Window,
+    where: str,
+    orig: list[int],
+    vals: list[Any],
+    keys: list[Any],
+    stamps: list[int],
+) -> tuple[list[int], list[Any], list[Any], list[int]]:
+    """Each value's event time (``timestamp=`` or the record's), failing the records whose
+    ``timestamp`` function raised or returned no epoch milliseconds."""
+    ts_fn = window.timestamp
+    if ts_fn is None:
+        return orig, vals, keys, [stamps[o] for o in orig]
+    fn = ts_fn
+    ets, errors = col_map(lambda v: event_time(fn(v)), vals)
+    if errors:
+        for j, exc in errors:
+            run.fail(orig[j], exc, where)
+        keep = [k for k, o in enumerate(orig) if o not in run.failed]
+        orig = [orig[k] for k in keep]
+        vals = [vals[k] for k in keep]
+        keys = [keys[k] for k in keep]
+        ets = [ets[k] for k in keep]
+    return orig, vals, keys, ets
 
-    __slots__ = ("agg", "emit", "label", "prefix", "window")
+
+def add_sorted(cache: StateCache, key: str, entry: list[Any]) -> None:
+    """Add ``entry`` to the sorted list at ``key`` once; in-order input (the usual case)
+    appends in place instead of copying the list."""
+    index = cache.get(key)
+    if index is ABSENT:
+        cache.put(key, [entry])
+    elif entry > index[-1]:
+        cache.append(key, entry)
+    else:
+        at = bisect.bisect_left(index, entry)
+        if index[at] != entry:
+            cache.put(key, [*index[:at], entry, *index[at:]])
+
+
+class WatermarkWindow:
+    """What every window kind shares: the watermark ``s{n}:wm`` (the highest event time
+    seen), moved by records (:meth:`raise_to`) or by an idle tick (:meth:`advance`), each
+    time closing what it completes (the kind's ``_close``)."""
+
+    __slots__ = ("agg", "emit", "label", "lateness", "prefix", "window")
 
     def __init__(
         self, stage: int, window: Window, label: str, agg: Aggregation, emit: Emit
     ) -> None:
         self.prefix = f"s{stage}:"
         self.window = window
+        self.lateness = window.allowed_lateness_ms
         self.label = label
         self.agg = agg
         self.emit = emit
+
+    def _close(self, run: BatchRun, cache: StateCache, wm: int) -> None:
+        raise NotImplementedError
+
+    def raise_to(self, run: BatchRun, cache: StateCache, wm: Any, high: Any) -> None:
+        """After a record's values: ``high`` (the highest event time among them and ``wm``,
+        the watermark before) becomes the watermark if it moved, and closes what is due."""
+        if high is ABSENT or (wm is not ABSENT and high <= wm):
+            return
+        cache.put(self.prefix + "wm", high)
+        self._close(run, cache, high)
+
+    def advance(self, run: BatchRun, cache: StateCache, to: int) -> None:
+        """An idle tick (executor/ticks.py): move the watermark to ``to`` and close."""
+        wm = cache.get(self.prefix + "wm")
+        if wm is ABSENT or to <= wm:
+            return  # no record yet (nothing open), or nothing new
+        self.raise_to(run, cache, wm, to)
+
+
+class WindowedAggregate(WatermarkWindow):
+    """One aggregate per key and window, emitted when the window closes."""
+
+    __slots__ = ()
 
     def prepare(
         self,
@@ -61,20 +130,7 @@ class WindowedAggregate:
         stamps: list[int],
     ) -> tuple[list[int], list[Any], list[Any], list[int]]:
         window = self.window
-        ts_fn = window.timestamp
-        if ts_fn is not None:
-            fn = ts_fn
-            ets, errors = col_map(lambda v: event_time(fn(v)), vals)
-            if errors:
-                for j, exc in errors:
-                    run.fail(orig[j], exc, self.label)
-                keep = [k for k, o in enumerate(orig) if o not in run.failed]
-                orig = [orig[k] for k in keep]
-                vals = [vals[k] for k in keep]
-                keys = [keys[k] for k in keep]
-                ets = [ets[k] for k in keep]
-        else:
-            ets = [stamps[o] for o in orig]
+        orig, vals, keys, ets = event_times(run, window, self.label, orig, vals, keys, stamps)
         p = self.prefix
         wanted = [p + "wm", p + "wi"]
         assert isinstance(window.spec, WindowSpec)
@@ -132,19 +188,7 @@ class WindowedAggregate:
                 run.late += 1
             if high is ABSENT or t > high:
                 high = t
-        if high is ABSENT or (wm is not ABSENT and high <= wm):
-            return
-        cache.put(wm_key, high)
-        self._close(run, cache, high)
-
-    def advance(self, run: BatchRun, cache: StateCache, to: int) -> None:
-        """An idle tick (executor/ticks.py): move the watermark to ``to`` and close."""
-        wm_key = self.prefix + "wm"
-        wm = cache.get(wm_key)
-        if wm is ABSENT or to <= wm:
-            return  # no record yet (nothing open), or nothing new
-        cache.put(wm_key, to)
-        self._close(run, cache, to)
+        self.raise_to(run, cache, wm, high)
 
     def timers(self, cache: StateCache) -> tuple[int | None, int | None]:
         """The watermark and the watermark at which the next window closes."""
