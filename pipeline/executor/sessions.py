@@ -28,7 +28,7 @@ from typing import Any
 from pipeline.executor.batch import BatchRun
 from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit, norm
-from pipeline.executor.windows import WatermarkWindow, add_sorted, event_times
+from pipeline.executor.windows import WatermarkWindow, add_sorted
 from pipeline.job import SessionSpec, Window
 
 __all__ = ["SessionAggregate"]
@@ -46,19 +46,9 @@ class SessionAggregate(WatermarkWindow):
         super().__init__(stage, window, label, agg, emit)
         self.gap = window.spec.gap_ms
 
-    def prepare(
-        self,
-        run: BatchRun,
-        cache: StateCache,
-        orig: list[int],
-        vals: list[Any],
-        keys: list[Any],
-        stamps: list[int],
-    ) -> tuple[list[int], list[Any], list[Any], list[int]]:
-        orig, vals, keys, ets = event_times(run, self.window, self.label, orig, vals, keys, stamps)
+    def _state_keys(self, keys: list[Any], ets: list[int]) -> list[str]:
         p = self.prefix
-        cache.load([p + "wm", p + "sx", *(f"{p}ss:{k}" for k in keys)])
-        return orig, vals, keys, ets
+        return [p + "wm", p + "sx", *(f"{p}ss:{k}" for k in keys)]
 
     def _fold(self, values: list[list[Any]]) -> Any:
         agg = self.agg

@@ -24,7 +24,7 @@ from typing import Any
 from pipeline.executor.batch import BatchRun
 from pipeline.executor.state_cache import ABSENT, StateCache
 from pipeline.executor.stateful import Aggregation, Emit, norm
-from pipeline.executor.windows import WatermarkWindow, add_sorted, event_times
+from pipeline.executor.windows import WatermarkWindow, add_sorted
 from pipeline.job import SlidingSpec, Window
 
 __all__ = ["SlidingAggregate"]
@@ -44,19 +44,9 @@ class SlidingAggregate(WatermarkWindow):
         super().__init__(stage, window, label, agg, emit)
         self.size = window.spec.size_ms
 
-    def prepare(
-        self,
-        run: BatchRun,
-        cache: StateCache,
-        orig: list[int],
-        vals: list[Any],
-        keys: list[Any],
-        stamps: list[int],
-    ) -> tuple[list[int], list[Any], list[Any], list[int]]:
-        orig, vals, keys, ets = event_times(run, self.window, self.label, orig, vals, keys, stamps)
+    def _state_keys(self, keys: list[Any], ets: list[int]) -> list[str]:
         p = self.prefix
-        cache.load([p + "wm", p + "lx", *(f"{p}lv:{k}" for k in keys)])
-        return orig, vals, keys, ets
+        return [p + "wm", p + "lx", *(f"{p}lv:{k}" for k in keys)]
 
     def _horizon(self, wm: int) -> int:
         """Values older than this can be in no window that is open or still to come."""

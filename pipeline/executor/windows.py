@@ -96,6 +96,23 @@ class WatermarkWindow:
         self.agg = agg
         self.emit = emit
 
+    def prepare(
+        self,
+        run: BatchRun,
+        cache: StateCache,
+        orig: list[int],
+        vals: list[Any],
+        keys: list[Any],
+        stamps: list[int],
+    ) -> tuple[list[int], list[Any], list[Any], list[int]]:
+        """Event times, then the batch's state in one read (the kind's :meth:`_state_keys`)."""
+        orig, vals, keys, ets = event_times(run, self.window, self.label, orig, vals, keys, stamps)
+        cache.load(self._state_keys(keys, ets))
+        return orig, vals, keys, ets
+
+    def _state_keys(self, keys: list[Any], ets: list[int]) -> list[str]:
+        raise NotImplementedError
+
     def _close(self, run: BatchRun, cache: StateCache, wm: int) -> None:
         raise NotImplementedError
 
@@ -120,17 +137,8 @@ class WindowedAggregate(WatermarkWindow):
 
     __slots__ = ()
 
-    def prepare(
-        self,
-        run: BatchRun,
-        cache: StateCache,
-        orig: list[int],
-        vals: list[Any],
-        keys: list[Any],
-        stamps: list[int],
-    ) -> tuple[list[int], list[Any], list[Any], list[int]]:
+    def _state_keys(self, keys: list[Any], ets: list[int]) -> list[str]:
         window = self.window
-        orig, vals, keys, ets = event_times(run, window, self.label, orig, vals, keys, stamps)
         p = self.prefix
         wanted = [p + "wm", p + "wi"]
         assert isinstance(window.spec, WindowSpec)
@@ -139,8 +147,7 @@ class WindowedAggregate(WatermarkWindow):
             for s in starts_of(t):
                 wanted.append(f"{p}wk:{s}")
                 wanted.append(f"{p}w:{s}:{k}")
-        cache.load(wanted)
-        return orig, vals, keys, ets
+        return wanted
 
     def update(
         self,
