@@ -98,17 +98,17 @@ class Overlay:
         self.layers = layers  # newest first
 
     def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        """In the order asked, as every store answers (`pipeline.state.base`)."""
+        missing = [k for k in keys if not any(k in layer for layer in self.layers)]
+        below = self.store.get_many(missing) if missing else {}
         out: dict[str, bytes | None] = {}
-        missing: list[str] = []
         for k in keys:
             for layer in self.layers:
                 if k in layer:
                     out[k] = layer[k]
                     break
             else:
-                missing.append(k)
-        if missing:
-            out.update(self.store.get_many(missing))
+                out[k] = below.get(k)
         return out
 
 

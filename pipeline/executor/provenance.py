@@ -78,7 +78,9 @@ def dedup(
         return list(records), {}
     keys = [f"{_PREFIX}{u}" for u in uppers]
     high: dict[int, tuple[int, int]] = {}
-    for u, raw in zip(uppers, state.get_many(keys).values(), strict=True):
+    got = state.get_many(keys)
+    for u, key in zip(uppers, keys, strict=True):
+        raw = got.get(key)  # by key: a reader need not answer in the order asked
         if raw is not None:
             off, n = raw.split(b":")
             high[u] = (int(off), int(n))

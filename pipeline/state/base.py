@@ -21,7 +21,9 @@ class PartitionStore(Protocol):
     new applied offset become visible together, or (for a batch already applied) not at all.
     """
 
-    def get_many(self, keys: list[str]) -> dict[str, bytes | None]: ...
+    def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        """Every key asked (None: absent), in the order asked."""
+        ...
 
     def applied_offset(self) -> int | None:
         """Next offset whose effects are not yet in the store (Kafka convention)."""
