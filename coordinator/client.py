@@ -34,9 +34,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import msgspec
 
+from coordinator._httpx import httpx
 from coordinator.commands import Result
 from coordinator.errors import CoordinatorError
 from coordinator.protocol import (

@@ -8,13 +8,13 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import msgspec
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from coordinator._httpx import httpx
 from coordinator.paxos.membership import (
     add_node_command,
     remove_node_command,

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from coordinator._httpx import httpx
 from coordinator.commands import (
     Fenced,
     InvalidCommand,
