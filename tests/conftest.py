@@ -16,6 +16,10 @@ from paxline.localstack import kafka as kafka_launcher
 from paxline.localstack import redis as redis_launcher
 
 _started: dict[str, str] = {}
+# The session's brokers are thrown away with their data, so they need no controlled
+# shutdown (which, for a cluster, waits on a controller quorum that is going away): SIGTERM,
+# this many seconds, then SIGKILL.
+DISCARD_GRACE = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +33,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_lau
     try:
         yield broker
     finally:
-        kafka_launcher.stop(data_dir)
+        kafka_launcher.stop(data_dir, grace=DISCARD_GRACE)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +50,7 @@ def kafka_cluster(
     try:
         yield cluster
     finally:
-        kafka_launcher.stop_cluster(data_dir)
+        kafka_launcher.stop_cluster(data_dir, grace=DISCARD_GRACE)
 
 
 @pytest.fixture(scope="session")

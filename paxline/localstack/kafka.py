@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -329,8 +330,11 @@ def status(data_dir: Path) -> KafkaBroker | None:
     return _running(data_dir.resolve())
 
 
-def stop(data_dir: Path) -> bool:
-    return stop_pid(data_dir.resolve() / "kafka.pid", timeout=60.0)
+def stop(data_dir: Path, grace: float = 60.0) -> bool:
+    """SIGTERM the broker (a controlled shutdown that closes its log segments, so the next
+    start runs no recovery) and SIGKILL it after `grace` seconds. A broker whose data is
+    about to be thrown away (a test session's) needs no clean stop: a short `grace`."""
+    return stop_pid(data_dir.resolve() / "kafka.pid", timeout=grace)
 
 
 def metadata_brokers(host: str, port: int, timeout: float = 2.0) -> int:
@@ -504,9 +508,31 @@ def start_cluster(
     )
 
 
-def stop_cluster(data_dir: Path) -> None:
-    for d in sorted(data_dir.resolve().glob("node*")):
-        stop_pid(d / "kafka.pid", timeout=60.0)
+def stop_cluster(data_dir: Path, grace: float = 60.0) -> None:
+    """SIGTERM every node at once, wait up to `grace` seconds for all of them together,
+    SIGKILL what is left.
+
+    One by one, each node's controlled shutdown asks the controller quorum to move its
+    leaders away, and the last node waits for a quorum that is already gone until its own
+    timeout (about a minute). Together, the nodes stop in seconds. A cluster whose data is
+    about to be thrown away (a test session's) passes a short `grace`."""
+    pid_files = sorted(data_dir.resolve().glob("node*/kafka.pid"))
+    pids = {f: read_pid(f) for f in pid_files}
+    live = {f: pid for f, pid in pids.items() if pid is not None and process_alive(pid)}
+    for pid in live.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(process_alive(p) for p in live.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in live.values():
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(process_alive(p) for p in live.values()), 10,
+               f"kafka pids {sorted(live.values())} to die after SIGKILL")  # fmt: skip
+    for f in pid_files:
+        f.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
