@@ -42,10 +42,16 @@ deps: venv
 deps-engine: deps
 	scripts/install-deps --engine
 
+## mypy's incremental cache lives next to the Kafka jars (~/.cache/paxline, or $PAXLINE_CACHE),
+## not in the clone: a fresh clone (CI) checks in ~1 s instead of ~25 s. Safe to share between
+## clones: mypy re-checks every module whose source hash (or whose dependencies' interface)
+## differs from the cached one.
+MYPY_CACHE_DIR ?= $(or $(PAXLINE_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/paxline)/mypy
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	MYPY_CACHE_DIR=$(MYPY_CACHE_DIR) $(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
 ## The whole suite: pure, simulator, integration, the short chaos variant (real Kafka, Redis)

@@ -16,6 +16,10 @@ from paxline.localstack import kafka as kafka_launcher
 from paxline.localstack import redis as redis_launcher
 
 _started: dict[str, str] = {}
+# The session's brokers are thrown away with their data, so they need no controlled
+# shutdown (which, for a cluster, waits on a controller quorum that is going away): SIGTERM,
+# this many seconds, then SIGKILL.
+DISCARD_GRACE = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -29,14 +33,17 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_lau
     try:
         yield broker
     finally:
-        kafka_launcher.stop(data_dir)
+        kafka_launcher.stop(data_dir, grace=DISCARD_GRACE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[kafka_launcher.KafkaCluster]:
-    """Opt-in (only tests that ask for it): a 3-broker KRaft cluster, RF 3, min ISR 2."""
+    """Opt-in (only tests that ask for it): a 3-broker KRaft cluster, RF 3, min ISR 2, made
+    by the launcher's own `start_cluster` (what it tests). Per module: its user SIGKILLs a
+    broker, and three idle JVMs kept to the end of the session would slow every later test
+    on a 2-core machine. The chaos tests share their own cluster (`chaos_kafka`)."""
     data_dir = tmp_path_factory.mktemp("kafka3")
     cluster = kafka_launcher.start_cluster(data_dir, 3)
     _started["kafka3"] = (
@@ -46,7 +53,7 @@ def kafka_cluster(
     try:
         yield cluster
     finally:
-        kafka_launcher.stop_cluster(data_dir)
+        kafka_launcher.stop_cluster(data_dir, grace=DISCARD_GRACE)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from chaos_kafka import ChaosKafka
 from e2e_stack import Stack
 
 from paxline.localstack.coordinators import LocalCluster
-from paxline.localstack.kafka import KafkaBroker
+from paxline.localstack.kafka import KafkaBroker, stop_cluster
 from paxline.localstack.redis import RedisServer
 
 
@@ -43,6 +43,9 @@ def chaos_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosKafka
         print(f"\n3-broker chaos cluster ready in {took:.1f}s on {k.bootstrap}")
         yield k
     finally:
+        # Its data is thrown away: no controlled shutdown (as the session's brokers in
+        # tests/conftest.py), then `stop` finds the brokers gone and closes the proxies.
+        stop_cluster(k.data_dir, grace=2.0)
         k.stop()
 
 
