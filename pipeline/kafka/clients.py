@@ -278,6 +278,14 @@ class ProducerFenced(PipelineError):
     """A newer producer with our transactional id exists: we are a zombie for this partition."""
 
 
+# AddOffsetsToTxn + TxnOffsetCommit: two small requests, milliseconds when the brokers answer.
+# A call started while the network to the brokers was failing can outlast the outage by its
+# whole timeout (librdkafka#5456: it waits for a broker state change); measured 13 s after a
+# 20 s connection-reset outage with 15 s (test_chaos_cluster.py). Failing it sooner aborts the
+# transaction and retakes the partition, which reconciles (docs/architecture.md, sec. 6).
+_SEND_OFFSETS_TIMEOUT = 4.0
+
+
 class TransactionFailed(KafkaUnavailable):
     """The transaction was aborted or timed out; nothing of it is visible to read_committed
     readers. Transient: the partition is taken over again, which reconciles."""
@@ -313,6 +321,14 @@ class TransactionalSink:
             # tests/pipeline/worker/test_chaos_cluster.py). Closing idle connections makes
             # such state changes happen, so the call wakes up and times out or completes.
             "connections.max.idle.ms": 5000,
+            # The same wait, after a broker (or the network to it) came back: with sparse
+            # connections a producer waiting on its coordinator does not even try to reach
+            # it, and nothing wakes the wait until some connection changes state (seen: 13 s
+            # after every connection through a fault proxy was reset for 20 s, issue 13).
+            # Connected to every broker, its broker threads reconnect within
+            # `reconnect.backoff.max.ms` of the broker coming back, and that state change
+            # re-runs the coordinator request at once.
+            "enable.sparse.connections": False,
             **_RECONNECT,
         }
         conf.update(extra or {})
@@ -370,11 +386,12 @@ class TransactionalSink:
         topic, partition, end = offset
         try:
             p.send_offsets_to_transaction(
-                [TopicPartition(topic, partition, end)], group_metadata, timeout
-            )
+                [TopicPartition(topic, partition, end)], group_metadata,
+                min(timeout, _SEND_OFFSETS_TIMEOUT),
+            )  # fmt: skip
             p.commit_transaction(timeout)
         except KafkaException as exc:
-            self._fail(exc, abort=True, timeout=timeout)
+            self._fail(exc, abort=True, timeout=min(timeout, _SEND_OFFSETS_TIMEOUT))
 
     def _fail(self, exc: KafkaException, abort: bool, timeout: float = 15.0) -> None:
         err = exc.args[0]
