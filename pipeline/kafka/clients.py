@@ -184,6 +184,12 @@ class Source:
         self._consumer.close()
 
 
+def _fenced(err: KafkaError) -> bool:
+    """A newer producer with our transactional id took over (not: any fatal error)."""
+    return err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                          KafkaError.INVALID_PRODUCER_EPOCH)  # fmt: skip
+
+
 def _as_bytes(v: str | bytes | None) -> bytes:
     if v is None:
         return b""
@@ -395,13 +401,19 @@ class TransactionalSink:
 
     def _fail(self, exc: KafkaException, abort: bool, timeout: float = 15.0) -> None:
         err = exc.args[0]
-        if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+        if _fenced(err):
             raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc
-        if abort:
+        if abort and not err.fatal():
             try:
                 self._producer.abort_transaction(timeout)
             except KafkaException as abort_exc:
-                raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
+                if _fenced(abort_exc.args[0]):
+                    raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
+                err = abort_exc.args[0]
+        # Any other failure, fatal for this producer or not (e.g. INVALID_TXN_STATE from an
+        # abort after the network failed mid-transaction), says nothing about ownership: the
+        # partition is retaken after back-off with a new producer, not held until the next
+        # heartbeat as a fenced one is (issue 13: that wait added 1-4 s to recovery).
         raise TransactionFailed(f"{self.transactional_id}: {err.str()}") from exc
 
     def _produce(
