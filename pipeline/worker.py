@@ -288,14 +288,18 @@ class Worker:
         if rt is None:
             spec = self._client.job(name).spec
             plan = compile_job(load_job(spec.entrypoint))
+            # Every stage that writes state or the view logs it (issue 16); its changelog
+            # topics exist before any partition of the job is taken. Created before the
+            # consumers: with the broker down this fails (and is retried with back-off), and
+            # an attempt that fails must not leave two consumers behind (each holds librdkafka
+            # threads and connections for as long as anything holds the exception).
+            view = spec.sink.get("kind") == "redis" and bool(spec.sink.get("view"))
+            inputs = {s.index: s.topics[0] for s in plan.stages if s.stateful or view}
+            restore.ensure_changelogs(self.cfg.kafka, name, inputs)
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             offsets = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             rt = JobRuntime(name, plan, spec, source, offsets=offsets)
-            # Every stage that writes state or the view logs it (issue 16); its changelog
-            # topics exist before any partition of the job is taken.
-            inputs = {s.index: s.topics[0] for s in plan.stages if s.stateful or rt.view}
-            restore.ensure_changelogs(self.cfg.kafka, name, inputs)
             rt.changelogs = {n: changelog_topic(name, n) for n in inputs}
             self.jobs[name] = rt
             # Read once on this thread; commit threads only pass it to their producer.

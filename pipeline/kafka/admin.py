@@ -46,13 +46,23 @@ def _admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
 
 
+def _metadata(admin: AdminClient, bootstrap: str, timeout: float) -> Any:
+    """The cluster's metadata, or `BrokerUnreachable`. Raised outside the handler, with no
+    cause: librdkafka's exception holds the admin client in its traceback (the frame of
+    `list_topics`), and with it the client's threads and connection attempts for as long as
+    anything holds the error; a worker retries this for as long as the broker is down."""
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        detail = exc.args[0].str()
+    del admin
+    raise BrokerUnreachable(bootstrap, timeout, detail)
+
+
 def topic_partitions(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:
     """Partition counts of those of `names` that exist (one metadata request for all), so a
     caller can refuse a mismatch before it creates anything."""
-    try:
-        meta = _admin(bootstrap).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerUnreachable(bootstrap, timeout, exc.args[0].str()) from exc
+    meta = _metadata(_admin(bootstrap), bootstrap, timeout)
     wanted = set(names)
     return {
         name: len(t.partitions)
@@ -92,26 +102,26 @@ def create_topics(
     if its partition count matches, so a silent mismatch can never skew assignment. The
     replication factor is, unless given, what the cluster allows: min(3, brokers)."""
     admin = _admin(bootstrap)
-    if replication is None:
-        try:
-            brokers = len(admin.list_topics(timeout=timeout).brokers)
-        except KafkaException as exc:
-            raise BrokerUnreachable(bootstrap, timeout, exc.args[0].str()) from exc
-        replication = topic_replication(brokers)
-    new = [NewTopic(name, n, replication, config=dict(config or {})) for name, n in topics.items()]
-    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
-        try:
-            fut.result(timeout)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.code() != err.TOPIC_ALREADY_EXISTS:
-                raise PipelineError(f"cannot create topic {name!r}: {err.str()}") from exc
-            meta = admin.list_topics(name, timeout=timeout).topics[name]
-            if len(meta.partitions) != topics[name]:
-                raise PipelineError(
-                    f"topic {name!r} exists with {len(meta.partitions)} partitions, "
-                    f"expected {topics[name]}"
-                ) from exc
+    try:
+        if replication is None:
+            replication = topic_replication(len(_metadata(admin, bootstrap, timeout).brokers))
+        new = [NewTopic(name, n, replication, config=dict(config or {}))
+               for name, n in topics.items()]  # fmt: skip
+        for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+            try:
+                fut.result(timeout)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() != err.TOPIC_ALREADY_EXISTS:
+                    raise PipelineError(f"cannot create topic {name!r}: {err.str()}") from exc
+                meta = admin.list_topics(name, timeout=timeout).topics[name]
+                if len(meta.partitions) != topics[name]:
+                    raise PipelineError(
+                        f"topic {name!r} exists with {len(meta.partitions)} partitions, "
+                        f"expected {topics[name]}"
+                    ) from exc
+    finally:
+        del admin  # an error raised here must not hold the client (see `_metadata`)
 
 
 def end_offsets(

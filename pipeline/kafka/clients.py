@@ -184,6 +184,12 @@ class Source:
         self._consumer.close()
 
 
+def _fenced(err: KafkaError) -> bool:
+    """A newer producer with our transactional id took over (not: any fatal error)."""
+    return err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                          KafkaError.INVALID_PRODUCER_EPOCH)  # fmt: skip
+
+
 def _as_bytes(v: str | bytes | None) -> bytes:
     if v is None:
         return b""
@@ -278,6 +284,14 @@ class ProducerFenced(PipelineError):
     """A newer producer with our transactional id exists: we are a zombie for this partition."""
 
 
+# AddOffsetsToTxn + TxnOffsetCommit: two small requests, milliseconds when the brokers answer.
+# A call started while the network to the brokers was failing can outlast the outage by its
+# whole timeout (librdkafka#5456: it waits for a broker state change); measured 13 s after a
+# 20 s connection-reset outage with 15 s (test_chaos_cluster.py). Failing it sooner aborts the
+# transaction and retakes the partition, which reconciles (docs/architecture.md, sec. 6).
+_SEND_OFFSETS_TIMEOUT = 4.0
+
+
 class TransactionFailed(KafkaUnavailable):
     """The transaction was aborted or timed out; nothing of it is visible to read_committed
     readers. Transient: the partition is taken over again, which reconciles."""
@@ -313,6 +327,14 @@ class TransactionalSink:
             # tests/pipeline/worker/test_chaos_cluster.py). Closing idle connections makes
             # such state changes happen, so the call wakes up and times out or completes.
             "connections.max.idle.ms": 5000,
+            # The same wait, after a broker (or the network to it) came back: with sparse
+            # connections a producer waiting on its coordinator does not even try to reach
+            # it, and nothing wakes the wait until some connection changes state (seen: 13 s
+            # after every connection through a fault proxy was reset for 20 s, issue 13).
+            # Connected to every broker, its broker threads reconnect within
+            # `reconnect.backoff.max.ms` of the broker coming back, and that state change
+            # re-runs the coordinator request at once.
+            "enable.sparse.connections": False,
             **_RECONNECT,
         }
         conf.update(extra or {})
@@ -370,21 +392,28 @@ class TransactionalSink:
         topic, partition, end = offset
         try:
             p.send_offsets_to_transaction(
-                [TopicPartition(topic, partition, end)], group_metadata, timeout
-            )
+                [TopicPartition(topic, partition, end)], group_metadata,
+                min(timeout, _SEND_OFFSETS_TIMEOUT),
+            )  # fmt: skip
             p.commit_transaction(timeout)
         except KafkaException as exc:
-            self._fail(exc, abort=True, timeout=timeout)
+            self._fail(exc, abort=True, timeout=min(timeout, _SEND_OFFSETS_TIMEOUT))
 
     def _fail(self, exc: KafkaException, abort: bool, timeout: float = 15.0) -> None:
         err = exc.args[0]
-        if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+        if _fenced(err):
             raise ProducerFenced(f"{self.transactional_id}: {err.str()}") from exc
-        if abort:
+        if abort and not err.fatal():
             try:
                 self._producer.abort_transaction(timeout)
             except KafkaException as abort_exc:
-                raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
+                if _fenced(abort_exc.args[0]):
+                    raise ProducerFenced(f"{self.transactional_id}: abort failed") from abort_exc
+                err = abort_exc.args[0]
+        # Any other failure, fatal for this producer or not (e.g. INVALID_TXN_STATE from an
+        # abort after the network failed mid-transaction), says nothing about ownership: the
+        # partition is retaken after back-off with a new producer, not held until the next
+        # heartbeat as a fenced one is (issue 13: that wait added 1-4 s to recovery).
         raise TransactionFailed(f"{self.transactional_id}: {err.str()}") from exc
 
     def _produce(

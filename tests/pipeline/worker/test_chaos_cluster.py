@@ -143,11 +143,14 @@ def _outage(seconds: float) -> None:
 
 
 RECOVERIES: list[str] = []
+RESUMED: list[float] = []  # when the last `_lag0` first saw an agreed offset move
 
 
 def _recovered(scenario: str, since: float) -> float:
     took = time.monotonic() - since
-    line = f"RECOVERY {scenario}: dependency back -> lag 0 in {took:.2f}s"
+    back = time.strftime("%H:%M:%S", time.localtime(time.time() - took))  # to match the logs
+    resumed = f"resumed in {RESUMED[-1] - since:.2f}s, " if RESUMED else ""
+    line = f"RECOVERY {scenario}: dependency back (at {back}) -> {resumed}lag 0 in {took:.2f}s"
     RECOVERIES.append(line)
     print("\n" + line, flush=True)
     return took
@@ -159,9 +162,13 @@ def _lag0(stack: Stack, job: str, eos: bool = True, timeout: float = 120.0) -> N
     timeout). If lag 0 never comes, every worker dumps its threads into its log
     (`kill -USR1`) first, so the failure shows what the stuck partition waits on."""
     left: list[str] = []
+    RESUMED.clear()
+    agreed = _agreed_total(stack, job)
 
     def idle() -> bool:
         stack.assert_alive()
+        if not RESUMED and _agreed_total(stack, job) > agreed:
+            RESUMED.append(time.monotonic())  # processing resumed: a checkpoint moved
         if eos:
             left[:] = uncommitted_left(stack, job)
         else:
