@@ -15,12 +15,16 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from pipeline.errors import StateUnavailable
 from pipeline.state.base import StateKey
+from pipeline.state.url import RedisTarget, parse_redis_url
 
-__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "StateWiped", "view_key"]
+__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "ReplicasBehind", "StaleEpoch",
+           "StateWiped", "view_key"]  # fmt: skip
 
 # A stopped or paused Redis must turn into an error the worker can stall on, not a call that
 # blocks forever (a SIGSTOPped server keeps its TCP connections open). A batch script takes
@@ -98,15 +102,46 @@ def view_key(job: str, view: str) -> str:
     return f"paxline:{{{job}}}:view:{view}"
 
 
+class ReplicasBehind(StateUnavailable):
+    """`WAIT` came back with fewer replica acknowledgements than configured: the write is on
+    the primary but a failover now could lose it. Transient: the batch is not counted as
+    applied (exactly-once rolls it back on the takeover that follows; at-least-once redoes
+    it), the partition stalls until the replicas catch up (docs/architecture.md, sec. 4)."""
+
+    reason = "Redis replicas behind"
+
+
 class RedisStore:
-    def __init__(self, client: redis.Redis, key: StateKey, view: str = "") -> None:
+    def __init__(
+        self, client: redis.Redis, key: StateKey, view: str = "", wait: tuple[int, int] = (0, 0)
+    ) -> None:
+        """`wait`: (replicas, timeout ms) every write script must be acknowledged by before
+        it counts; (0, _) does not wait."""
         self.client = client
         self.key = key
+        self._wait_replicas, self._wait_ms = wait
         prefix = f"paxline:{{{key.job}}}"
         self._state = f"{prefix}:state:{key.topic}:{key.partition}"
         self._applied = f"{prefix}:applied:{key.topic}:{key.partition}"
         self._view = view_key(key.job, view or "_")
         self._script = client.register_script(_APPLY)
+
+    def _write(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a write script; with replica acknowledgement configured, the script and a
+        `WAIT` go in one pipeline, because WAIT only waits for the writes of its own
+        connection (a pool could hand each command another one)."""
+        with _unavailable():
+            if self._wait_replicas <= 0:
+                return script(keys=keys, args=args)
+            pipe = self.client.pipeline(transaction=False)
+            script(keys=keys, args=args, client=pipe)
+            pipe.wait(self._wait_replicas, self._wait_ms)
+            result, acked = pipe.execute()
+        if int(acked) < self._wait_replicas:
+            raise ReplicasBehind(
+                f"{acked} of {self._wait_replicas} replicas acknowledged within {self._wait_ms} ms"
+            )
+        return result
 
     def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
         if not keys:
@@ -127,8 +162,7 @@ class RedisStore:
         end_offset: int,
     ) -> bool:
         args = [end_offset, *_pack(writes, view_writes)]
-        with _unavailable():
-            done = self._script(keys=[self._state, self._applied, self._view], args=args)
+        done = self._write(self._script, [self._state, self._applied, self._view], args)
         return bool(done)
 
 
@@ -283,8 +317,15 @@ class EpochRedisStore(RedisStore):
     """The exactly-once store: every write is checked against the owner's epoch and keeps
     undo images of the last batch (docs/architecture.md, sec. 4, step a)."""
 
-    def __init__(self, client: redis.Redis, key: StateKey, epoch: int, view: str = "") -> None:
-        super().__init__(client, key, view)
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: StateKey,
+        epoch: int,
+        view: str = "",
+        wait: tuple[int, int] = (0, 0),
+    ) -> None:
+        super().__init__(client, key, view, wait)
         prefix = f"paxline:{{{key.job}}}"
         self.epoch = epoch
         self._epoch_key = f"{prefix}:epoch:{key.topic}:{key.partition}"
@@ -304,9 +345,8 @@ class EpochRedisStore(RedisStore):
     def take_over(self) -> None:
         """Record our epoch and count this takeover, so that every older writer - an older
         epoch, or an earlier takeover at this epoch - is refused from now on."""
-        with _unavailable():
-            status, value = self._takeover(keys=[self._epoch_key, self._takeovers],
-                                           args=[self.epoch])  # fmt: skip
+        status, value = self._write(self._takeover, [self._epoch_key, self._takeovers],
+                                    [self.epoch])  # fmt: skip
         if status == b"fenced":
             raise StaleEpoch(int(value))
         self.takeover = int(value)
@@ -336,8 +376,7 @@ class EpochRedisStore(RedisStore):
         return True, int(raw) if raw else None
 
     def rollback(self) -> None:
-        with _unavailable():
-            status, current = self._rollback(keys=self._keys, args=[self.epoch, self.takeover])
+        status, current = self._write(self._rollback, self._keys, [self.epoch, self.takeover])
         if status == b"fenced":
             raise StaleEpoch(int(current))
 
@@ -364,8 +403,7 @@ class EpochRedisStore(RedisStore):
                     "" if not last or applied is None else applied,
                     *_pack(dict(part), dict(vpart))]  # fmt: skip
             first = False
-            with _unavailable():
-                status, current = self._restore(keys=self._keys, args=args)
+            status, current = self._write(self._restore, self._keys, args)
             if status == b"fenced":
                 raise StaleEpoch(int(current))
 
@@ -376,8 +414,7 @@ class EpochRedisStore(RedisStore):
         end_offset: int,
     ) -> bool:
         args = [self.epoch, self.takeover, end_offset, *_pack(writes, view_writes)]
-        with _unavailable():
-            status, current = self._apply_eos(keys=self._keys, args=args)
+        status, current = self._write(self._apply_eos, self._keys, args)
         if status == b"lost":
             raise StateWiped(f"{self._epoch_key} is gone")
         if status == b"fenced":
@@ -386,23 +423,41 @@ class EpochRedisStore(RedisStore):
 
 
 class RedisStores:
-    """A worker's one Redis connection and the partition stores made on it.
+    """A worker's one Redis connection pool and the partition stores made on it.
 
     The worker and the exactly-once takeover hold this instead of a `redis.Redis`, so that
-    this package stays the only one that imports redis (docs/architecture.md, layers)."""
+    this package stays the only one that imports redis (docs/architecture.md, layers).
+    `url`: a single Redis or a Sentinel-watched primary, optionally with replica
+    acknowledgement (`pipeline.state.url`); a malformed URL raises `RedisUrlError`."""
 
     def __init__(self, url: str) -> None:
+        self.target: RedisTarget = parse_redis_url(url)
+        t = self.target
         # No client-side retries: a script retried after a lost reply is exactly the late
         # write the takeover count refuses; the worker's own retry is a whole takeover.
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if t.is_sentinel:
+            # The sentinel-managed pool asks the sentinels for the primary on every new
+            # connection and drops a connection that finds its server demoted (READONLY),
+            # so after a failover the next takeover writes to the promoted replica.
+            sentinel = Sentinel(
+                list(t.sentinels),
+                sentinel_kwargs={"socket_timeout": CONNECT_TIMEOUT,
+                                 "socket_connect_timeout": CONNECT_TIMEOUT},
+            )  # fmt: skip
+            self._client: redis.Redis = sentinel.master_for(
+                t.master, db=t.db, password=t.password, **options
+            )
+        else:
+            self._client = redis.Redis.from_url(t.url, **options)
+        self._wait = (t.wait_replicas, t.wait_timeout_ms)
 
     def epoch_store(self, key: StateKey, epoch: int, view: str = "") -> EpochRedisStore:
-        return EpochRedisStore(self._client, key, epoch, view)
+        return EpochRedisStore(self._client, key, epoch, view, self._wait)
 
     def close(self) -> None:
         self._client.close()
