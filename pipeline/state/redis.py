@@ -1,10 +1,14 @@
 """Redis state store: one hash per partition, the applied offset beside it, and the job's
 materialised view, all updated by one Lua script so a crash never leaves half a batch.
 
-Keys (`{job}` in braces keeps one job's keys in one Redis Cluster slot):
+Keys, single Redis and Sentinel (`{job}`: the hash tag, one slot per job):
 - `paxline:{job}:state:{topic}:{partition}`    hash of partition-local state
 - `paxline:{job}:applied:{topic}:{partition}`  next offset not yet applied
 - `paxline:{job}:view:{view}`                  hash: the materialised view users read
+Redis Cluster (`redis+cluster://`): the tag is `{job:topic:partition}` instead, so that
+partitions spread over the shards while each script still touches one slot; the view is then
+one hash per partition, `paxline:{job:topic:partition}:view:{view}`, and readers merge them
+(`RedisStores.read_view`). docs/architecture.md, sec. 4, "Redis deployments".
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -45,6 +50,8 @@ def _unavailable() -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StateUnavailable(f"Redis unreachable: {exc}") from exc
+    except redis.exceptions.ClusterError as exc:  # no reachable node or slot owner
+        raise StateUnavailable(f"Redis Cluster not serving: {exc}") from exc
     except redis.ResponseError as exc:
         if str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES:
             raise StateUnavailable(f"Redis not serving: {exc}") from exc
@@ -98,8 +105,20 @@ def _pack(writes: Mapping[str, bytes | None], view_writes: Mapping[str, bytes | 
     return args
 
 
+# The one client type stores take: a Redis (single or Sentinel-managed) or a cluster client.
+Client = redis.Redis | RedisCluster
+
+
 def view_key(job: str, view: str) -> str:
     return f"paxline:{{{job}}}:view:{view}"
+
+
+def key_prefix(key: StateKey, per_partition: bool) -> str:
+    """The hash-tagged prefix of a partition's keys: `{job}` (single Redis, Sentinel) or
+    `{job:topic:partition}` (Redis Cluster: one slot per partition)."""
+    if per_partition:
+        return f"paxline:{{{key.job}:{key.topic}:{key.partition}}}"
+    return f"paxline:{{{key.job}}}"
 
 
 class ReplicasBehind(StateUnavailable):
@@ -113,17 +132,22 @@ class ReplicasBehind(StateUnavailable):
 
 class RedisStore:
     def __init__(
-        self, client: redis.Redis, key: StateKey, view: str = "", wait: tuple[int, int] = (0, 0)
+        self,
+        client: Client,
+        key: StateKey,
+        view: str = "",
+        wait: tuple[int, int] = (0, 0),
+        per_partition: bool = False,
     ) -> None:
         """`wait`: (replicas, timeout ms) every write script must be acknowledged by before
-        it counts; (0, _) does not wait."""
+        it counts; (0, _) does not wait. `per_partition`: Redis Cluster key layout."""
         self.client = client
         self.key = key
         self._wait_replicas, self._wait_ms = wait
-        prefix = f"paxline:{{{key.job}}}"
+        self._prefix = prefix = key_prefix(key, per_partition)
         self._state = f"{prefix}:state:{key.topic}:{key.partition}"
         self._applied = f"{prefix}:applied:{key.topic}:{key.partition}"
-        self._view = view_key(key.job, view or "_")
+        self._view = f"{prefix}:view:{view or '_'}"
         self._script = client.register_script(_APPLY)
 
     def _write(self, script: Script, keys: list[str], args: list[Any]) -> Any:
@@ -319,14 +343,15 @@ class EpochRedisStore(RedisStore):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client,
         key: StateKey,
         epoch: int,
         view: str = "",
         wait: tuple[int, int] = (0, 0),
+        per_partition: bool = False,
     ) -> None:
-        super().__init__(client, key, view, wait)
-        prefix = f"paxline:{{{key.job}}}"
+        super().__init__(client, key, view, wait, per_partition)
+        prefix = self._prefix
         self.epoch = epoch
         self._epoch_key = f"{prefix}:epoch:{key.topic}:{key.partition}"
         self._undo = f"{prefix}:undo:{key.topic}:{key.partition}"
@@ -440,7 +465,16 @@ class RedisStores:
             "socket_connect_timeout": CONNECT_TIMEOUT,
             "retry": Retry(NoBackoff(), 0),
         }
-        if t.is_sentinel:
+        if t.is_cluster:
+            # Follows MOVED/ASK itself and refreshes the slot map after a node fails; a
+            # failed command is not retried (same reason as above): the worker re-takes over.
+            self._client: Client = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in t.cluster],  # type: ignore[no-untyped-call]
+                password=t.password,
+                require_full_coverage=False,
+                **options,
+            )
+        elif t.is_sentinel:
             # The sentinel-managed pool asks the sentinels for the primary on every new
             # connection and drops a connection that finds its server demoted (READONLY),
             # so after a failover the next takeover writes to the promoted replica.
@@ -449,15 +483,24 @@ class RedisStores:
                 sentinel_kwargs={"socket_timeout": CONNECT_TIMEOUT,
                                  "socket_connect_timeout": CONNECT_TIMEOUT},
             )  # fmt: skip
-            self._client: redis.Redis = sentinel.master_for(
-                t.master, db=t.db, password=t.password, **options
-            )
+            self._client = sentinel.master_for(t.master, db=t.db, password=t.password, **options)
         else:
             self._client = redis.Redis.from_url(t.url, **options)
         self._wait = (t.wait_replicas, t.wait_timeout_ms)
 
     def epoch_store(self, key: StateKey, epoch: int, view: str = "") -> EpochRedisStore:
-        return EpochRedisStore(self._client, key, epoch, view, self._wait)
+        return EpochRedisStore(self._client, key, epoch, view, self._wait, self.target.is_cluster)
+
+    def read_view(self, job: str, view: str) -> dict[bytes, bytes]:
+        """A job's materialised view: one hash, or on a cluster the union of the
+        partitions' hashes (a key is written by exactly one partition)."""
+        with _unavailable():
+            if not self.target.is_cluster:
+                return dict(self._client.hgetall(view_key(job, view)))  # type: ignore[arg-type]
+            merged: dict[bytes, bytes] = {}
+            for name in self._client.scan_iter(match=f"paxline:{{{job}:*}}:view:{view}"):
+                merged.update(self._client.hgetall(name))  # type: ignore[arg-type]
+            return merged
 
     def close(self) -> None:
         self._client.close()

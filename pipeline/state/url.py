@@ -8,6 +8,11 @@ single-Redis URL always did):
 - `redis+sentinel://[:password@]host:port[,host:port...]/master[/db]`: a primary with
   replicas watched by Sentinel; the store asks the sentinels who the primary is and follows a
   failover. The password is the data nodes' (sentinels are assumed open on the local network).
+- `redis+cluster://[:password@]host:port[,host:port...]`: a Redis Cluster (any nodes of it;
+  the client learns the rest). Keys are tagged per partition, not per job (docs/architecture.md,
+  "Redis deployments"); `wait_replicas` is refused (WAIT covers one connection, a cluster
+  client spreads a partition's commands over the slot owner only, and its replicas follow
+  asynchronously; the changelog restore covers a promotion that lost writes).
 
 Query parameters on either form (removed before the URL reaches redis-py):
 
@@ -43,6 +48,7 @@ class RedisTarget:
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     master: str = ""
+    cluster: tuple[tuple[str, int], ...] = ()
     db: int = 0
     password: str | None = None
     wait_replicas: int = 0
@@ -51,6 +57,10 @@ class RedisTarget:
     @property
     def is_sentinel(self) -> bool:
         return bool(self.sentinels)
+
+    @property
+    def is_cluster(self) -> bool:
+        return bool(self.cluster)
 
 
 def _int_param(params: dict[str, str], name: str, default: int, url: str) -> int:
@@ -85,9 +95,10 @@ def parse_redis_url(url: str) -> RedisTarget:
     if parts.scheme in ("redis", "rediss", "unix"):
         plain = urlunsplit(parts._replace(query=urlencode(rest)))
         return RedisTarget(plain, wait_replicas=replicas, wait_timeout_ms=timeout)
-    if parts.scheme != "redis+sentinel":
+    if parts.scheme not in ("redis+sentinel", "redis+cluster"):
         raise RedisUrlError(
-            f"Redis URL {url!r} must start with redis://, rediss://, unix:// or redis+sentinel://"
+            f"Redis URL {url!r} must start with redis://, rediss://, unix://, "
+            "redis+sentinel:// or redis+cluster://"
         )
     if rest:
         raise RedisUrlError(f"unknown parameter {rest[0][0]!r} in {url!r}")
@@ -103,6 +114,12 @@ def parse_redis_url(url: str) -> RedisTarget:
             raise RedisUrlError(f"sentinel {hostport!r} in {url!r} must be host:port")
         sentinels.append((host.strip("[]"), int(port)))
     path = [p for p in parts.path.split("/") if p]
+    if parts.scheme == "redis+cluster":
+        if not sentinels or path:
+            raise RedisUrlError(f"Redis URL {url!r} must look like redis+cluster://host:port[,...]")
+        if replicas:
+            raise RedisUrlError(f"wait_replicas in {url!r}: not supported with Redis Cluster")
+        return RedisTarget(url, cluster=tuple(sentinels), password=password or None)
     if not sentinels or not path or len(path) > 2:
         raise RedisUrlError(
             f"Redis URL {url!r} must look like redis+sentinel://host:port[,host:port]/master[/db]"
@@ -112,4 +129,5 @@ def parse_redis_url(url: str) -> RedisTarget:
         if not path[1].isdigit():
             raise RedisUrlError(f"database {path[1]!r} in {url!r} is not a number")
         db = int(path[1])
-    return RedisTarget(url, tuple(sentinels), path[0], db, password or None, replicas, timeout)
+    return RedisTarget(url, tuple(sentinels), path[0], db=db, password=password or None,
+                       wait_replicas=replicas, wait_timeout_ms=timeout)  # fmt: skip

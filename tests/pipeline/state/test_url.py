@@ -46,3 +46,13 @@ def test_a_malformed_url_is_refused_naming_the_part(url: str, names: str) -> Non
     with pytest.raises(RedisUrlError, match=names.replace("?", r"\?")) as info:
         parse_redis_url(url)
     assert url in str(info.value) or names in str(info.value)
+
+
+def test_a_cluster_url_names_its_nodes_and_refuses_replica_waits() -> None:
+    t = parse_redis_url("redis+cluster://a:7000,b:7001")
+    assert t.is_cluster and not t.is_sentinel
+    assert t.cluster == (("a", 7000), ("b", 7001))
+    with pytest.raises(RedisUrlError, match="not supported with Redis Cluster"):
+        parse_redis_url("redis+cluster://a:7000?wait_replicas=1")
+    with pytest.raises(RedisUrlError, match="redis\\+cluster://host:port"):
+        parse_redis_url("redis+cluster://a:7000/0")
