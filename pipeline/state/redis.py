@@ -491,6 +491,13 @@ class RedisStores:
     def epoch_store(self, key: StateKey, epoch: int, view: str = "") -> EpochRedisStore:
         return EpochRedisStore(self._client, key, epoch, view, self._wait, self.target.is_cluster)
 
+    def read_state(self, key: StateKey) -> dict[bytes, bytes]:
+        """A partition's whole state hash, whatever the deployment's key layout (checks and
+        tools; the worker reads only the keys a batch needs)."""
+        store = RedisStore(self._client, key, per_partition=self.target.is_cluster)
+        with _unavailable():
+            return dict(self._client.hgetall(store._state))  # type: ignore[arg-type]
+
     def read_view(self, job: str, view: str) -> dict[bytes, bytes]:
         """A job's materialised view: one hash, or on a cluster the union of the
         partitions' hashes (a key is written by exactly one partition)."""
