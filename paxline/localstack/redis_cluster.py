@@ -146,3 +146,44 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def prepare(data_dir: Path) -> tuple[str, list[tuple[str, list[str], str, int]]]:
+    """Foreground commands for `paxline up --redis cluster` (the supervisor runs them):
+    (state-store URL, [(name, argv, log file, port)]) for 6 nodes. Ports and each node's
+    nodes.conf are kept from the last run; `create_once` forms the cluster the first time."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    binary = redis_launcher.ensure_installed()
+    f = data_dir / "group"
+    ports = [int(p) for p in f.read_text().split()] if f.exists() else []
+    if not ports:
+        ports = [_node_port() for _ in range(PRIMARIES * 2)]
+        f.write_text(" ".join(map(str, ports)))
+    group = ClusterGroup(data_dir, ports)
+    out: list[tuple[str, list[str], str, int]] = []
+    for i, port in enumerate(ports):
+        d = group.node_dir(i)
+        d.mkdir(parents=True, exist_ok=True)
+        argv = [*redis_launcher.command(binary, d, port, daemonize=False), *_cluster_options()]
+        out.append((f"redis-{i}", argv, str(d / "redis.log"), port))
+    return group.url, out
+
+
+def create_once(data_dir: Path, timeout: float = 90.0) -> None:
+    """Form the cluster (3 primaries, 1 replica each) unless its nodes already have slots;
+    then wait for cluster_state:ok."""
+    group = status(data_dir)
+    if group is None:
+        raise ServiceError(f"no redis cluster planned in {data_dir}")
+    info = group._info(group.ports[0], "cluster")
+    if info.get("cluster_slots_assigned", "0").strip() == "0":
+        _create(group, 1, timeout)
+    wait_until(group.healthy, timeout, "the Redis Cluster to report cluster_state:ok")
+
+
+def status(data_dir: Path) -> ClusterGroup | None:
+    f = data_dir.resolve() / "group"
+    if not f.exists():
+        return None
+    return ClusterGroup(data_dir.resolve(), [int(p) for p in f.read_text().split()])

@@ -239,3 +239,38 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def prepare(data_dir: Path) -> tuple[str, list[tuple[str, list[str], str, int]]]:
+    """Foreground commands for `paxline up --redis sentinel` (the supervisor runs them):
+    (state-store URL, [(name, argv, log file, port)]) for node0, node1 and three sentinels.
+    Ports are kept from the last run. node1 is told to replicate node0 only on its first
+    start; later the sentinels (their config files keep what they learnt) set the roles."""
+    data_dir = data_dir.resolve()
+    binary = redis_launcher.ensure_installed()
+    previous = status(data_dir)
+    group = previous or SentinelGroup(
+        data_dir, [free_port(), free_port()], [free_port() for _ in range(3)]
+    )
+    (data_dir / "group").parent.mkdir(parents=True, exist_ok=True)
+    (data_dir / "group").write_text(
+        " ".join(map(str, group.node_ports)) + "\n" + " ".join(map(str, group.sentinel_ports))
+    )
+    out: list[tuple[str, list[str], str, int]] = []
+    for i, port in enumerate(group.node_ports):
+        d = group.node_dir(i)
+        fresh = not d.exists()
+        d.mkdir(parents=True, exist_ok=True)
+        argv = redis_launcher.command(binary, d, port, daemonize=False)
+        if i > 0 and fresh:
+            argv += ["--replicaof", "127.0.0.1", str(group.node_ports[0])]
+        out.append((f"redis-{i}", argv, str(d / "redis.log"), port))
+    for i, port in enumerate(group.sentinel_ports):
+        d = data_dir / f"sentinel{i}"
+        conf = d / "sentinel.conf"
+        if not conf.exists():
+            _sentinel_conf(d, port, group.node_ports[0])
+        argv = [binary, str(conf), "--sentinel", "--daemonize", "no",
+                "--logfile", str(d / "sentinel.log")]  # fmt: skip
+        out.append((f"sentinel-{i + 1}", argv, str(d / "sentinel.log"), port))
+    return group.url(wait_replicas=1), out
