@@ -16,12 +16,13 @@ Header `paxline.end`: the end offset of the input batch that changed it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from coordinator.protocol import Progress
 from pipeline.executor.records import BatchResult, OutRecord
 
-__all__ = ["END_HEADER", "Snapshot", "changelog_topic", "fold", "records"]
+__all__ = ["END_HEADER", "Snapshot", "changelog_topic", "fold", "records", "restoring_progress"]
 
 END_HEADER = "paxline.end"
 _STATE, _VIEW = b"s", b"v"
@@ -82,3 +83,28 @@ def fold(batches: Iterable[Iterable[Record]]) -> Snapshot:
     for b in batches:
         snap.add(b)
     return snap
+
+
+def restoring_progress(
+    restoring: Mapping[tuple[str, str, int], tuple[float, int]],
+    skip: Container[tuple[str, str, int]],
+    ends: Mapping[tuple[str, str, int], int],
+) -> list[Progress]:
+    """What the worker reports (dashboard Status column, `paxline status`) for partitions
+    whose state is being restored: `restoring` maps (job, topic, partition) to (since, Unix
+    seconds; changelog records read so far). Shown like a stall - the partition processes
+    nothing meanwhile - with the records read, so a long restore visibly moves. Partitions in
+    `skip` (already owned again) are left out."""
+    return [
+        Progress(
+            job,
+            topic,
+            partition,
+            None,
+            ends.get((job, topic, partition), 0),
+            stalled=f"restoring state from the changelog ({n:,} records read)",
+            stalled_since=since,
+        )
+        for (job, topic, partition), (since, n) in sorted(restoring.items())
+        if (job, topic, partition) not in skip
+    ]

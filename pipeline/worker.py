@@ -253,6 +253,9 @@ class Worker:
         self._desired: dict[Key, AssignedPartition] = {}
         self._taking: dict[Key, tuple[AssignedPartition, Future[Owned]]] = {}
         self._stalls: dict[Key, Stall] = {}
+        # Partitions restoring from their changelog: (since, records read). Written by the
+        # takeover threads, read by `_report_progress` (issue 16: restore on the dashboard).
+        self._restoring: dict[Key, tuple[float, int]] = {}
         self._ends: dict[Key, int] = {}
         self._rng = random.Random()
         self._progress: list[Progress] = []
@@ -555,11 +558,14 @@ class Worker:
 
         def run(target: restore.RestoreTarget, committed: int | None) -> int | None:
             seen = [0]
+            k, since = (job, key.topic, key.partition), time.time()
 
             def progress(n: int) -> None:
                 m.restore_records.labels(job).inc(n - seen[0])
                 seen[0] = n
+                self._restoring[k] = (since, n)
 
+            self._restoring[k] = (since, 0)
             m.restoring.labels(job).inc()
             m.restores.labels(job).inc()
             try:
@@ -572,6 +578,7 @@ class Worker:
                     progress=progress,
                 )
             finally:
+                self._restoring.pop(k, None)
                 m.restoring.labels(job).dec()
 
         return run
@@ -751,8 +758,10 @@ class Worker:
                 progress.append(Progress(rt.name, topic, partition, position, end))
         self.metrics.stalled.clear()
         counts: dict[tuple[str, str], int] = {}
+        restoring = dict(self._restoring)  # a snapshot: takeover threads change it
+        progress += changelog.restoring_progress(restoring, self.owned, self._ends)
         for key, st in self._stalls.items():
-            if st.fenced or key in self.owned:
+            if st.fenced or key in self.owned or key in restoring:
                 continue
             job, topic, partition = key
             counts[(job, st.reason)] = counts.get((job, st.reason), 0) + 1

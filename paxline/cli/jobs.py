@@ -155,9 +155,14 @@ def register(app: typer.Typer) -> None:
         failed heartbeat and resumes when they answer). Example: paxline worker run --id w1
         """
         from pipeline.errors import PipelineError
+        from pipeline.state.url import RedisUrlError, parse_redis_url
         from pipeline.worker import Worker, WorkerConfig
 
         ep = resolve(coordinators, kafka=kafka, redis=redis_url, tls_ca=tls_ca)
+        try:
+            parse_redis_url(ep.redis)
+        except RedisUrlError as exc:
+            fail(str(exc), 2)
         wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         configure_worker_logging(wid)
         sys.path.insert(0, os.getcwd())  # job entrypoints are resolved from the deployment

@@ -23,6 +23,11 @@ def register(app: typer.Typer) -> None:
         brokers: int = typer.Option(
             1, help="Kafka brokers: 1, or a KRaft cluster (3: replication 3, min ISR 2)."
         ),
+        redis: str = typer.Option(
+            "single",
+            help="Redis: single, sentinel (primary, replica, 3 sentinels, WAIT 1) "
+            "or cluster (3 primaries + 3 replicas).",
+        ),
         local: bool = typer.Option(False, "--local", help="Force local processes."),
         compose: bool = typer.Option(False, "--compose", help="Force docker compose."),
     ) -> None:
@@ -36,7 +41,7 @@ def register(app: typer.Typer) -> None:
         else ~/.local/state/paxline. Other directories find this stack afterwards (it is
         recorded as your last one). Running `up` again on a running stack changes only the
         number of workers. Stop with `paxline down`.
-        Examples: paxline up --workers 3    paxline up --brokers 3
+        Examples: paxline up --workers 3    paxline up --brokers 3    paxline up --redis cluster
         """
         from rich.console import Console
 
@@ -45,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
         if local and compose:
             fail("choose one of --local and --compose", 2)
-        options = StackOptions(workers=workers, brokers=brokers)
+        options = StackOptions(workers=workers, brokers=brokers, redis=redis)
         for problem in options.problems():
             fail(problem, 2)
         console = Console()
@@ -60,6 +65,9 @@ def register(app: typer.Typer) -> None:
                 )
             if options.brokers != 1:
                 fail("--brokers is for the local stack (the compose file runs 1 broker); "
+                     "add --local", 2)  # fmt: skip
+            if options.redis != "single":
+                fail("--redis is for the local stack (the compose file runs 1 Redis); "
                      "add --local", 2)  # fmt: skip
             compose_stack.up(workers, progress=console.print)
             return

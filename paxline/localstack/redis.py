@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +85,12 @@ def _version(binary: str) -> str:
     return "unknown"
 
 
-def start(data_dir: Path, port: int | None = None, timeout: float = 30.0) -> RedisServer:
+def start(
+    data_dir: Path, port: int | None = None, timeout: float = 30.0, extra: Sequence[str] = ()
+) -> RedisServer:
     """Start redis-server on `data_dir` with appendonly yes / appendfsync everysec;
-    idempotent for a server already running from the same directory."""
+    idempotent for a server already running from the same directory. `extra`: more
+    redis-server options (a replica's `--replicaof host port`)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     existing = status(data_dir)
@@ -96,7 +100,7 @@ def start(data_dir: Path, port: int | None = None, timeout: float = 30.0) -> Red
     t0 = time.monotonic()
     port = _choose_port(data_dir, port)
     pid_file = data_dir / "redis.pid"
-    args = command(binary, data_dir, port, daemonize=True)
+    args = [*command(binary, data_dir, port, daemonize=True), *extra]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ServiceError(f"redis-server failed to start: {proc.stdout}{proc.stderr}")

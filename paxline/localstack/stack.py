@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from paxline.localstack import kafka, redis, supervisor
+from paxline.localstack import kafka, redis, redis_cluster, redis_sentinel, supervisor
 from paxline.localstack.common import (
     ServiceError,
     free_port,
@@ -44,6 +44,9 @@ class StackConfigError(ServiceError):
     """Options this stack cannot take; nothing was started or changed (the CLI: exit 2)."""
 
 
+REDIS_MODES = ("single", "sentinel", "cluster")
+
+
 @dataclass(frozen=True)
 class StackOptions:
     """What `paxline up` was asked for. Each option is checked in `problems` (one line per
@@ -51,9 +54,12 @@ class StackOptions:
 
     workers: int = 2
     brokers: int = 1
+    redis: str = "single"  # single | sentinel | cluster (docs/architecture.md, sec. 4)
 
     def problems(self) -> list[str]:
         out: list[str] = []
+        if self.redis not in REDIS_MODES:
+            out.append(f"--redis must be one of {', '.join(REDIS_MODES)}, got {self.redis!r}")
         if not 0 <= self.workers <= 64:
             out.append(f"--workers must be between 0 and 64, got {self.workers}")
         if not 1 <= self.brokers <= MAX_BROKERS:
@@ -152,6 +158,13 @@ class LocalStack:
                 f"live there: use another stack directory (PAXLINE_HOME=DIR paxline up "
                 f"--brokers {opts.brokers}) or remove {self.home / 'kafka'} after `paxline down`"
             )
+        had_redis = str(data.get("redis_mode", "single")) if data.get("redis") else opts.redis
+        if had_redis != opts.redis:
+            raise StackConfigError(
+                f"the stack in {self.home} runs --redis {had_redis}, not {opts.redis}; its state "
+                f"lives there: use another stack directory (PAXLINE_HOME=DIR paxline up "
+                f"--redis {opts.redis})"
+            )
         sup = supervisor.supervisor_pid(self.home)
         if sup is not None:
             plan = self._read_plan()
@@ -216,12 +229,18 @@ class LocalStack:
             ))  # fmt: skip
         data["kafka"] = ",".join(f"127.0.0.1:{x.port}" for _, x in launches)
         data["kafka_version"] = launches[0][1].version
-        argv, rport = redis.prepare(self.home / "redis")
-        data["redis"] = addresses["redis"] = f"redis://127.0.0.1:{rport}/0"
-        programs.append(Program(
-            "redis", argv, str(self.home / "redis" / "redis.log"), "services",
-            probe=["redis", rport], grace=30.0,
-        ))  # fmt: skip
+        if opts.redis == "single":
+            argv, rport = redis.prepare(self.home / "redis")
+            data["redis"] = addresses["redis"] = f"redis://127.0.0.1:{rport}/0"
+            nodes = [("redis", argv, str(self.home / "redis" / "redis.log"), rport)]
+        else:  # Sentinel or Cluster: several redis-server programs, one URL
+            launcher = redis_sentinel if opts.redis == "sentinel" else redis_cluster
+            data["redis"], nodes = launcher.prepare(self.home / f"redis-{opts.redis}")
+            addresses.update((name, f"127.0.0.1:{port}") for name, _, _, port in nodes)
+        data["redis_mode"], data["redis_ports"] = opts.redis, [n[3] for n in nodes]
+        for name, argv, log, port in nodes:
+            programs.append(Program(name, argv, log, "services", probe=["redis", port],
+                                    grace=30.0))  # fmt: skip
         cl = self._cluster(data)
         data["coordinators"] = cl.endpoints
         for i, n in sorted(cl.nodes.items()):
@@ -318,10 +337,16 @@ class LocalStack:
         progress(f"  kafka {data.get('kafka_version', '')} on {data['kafka']}")
         progress(f"  {_brokers(brokers)}, replication {min(3, brokers)}, "
                  f"min.insync.replicas {min(2, brokers)}")  # fmt: skip
-        rport = int(data["redis"].rsplit(":", 1)[1].split("/")[0])
-        progress("starting Redis (AOF on) ...")
-        wait_until(waiting("services", lambda: redis.ping(rport)), 60, "redis to answer PING")
-        progress(f"  redis on 127.0.0.1:{rport}")
+        rports = [int(p) for p in data.get("redis_ports", [])] or [
+            int(data["redis"].rsplit(":", 1)[1].split("/")[0])
+        ]
+        mode = str(data.get("redis_mode", "single"))
+        progress(f"starting Redis ({mode}, AOF on) ...")
+        wait_until(waiting("services", lambda: all(map(redis.ping, rports))), 60,
+                   "redis to answer PING")  # fmt: skip
+        if mode == "cluster":
+            redis_cluster.create_once(self.home / "redis-cluster")
+        progress(f"  redis ({mode}) at {data['redis']}")
         progress("starting 3 coordinators ...")
         cluster = self._cluster(data)
         failing("coordinators")

@@ -1,10 +1,14 @@
 """Redis state store: one hash per partition, the applied offset beside it, and the job's
 materialised view, all updated by one Lua script so a crash never leaves half a batch.
 
-Keys (`{job}` in braces keeps one job's keys in one Redis Cluster slot):
+Keys, single Redis and Sentinel (`{job}`: the hash tag, one slot per job):
 - `paxline:{job}:state:{topic}:{partition}`    hash of partition-local state
 - `paxline:{job}:applied:{topic}:{partition}`  next offset not yet applied
 - `paxline:{job}:view:{view}`                  hash: the materialised view users read
+Redis Cluster (`redis+cluster://`): the tag is `{job:topic:partition}` instead, so that
+partitions spread over the shards while each script still touches one slot; the view is then
+one hash per partition, `paxline:{job:topic:partition}:view:{view}`, and readers merge them
+(`RedisStores.read_view`). docs/architecture.md, sec. 4, "Redis deployments".
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from pipeline.errors import StateUnavailable
 from pipeline.state.base import StateKey
+from pipeline.state.url import RedisTarget, parse_redis_url
 
-__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "StaleEpoch", "StateWiped", "view_key"]
+__all__ = ["EpochRedisStore", "RedisStore", "RedisStores", "ReplicasBehind", "StaleEpoch",
+           "StateWiped", "view_key"]  # fmt: skip
 
 # A stopped or paused Redis must turn into an error the worker can stall on, not a call that
 # blocks forever (a SIGSTOPped server keeps its TCP connections open). A batch script takes
@@ -41,6 +50,8 @@ def _unavailable() -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StateUnavailable(f"Redis unreachable: {exc}") from exc
+    except redis.exceptions.ClusterError as exc:  # no reachable node or slot owner
+        raise StateUnavailable(f"Redis Cluster not serving: {exc}") from exc
     except redis.ResponseError as exc:
         if str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES:
             raise StateUnavailable(f"Redis not serving: {exc}") from exc
@@ -94,19 +105,67 @@ def _pack(writes: Mapping[str, bytes | None], view_writes: Mapping[str, bytes | 
     return args
 
 
+# The one client type stores take: a Redis (single or Sentinel-managed) or a cluster client.
+Client = redis.Redis | RedisCluster
+
+
 def view_key(job: str, view: str) -> str:
     return f"paxline:{{{job}}}:view:{view}"
 
 
+def key_prefix(key: StateKey, per_partition: bool) -> str:
+    """The hash-tagged prefix of a partition's keys: `{job}` (single Redis, Sentinel) or
+    `{job:topic:partition}` (Redis Cluster: one slot per partition)."""
+    if per_partition:
+        return f"paxline:{{{key.job}:{key.topic}:{key.partition}}}"
+    return f"paxline:{{{key.job}}}"
+
+
+class ReplicasBehind(StateUnavailable):
+    """`WAIT` came back with fewer replica acknowledgements than configured: the write is on
+    the primary but a failover now could lose it. Transient: the batch is not counted as
+    applied (exactly-once rolls it back on the takeover that follows; at-least-once redoes
+    it), the partition stalls until the replicas catch up (docs/architecture.md, sec. 4)."""
+
+    reason = "Redis replicas behind"
+
+
 class RedisStore:
-    def __init__(self, client: redis.Redis, key: StateKey, view: str = "") -> None:
+    def __init__(
+        self,
+        client: Client,
+        key: StateKey,
+        view: str = "",
+        wait: tuple[int, int] = (0, 0),
+        per_partition: bool = False,
+    ) -> None:
+        """`wait`: (replicas, timeout ms) every write script must be acknowledged by before
+        it counts; (0, _) does not wait. `per_partition`: Redis Cluster key layout."""
         self.client = client
         self.key = key
-        prefix = f"paxline:{{{key.job}}}"
+        self._wait_replicas, self._wait_ms = wait
+        self._prefix = prefix = key_prefix(key, per_partition)
         self._state = f"{prefix}:state:{key.topic}:{key.partition}"
         self._applied = f"{prefix}:applied:{key.topic}:{key.partition}"
-        self._view = view_key(key.job, view or "_")
+        self._view = f"{prefix}:view:{view or '_'}"
         self._script = client.register_script(_APPLY)
+
+    def _write(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a write script; with replica acknowledgement configured, the script and a
+        `WAIT` go in one pipeline, because WAIT only waits for the writes of its own
+        connection (a pool could hand each command another one)."""
+        with _unavailable():
+            if self._wait_replicas <= 0:
+                return script(keys=keys, args=args)
+            pipe = self.client.pipeline(transaction=False)
+            script(keys=keys, args=args, client=pipe)
+            pipe.wait(self._wait_replicas, self._wait_ms)
+            result, acked = pipe.execute()
+        if int(acked) < self._wait_replicas:
+            raise ReplicasBehind(
+                f"{acked} of {self._wait_replicas} replicas acknowledged within {self._wait_ms} ms"
+            )
+        return result
 
     def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
         if not keys:
@@ -127,8 +186,7 @@ class RedisStore:
         end_offset: int,
     ) -> bool:
         args = [end_offset, *_pack(writes, view_writes)]
-        with _unavailable():
-            done = self._script(keys=[self._state, self._applied, self._view], args=args)
+        done = self._write(self._script, [self._state, self._applied, self._view], args)
         return bool(done)
 
 
@@ -283,9 +341,17 @@ class EpochRedisStore(RedisStore):
     """The exactly-once store: every write is checked against the owner's epoch and keeps
     undo images of the last batch (docs/architecture.md, sec. 4, step a)."""
 
-    def __init__(self, client: redis.Redis, key: StateKey, epoch: int, view: str = "") -> None:
-        super().__init__(client, key, view)
-        prefix = f"paxline:{{{key.job}}}"
+    def __init__(
+        self,
+        client: Client,
+        key: StateKey,
+        epoch: int,
+        view: str = "",
+        wait: tuple[int, int] = (0, 0),
+        per_partition: bool = False,
+    ) -> None:
+        super().__init__(client, key, view, wait, per_partition)
+        prefix = self._prefix
         self.epoch = epoch
         self._epoch_key = f"{prefix}:epoch:{key.topic}:{key.partition}"
         self._undo = f"{prefix}:undo:{key.topic}:{key.partition}"
@@ -304,9 +370,8 @@ class EpochRedisStore(RedisStore):
     def take_over(self) -> None:
         """Record our epoch and count this takeover, so that every older writer - an older
         epoch, or an earlier takeover at this epoch - is refused from now on."""
-        with _unavailable():
-            status, value = self._takeover(keys=[self._epoch_key, self._takeovers],
-                                           args=[self.epoch])  # fmt: skip
+        status, value = self._write(self._takeover, [self._epoch_key, self._takeovers],
+                                    [self.epoch])  # fmt: skip
         if status == b"fenced":
             raise StaleEpoch(int(value))
         self.takeover = int(value)
@@ -336,8 +401,7 @@ class EpochRedisStore(RedisStore):
         return True, int(raw) if raw else None
 
     def rollback(self) -> None:
-        with _unavailable():
-            status, current = self._rollback(keys=self._keys, args=[self.epoch, self.takeover])
+        status, current = self._write(self._rollback, self._keys, [self.epoch, self.takeover])
         if status == b"fenced":
             raise StaleEpoch(int(current))
 
@@ -364,8 +428,7 @@ class EpochRedisStore(RedisStore):
                     "" if not last or applied is None else applied,
                     *_pack(dict(part), dict(vpart))]  # fmt: skip
             first = False
-            with _unavailable():
-                status, current = self._restore(keys=self._keys, args=args)
+            status, current = self._write(self._restore, self._keys, args)
             if status == b"fenced":
                 raise StaleEpoch(int(current))
 
@@ -376,8 +439,7 @@ class EpochRedisStore(RedisStore):
         end_offset: int,
     ) -> bool:
         args = [self.epoch, self.takeover, end_offset, *_pack(writes, view_writes)]
-        with _unavailable():
-            status, current = self._apply_eos(keys=self._keys, args=args)
+        status, current = self._write(self._apply_eos, self._keys, args)
         if status == b"lost":
             raise StateWiped(f"{self._epoch_key} is gone")
         if status == b"fenced":
@@ -386,23 +448,66 @@ class EpochRedisStore(RedisStore):
 
 
 class RedisStores:
-    """A worker's one Redis connection and the partition stores made on it.
+    """A worker's one Redis connection pool and the partition stores made on it.
 
     The worker and the exactly-once takeover hold this instead of a `redis.Redis`, so that
-    this package stays the only one that imports redis (docs/architecture.md, layers)."""
+    this package stays the only one that imports redis (docs/architecture.md, layers).
+    `url`: a single Redis or a Sentinel-watched primary, optionally with replica
+    acknowledgement (`pipeline.state.url`); a malformed URL raises `RedisUrlError`."""
 
     def __init__(self, url: str) -> None:
+        self.target: RedisTarget = parse_redis_url(url)
+        t = self.target
         # No client-side retries: a script retried after a lost reply is exactly the late
         # write the takeover count refuses; the worker's own retry is a whole takeover.
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if t.is_cluster:
+            # Follows MOVED/ASK itself and refreshes the slot map after a node fails; a
+            # failed command is not retried (same reason as above): the worker re-takes over.
+            self._client: Client = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in t.cluster],  # type: ignore[no-untyped-call]
+                password=t.password,
+                require_full_coverage=False,
+                **options,
+            )
+        elif t.is_sentinel:
+            # The sentinel-managed pool asks the sentinels for the primary on every new
+            # connection and drops a connection that finds its server demoted (READONLY),
+            # so after a failover the next takeover writes to the promoted replica.
+            sentinel = Sentinel(
+                list(t.sentinels),
+                sentinel_kwargs={"socket_timeout": CONNECT_TIMEOUT,
+                                 "socket_connect_timeout": CONNECT_TIMEOUT},
+            )  # fmt: skip
+            self._client = sentinel.master_for(t.master, db=t.db, password=t.password, **options)
+        else:
+            self._client = redis.Redis.from_url(t.url, **options)
+        self._wait = (t.wait_replicas, t.wait_timeout_ms)
 
     def epoch_store(self, key: StateKey, epoch: int, view: str = "") -> EpochRedisStore:
-        return EpochRedisStore(self._client, key, epoch, view)
+        return EpochRedisStore(self._client, key, epoch, view, self._wait, self.target.is_cluster)
+
+    def read_state(self, key: StateKey) -> dict[bytes, bytes]:
+        """A partition's whole state hash, whatever the deployment's key layout (checks and
+        tools; the worker reads only the keys a batch needs)."""
+        store = RedisStore(self._client, key, per_partition=self.target.is_cluster)
+        with _unavailable():
+            return dict(self._client.hgetall(store._state))  # type: ignore[arg-type]
+
+    def read_view(self, job: str, view: str) -> dict[bytes, bytes]:
+        """A job's materialised view: one hash, or on a cluster the union of the
+        partitions' hashes (a key is written by exactly one partition)."""
+        with _unavailable():
+            if not self.target.is_cluster:
+                return dict(self._client.hgetall(view_key(job, view)))  # type: ignore[arg-type]
+            merged: dict[bytes, bytes] = {}
+            for name in self._client.scan_iter(match=f"paxline:{{{job}:*}}:view:{view}"):
+                merged.update(self._client.hgetall(name))  # type: ignore[arg-type]
+            return merged
 
     def close(self) -> None:
         self._client.close()

@@ -107,3 +107,21 @@ def test_at_least_once_resumes_after_the_last_logged_batch_or_the_agreed_offset(
                             exactly_once=False, progress=seen.append)  # fmt: skip
     assert got == applied and t.calls[0][2] == applied
     assert seen == [2]  # records read so far, after each batch
+
+
+def test_a_restoring_partition_is_reported_like_a_stall_with_the_records_read() -> None:
+    """The dashboard's Status column and `paxline status` show a restore in progress: the
+    partition is not processing, since when, and how far the restore has read."""
+    from pipeline.changelog import restoring_progress
+
+    restoring = {("j", "in", 1): (100.0, 12345), ("j", "in", 0): (90.0, 0)}
+    got = restoring_progress(restoring, skip={("j", "in", 1)}, ends={("j", "in", 0): 7})
+    assert len(got) == 1
+    p = got[0]
+    assert (p.job, p.topic, p.partition, p.position, p.end) == ("j", "in", 0, None, 7)
+    assert p.stalled == "restoring state from the changelog (0 records read)"
+    assert p.stalled_since == 90.0
+    shown = restoring_progress(restoring, skip=(), ends={})
+    assert [p.stalled for p in shown][
+        1
+    ] == "restoring state from the changelog (12,345 records read)"

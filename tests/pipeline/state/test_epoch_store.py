@@ -9,8 +9,15 @@ import pytest
 import redis
 
 from paxline.localstack.redis import RedisServer
+from pipeline.errors import StateUnavailable
 from pipeline.state import StateKey
-from pipeline.state.redis import EpochRedisStore, StaleEpoch, StateWiped, view_key
+from pipeline.state.redis import (
+    EpochRedisStore,
+    ReplicasBehind,
+    StaleEpoch,
+    StateWiped,
+    view_key,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +166,20 @@ def test_reads_and_writes_say_state_was_wiped_once_the_epoch_is_gone(
         s.get_many(["a"])
     with pytest.raises(StateWiped):
         s.apply({"a": b"2"}, {}, end_offset=6)
+
+
+def test_a_write_no_replica_acknowledged_is_a_transient_fault(redis_server: RedisServer) -> None:
+    """With `wait_replicas` set, a write WAIT cannot confirm raises ReplicasBehind (a
+    StateUnavailable: the worker stalls and takes over again) instead of returning applied.
+    The session Redis has no replica, so WAIT 1 returns 0 after its timeout."""
+    job = f"eos-{uuid.uuid4().hex[:6]}"
+    client = redis.Redis.from_url(redis_server.url)
+    s = EpochRedisStore(client, StateKey(job, "t", 0), 1, "v", wait=(1, 50))
+    with pytest.raises(ReplicasBehind, match="0 of 1 replicas"):
+        s.take_over()
+    with pytest.raises(StateUnavailable):
+        s.apply({"a": b"1"}, {}, end_offset=10)
+    # Without the requirement the same store writes and reports the batch applied.
+    s = EpochRedisStore(client, StateKey(job, "t", 0), 1, "v")
+    s.take_over()
+    assert s.apply({"a": b"2"}, {}, end_offset=20)

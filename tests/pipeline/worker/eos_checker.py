@@ -15,15 +15,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-import redis
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.executor import InRecord, Plan, compile_job
 from pipeline.executor.ticks import is_tick
 from pipeline.job import Job
 from pipeline.spec import build_spec
-from pipeline.state import MemoryStore
-from pipeline.state.redis import view_key
+from pipeline.state import MemoryStore, RedisStores, StateKey
 
 Rec = tuple[bytes | None, bytes]  # (key, value)
 _HW = b"paxline.hw:"  # de-duplication bookkeeping, not job state
@@ -97,7 +95,7 @@ def compare_state(where: str, want: dict[bytes, bytes], got: dict[bytes, bytes],
 
 def check(job: Job, bootstrap: str, redis_url: str) -> Report:
     plan: Plan = compile_job(job)
-    client = redis.Redis.from_url(redis_url)
+    stores = RedisStores(redis_url)  # any deployment: single, Sentinel, cluster
     report = Report()
     view: dict[bytes, bytes] = {}
     expected_next: dict[str, Counter[Rec]] = {}
@@ -127,11 +125,9 @@ def check(job: Job, bootstrap: str, redis_url: str) -> Report:
                 for out in res.outputs:
                     outputs.setdefault(out.topic, Counter())[(out.key, out.value)] += 1
             if stage.stateful:
-                key = f"paxline:{{{plan.job_name}}}:state:{topic}:{partition}"
+                got_state = stores.read_state(StateKey(plan.job_name, topic, partition))
                 want_state = {k.encode(): v for k, v in store.data.items()}
-                compare_state(
-                    f"state {topic}[{partition}]", want_state, client.hgetall(key), report
-                )
+                compare_state(f"state {topic}[{partition}]", want_state, got_state, report)
         for out_topic, want in outputs.items():
             if stage.output == "repartition":
                 expected_next.setdefault(out_topic, Counter()).update(want)
@@ -144,6 +140,6 @@ def check(job: Job, bootstrap: str, redis_url: str) -> Report:
                 compare_records(out_topic, want, got, report)
         if stage.output == "redis":
             sink_view = str(build_spec(job, "x:y")["sink"]["view"])
-            actual_view = client.hgetall(view_key(plan.job_name, sink_view))
+            actual_view = stores.read_view(plan.job_name, sink_view)
             compare_state("view", view, actual_view, report)
     return report

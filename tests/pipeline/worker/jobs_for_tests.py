@@ -132,3 +132,12 @@ restore_flush_eos = _eos_counter("rsflush")
 restore_flush_alo = _counter("rsflushalo", "rsflushalo-in", partitions=4)
 restore_wipe_eos = _eos_counter("rswipe")
 restore_wipe_alo = _counter("rswipealo", "rswipealo-in", partitions=4)
+
+# Redis Sentinel failover (test_redis_failover_e2e.py).
+failover_eos = _eos_counter("rsfail")
+failover_alo = _counter("rsfailalo", "rsfailalo-in", partitions=4)
+
+# Redis Cluster (test_redis_cluster_e2e.py).
+cluster_eos = _eos_counter("rcfail")
+cluster_alo = _counter("rcfailalo", "rcfailalo-in", partitions=4)
+cluster_upgrade_alo = _counter("rcupalo", "rcupalo-in", partitions=4)
