@@ -132,3 +132,24 @@ restore_flush_eos = _eos_counter("rsflush")
 restore_flush_alo = _counter("rsflushalo", "rsflushalo-in", partitions=4)
 restore_wipe_eos = _eos_counter("rswipe")
 restore_wipe_alo = _counter("rswipealo", "rswipealo-in", partitions=4)
+
+
+def _files_count(guarantee: str) -> Job:
+    """A running count per user written to jsonl files (issue 18, kill -9 tests): each input
+    record gives one output row ``{"user", "n", "count"}``."""
+    import os
+
+    name = "filesalo" if guarantee == "at-least-once" else "fileseos"
+    return (
+        Job(name, guarantee=guarantee)  # type: ignore[arg-type]
+        .source(f"{name}-in", partitions=3, value="json")
+        .key_by(lambda r: r["user"])
+        .aggregate(None, lambda acc, r: {"user": r["user"], "n": r["n"],
+                                         "count": (acc or {"count": 0})["count"] + 1})
+        .to_files(os.environ.get("PAXLINE_FILES_URL", "paxline-files") + f"/{name}",
+                  format="jsonl", max_records=700)
+    )  # fmt: skip
+
+
+files_eos = _files_count("exactly-once")
+files_alo = _files_count("at-least-once")
