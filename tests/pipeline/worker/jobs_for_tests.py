@@ -134,12 +134,11 @@ restore_wipe_eos = _eos_counter("rswipe")
 restore_wipe_alo = _counter("rswipealo", "rswipealo-in", partitions=4)
 
 
-def _files_count(guarantee: str) -> Job:
-    """A running count per user written to jsonl files (issue 18, kill -9 tests): each input
+def _files_count(name: str, guarantee: str, fmt: str = "jsonl") -> Job:
+    """A running count per user written to files (issue 18, kill -9 tests): each input
     record gives one output row ``{"user", "n", "count"}``."""
     import os
 
-    name = "filesalo" if guarantee == "at-least-once" else "fileseos"
     return (
         Job(name, guarantee=guarantee)  # type: ignore[arg-type]
         .source(f"{name}-in", partitions=3, value="json")
@@ -147,9 +146,10 @@ def _files_count(guarantee: str) -> Job:
         .aggregate(None, lambda acc, r: {"user": r["user"], "n": r["n"],
                                          "count": (acc or {"count": 0})["count"] + 1})
         .to_files(os.environ.get("PAXLINE_FILES_URL", "paxline-files") + f"/{name}",
-                  format="jsonl", max_records=700)
+                  format=fmt, max_records=700)  # type: ignore[arg-type]
     )  # fmt: skip
 
 
-files_eos = _files_count("exactly-once")
-files_alo = _files_count("at-least-once")
+files_eos = _files_count("fileseos", "exactly-once")
+files_alo = _files_count("filesalo", "at-least-once")
+files_hdfs = _files_count("fileshdfs", "exactly-once", "parquet")  # PAXLINE_FILES_URL=webhdfs://
