@@ -110,8 +110,21 @@ def _encode(fmt: str, records: list[OutRecord]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    rows = _rows(records)
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    columns = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # Values of mixed types (3 and "x") fit no parquet column: keep the column as
+            # JSON text rather than fail the group (which would fail every retry, too).
+            log.warning("file sink: column %r has mixed types; written as JSON text", name)
+            columns.append(pa.array([None if v is None else orjson.dumps(v).decode()
+                                     for v in values], pa.string()))  # fmt: skip
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(_rows(records)), buf)
+    pq.write_table(pa.Table.from_arrays(columns, names=names), buf)
     return buf.getvalue()
 
 

@@ -107,7 +107,7 @@ def test_files_example_published_parquet_equals_plain_python(
     _submit(stack, "examples/files.py:job", root, monkeypatch)
     rng = random.Random(7)
     payments: list[dict[str, Any]] = [
-        {"user": f"u{rng.randrange(20)}", "amount": rng.randrange(-3, 50)} for _ in range(6000)
+        {"user": f"u{rng.randrange(20)}", "amount": rng.randrange(-3, 50)} for _ in range(3000)
     ]
     produce(stack.kafka, "payments", (orjson.dumps(p) for p in payments),
             keys=(p["user"].encode() for p in payments))  # fmt: skip
@@ -140,8 +140,8 @@ def _kill_9_run(
 ) -> list[dict[str, Any]]:
     """Produce in chunks; after each has made progress, kill -9 a worker while files are
     written but not yet published (up to 15 s of looking for one), restart it."""
-    records: list[dict[str, Any]] = [{"user": f"u{rng.randrange(12)}", "n": i} for i in range(9000)]
-    chunks = 3
+    records: list[dict[str, Any]] = [{"user": f"u{rng.randrange(12)}", "n": i} for i in range(5000)]
+    chunks = 2
     size = len(records) // chunks
     for c in range(chunks):
         part = records[c * size : (c + 1) * size]
