@@ -736,13 +736,13 @@ class Worker:
             fresh, hw = dedup(fresh, state)
         res = o.job.plan.process(o.stage, fresh, state) if fresh else BatchResult()
         res.state_writes.update(hw)
-        if o.files is not None:  # issue 18: file outputs wait for their file, not Kafka
-            o.files.take(res, end)
         if fresh:  # issue 18: the watermark and next closing, for the idle timers
             self._idle.observe((o.job.name, o.topic, o.partition), fresh, res, time.monotonic())
         m, job = self.metrics, o.job.name
         m.records_in.labels(job).inc(len(fresh))
         m.records_out.labels(job).inc(len(res.outputs))
+        if o.files is not None:  # issue 18: file outputs wait for their file, not Kafka
+            o.files.take(res, end)
         log_topic = o.job.changelogs.get(o.stage)
         if log_topic is not None:  # the one point where a stage's changed keys are known
             res.outputs += changelog.records(log_topic, o.partition, res, end)
