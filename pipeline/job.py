@@ -31,6 +31,8 @@ __all__ = [
     "Aggregate",
     "AnyWindowSpec",
     "Count",
+    "FileFormat",
+    "FileRoll",
     "Filter",
     "FlatMap",
     "Guarantee",
@@ -46,6 +48,7 @@ __all__ = [
     "SlidingSpec",
     "Source",
     "SpecError",
+    "ToFiles",
     "ToKafka",
     "ToRedis",
     "Window",
@@ -299,6 +302,24 @@ class ToRedis:
     view: str
 
 
+FileFormat = Literal["parquet", "jsonl"]
+FileRoll = Literal["minute", "hour", "day"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToFiles:
+    """The exactly-once file sink (issue 18, pipeline/files/): ``url`` is an fsspec URL (a
+    local directory by default, ``webhdfs://host:port/path`` for HDFS), ``roll`` the time
+    bucket of the directory layout (``dt=YYYY-MM-DD/hour=HH``...), ``max_records`` the size
+    at which a file rolls within a bucket. Records are JSON-compatible values; parquet needs
+    dicts (one column per key)."""
+
+    url: str
+    format: FileFormat = "parquet"
+    roll: FileRoll = "hour"
+    max_records: int = 100_000
+
+
 Operator = (
     Source
     | Map
@@ -313,6 +334,7 @@ Operator = (
     | JoinStream
     | ToKafka
     | ToRedis
+    | ToFiles
 )
 
 _OP_NAMES: dict[type, str] = {
@@ -329,6 +351,7 @@ _OP_NAMES: dict[type, str] = {
     JoinStream: "join_stream",
     ToKafka: "to_kafka",
     ToRedis: "to_redis",
+    ToFiles: "to_files",
 }
 
 
@@ -542,6 +565,21 @@ class Job:
 
     def to_redis(self, view: str) -> Job:
         return self._then(ToRedis(view))
+
+    def to_files(
+        self,
+        url: str,
+        *,
+        format: FileFormat = "parquet",
+        roll: FileRoll = "hour",
+        max_records: int = 100_000,
+    ) -> Job:
+        """Write the stream to time-partitioned files under ``url`` (fsspec: a local path,
+        ``file://``, ``webhdfs://``, an object store with its fsspec package), exactly once
+        by two-phase commit: a file is written under ``_tmp/`` and renamed into
+        ``{bucket}/`` only once the checkpoint covering it is agreed (docs/architecture.md,
+        "File sink")."""
+        return self._then(ToFiles(url, format, roll, max_records))
 
     def dead_letter(self, topic: str) -> Job:
         """Where undecodable or failing records go (default ``paxline.{job}.dlq``)."""

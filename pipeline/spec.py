@@ -33,6 +33,7 @@ from pipeline.job import (
     SlidingSpec,
     Source,
     SpecError,
+    ToFiles,
     ToKafka,
     ToRedis,
     Window,
@@ -58,7 +59,11 @@ _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
 _STATEFUL = (Count, Reduce, Aggregate)
 _KEEPS_STATE = (Count, Reduce, Aggregate, JoinTable, JoinStream)
-_SINKS = (ToKafka, ToRedis)
+_SINKS = (ToKafka, ToRedis, ToFiles)
+#: URL schemes of the file sink (fsspec protocols); a plain path is a local directory. An object
+#: store needs its fsspec package (s3fs, gcsfs, adlfs) installed on the workers.
+FILE_SCHEMES = ("file", "webhdfs", "s3", "s3a", "gs", "gcs", "abfs", "az", "memory")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)")
 
 
 def repartition_topic(job_name: str, stage: int) -> str:
@@ -80,7 +85,7 @@ class StagePlan:
     partitions: int
     operators: tuple[tuple[int, Operator], ...]
     key_by: tuple[int, KeyBy] | None
-    sink: tuple[int, ToKafka | ToRedis] | None
+    sink: tuple[int, ToKafka | ToRedis | ToFiles] | None
     #: decoder hint for values arriving in this stage: a source `value=` for stage 0, a class
     #: (or None for plain builtins) for repartitioned stages.
     value: Any
@@ -153,6 +158,32 @@ def _check_window(where: str, w: Window) -> None:
         raise SpecError(f"{where}: hop ({spec.hop_ms} ms) must not exceed size ({spec.size_ms} ms)")
 
 
+def _check_files(where: str, sink: ToFiles) -> None:
+    """The file sink's arguments; the URL's file system is reached only by workers."""
+    url = sink.url
+    if not isinstance(url, str) or not url.strip():
+        raise SpecError(f"{where}: url must be a directory path or an fsspec URL, got {url!r}")
+    m = _SCHEME.fullmatch(url)
+    if m is not None:
+        scheme, rest = m.group(1).lower(), m.group(2)
+        if scheme not in FILE_SCHEMES:
+            raise SpecError(
+                f"{where}: unsupported URL scheme {scheme!r} in {url!r}; "
+                f"use a local path or one of {', '.join(s + '://' for s in FILE_SCHEMES)}"
+            )
+        if scheme == "webhdfs" and not rest.partition("/")[0]:
+            raise SpecError(f"{where}: {url!r} names no namenode (webhdfs://host:port/path)")
+        if not rest.strip("/") and scheme != "file":
+            raise SpecError(f"{where}: {url!r} names no directory")
+    if sink.format not in ("parquet", "jsonl"):
+        raise SpecError(f"{where}: format must be 'parquet' or 'jsonl', got {sink.format!r}")
+    if sink.roll not in ("minute", "hour", "day"):
+        raise SpecError(f"{where}: roll must be 'minute', 'hour' or 'day', got {sink.roll!r}")
+    n = sink.max_records
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(f"{where}: max_records must be a positive integer, got {n!r}")
+
+
 def _check_settings(job: Job) -> None:
     s = {**DEFAULT_SETTINGS, **job.extra_settings}
     for name in ("batch_size", "commit_interval_ms", "max_buffered_batches", "poll_timeout_ms"):
@@ -194,7 +225,9 @@ def stages_of(job: Job) -> list[StagePlan]:
 
     sinks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SINKS)]
     if not sinks:
-        raise SpecError(f"{where} has no sink: end with .to_kafka(topic) or .to_redis(view)")
+        raise SpecError(
+            f"{where} has no sink: end with .to_kafka(topic), .to_redis(view) or .to_files(url)"
+        )
     if len(sinks) > 1:
         names = " and ".join(label(i, op) for i, op in sinks)
         raise SpecError(f"{where} has two sinks ({names}); a job has exactly one")
@@ -214,6 +247,8 @@ def stages_of(job: Job) -> list[StagePlan]:
                 f"{label(sink_index, sink)}: topic {sink.topic!r} is also the source; "
                 "the job would consume its own output"
             )
+    elif isinstance(sink, ToFiles):
+        _check_files(label(sink_index, sink), sink)
     else:
         if not isinstance(sink.view, str) or not _VIEW.fullmatch(sink.view):
             raise SpecError(
@@ -280,9 +315,9 @@ def stages_of(job: Job) -> list[StagePlan]:
             stateful = (i, op)
             typed = False
             pending_window = (i, op) if isinstance(op, Window) else None
-        if isinstance(op, KeyBy | ToKafka | ToRedis):
+        if isinstance(op, KeyBy | ToKafka | ToRedis | ToFiles):
             key_by = (i, op) if isinstance(op, KeyBy) else None
-            end = (i, op) if isinstance(op, ToKafka | ToRedis) else None
+            end = (i, op) if isinstance(op, ToKafka | ToRedis | ToFiles) else None
             stages.append(
                 StagePlan(len(stages), topic, partitions, tuple(stage_ops), key_by, end, value)
             )
@@ -349,6 +384,9 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
     sink: dict[str, Any]
     if isinstance(sink_op, ToKafka):
         sink = {"kind": "kafka", "topic": sink_op.topic, "value": sink_op.value}
+    elif isinstance(sink_op, ToFiles):
+        sink = {"kind": "files", "url": sink_op.url, "format": sink_op.format,
+                "roll": sink_op.roll, "max_records": sink_op.max_records}  # fmt: skip
     else:
         sink = {"kind": "redis", "view": sink_op.view}
     sink["dead_letter"] = job.dlq_topic

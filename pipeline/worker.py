@@ -48,6 +48,7 @@ from pipeline.executor.plan import Plan, compile_job
 from pipeline.executor.provenance import dedup
 from pipeline.executor.records import BatchResult, InRecord, StateAccess
 from pipeline.executor.ticks import IdleTimers  # issue 18
+from pipeline.files.runner import PartitionFiles, open_partition  # issue 18
 from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, TransactionalSink
 from pipeline.lag import readable_end
 from pipeline.loading import load_job
@@ -141,6 +142,8 @@ class Owned:
     inflight: Future[list[cp.Event]] | None = None
     # The exception behind the last `Failed` fed to `proto`: its kind names the stall.
     fault: Exception | None = None
+    # issue 18: the stage ends in to_files(); its two-phase commit (pipeline/files/runner.py)
+    files: PartitionFiles | None = None
 
     @property
     def tp(self) -> TP:
@@ -465,6 +468,8 @@ class Worker:
         elif isinstance(e, cp.Flush):
             self._to_flush.append(o)  # one flush per round for every partition (`_round`)
         elif isinstance(e, cp.ApplyState):
+            if o.files is not None:  # resuming after `end` needs its file output durable
+                o.files.close(e.end)
             o.store.apply(e.state_writes, e.view_writes, e.end)
             return cp.StateApplied(e.end)
         elif isinstance(e, cp.BeginTxn):
@@ -477,12 +482,14 @@ class Worker:
             pass  # gathered by `commit` through `pending_checkpoint`, many per request
         elif isinstance(e, cp.Drop):
             self._dropped(o, e)
-        else:  # Prepare/Publish: no two-phase sink is wired to the worker yet
+        elif isinstance(e, cp.Publish):
+            pass  # files are renamed once a checkpoint covers them (`commit`: files.agreed)
+        else:
             raise PipelineError(f"bug: effect {type(e).__name__} has no runner")
         return None
 
     def _submit_chain(self, o: Owned, effects: list[cp.Effect]) -> None:
-        txn, store, metadata = o.txn, o.store, o.job.group_metadata
+        txn, store, metadata, files = o.txn, o.store, o.job.group_metadata, o.files
         assert txn is not None and all(e.background for e in effects)
 
         def chain() -> list[cp.Event]:
@@ -493,6 +500,9 @@ class Worker:
                         store.apply(e.state_writes, e.view_writes, e.end)  # (a)
                         eos.crash_point("after_a")
                         done.append(cp.StateApplied(e.end))
+                    elif isinstance(e, cp.Prepare) and files is not None:
+                        files.close(e.end)  # the group's file, before the commit point
+                        done.append(cp.Prepared(e.end))
                     elif isinstance(e, cp.CommitTxn):
                         txn.commit(e.end, metadata)  # (b): the commit point
                         eos.crash_point("after_b")
@@ -525,13 +535,14 @@ class Worker:
                 producer_factory=self._transactional,
                 restore=self._restorer(rt, stage, key),
             )
+            files = self._files(rt, stage, a, taken.start)
             proto = cp.PartitionCommit(
                 cp.Guarantee.EXACTLY_ONCE, stateful=isinstance(taken.store, RedisStore),
                 position=taken.start, committed=taken.agreed if taken.agreed is not None
-                else agreed, policy=EOS_GROUPS,
+                else agreed, policy=EOS_GROUPS, two_phase=files is not None,
             )  # fmt: skip
             return Owned(rt, key.topic, key.partition, a.epoch, stage, taken.store, proto,
-                         taken.txn)  # fmt: skip
+                         taken.txn, files=files)  # fmt: skip
         store: PartitionStore = MemoryStore()
         if stateful:
             # The epoch fences a previous owner that has not noticed the move yet: its late
@@ -547,7 +558,18 @@ class Worker:
         rec = reconcile(cp.Guarantee.AT_LEAST_ONCE, durable, stateful=stateful)
         proto = cp.PartitionCommit(cp.Guarantee.AT_LEAST_ONCE, stateful=stateful,
                                    position=rec.start, committed=agreed)  # fmt: skip
-        return Owned(rt, key.topic, key.partition, a.epoch, stage, store, proto)
+        return Owned(rt, key.topic, key.partition, a.epoch, stage, store, proto,
+                     files=self._files(rt, stage, a, rec.start))  # fmt: skip
+
+    @staticmethod
+    def _files(
+        rt: JobRuntime, stage: int, a: AssignedPartition, start: int | None
+    ) -> PartitionFiles | None:
+        """issue 18: a stage ending in to_files() finishes the previous owners' files (the
+        takeover's resume offset covers exactly the files that must be published)."""
+        if rt.plan.stages[stage].output != "files":
+            return None
+        return open_partition(rt.spec.sink, rt.name, a.topic, a.partition, a.epoch, start)
 
     def _restorer(
         self, rt: JobRuntime, stage: int, key: StateKey
@@ -651,6 +673,11 @@ class Worker:
     @staticmethod
     def _pending(o: Owned) -> Pending | None:
         offset = o.proto.pending_checkpoint()
+        if offset is not None and o.files is not None:  # never past rows in no closed file
+            seal = not o.proto.exactly_once and not o.proto.stateful
+            offset = o.files.committable(offset, seal=seal)
+            if offset is not None and o.committed is not None and offset <= o.committed:
+                offset = None
         if offset is None:
             return None
         return Pending(o.job.name, o.topic, o.partition, o.epoch, offset)
@@ -725,6 +752,8 @@ class Worker:
         m, job = self.metrics, o.job.name
         m.records_in.labels(job).inc(len(fresh))
         m.records_out.labels(job).inc(len(res.outputs))
+        if o.files is not None:  # issue 18: file outputs wait for their file, not Kafka
+            o.files.take(res, end)
         log_topic = o.job.changelogs.get(o.stage)
         if log_topic is not None:  # the one point where a stage's changed keys are known
             res.outputs += changelog.records(log_topic, o.partition, res, end)
@@ -793,6 +822,8 @@ class Worker:
                 if event is cp.CheckpointFenced:  # someone else owns it: stop at once
                     o.fault = eos.NotOwner(f"checkpoint at epoch {p.epoch} refused")
                 self._feed(o, event(p.offset))
+                if event is cp.CheckpointAccepted and o.files is not None:
+                    o.files.agreed(p.offset)  # issue 18: publish the files it covers
         if out.committed:
             eos.crash_point("after_c")
 

@@ -27,8 +27,8 @@ from pipeline.codecs import (
 from pipeline.executor.batch import BatchRun, prune
 from pipeline.executor.columns import FAILED, col_map
 from pipeline.executor.provenance import stamp
-from pipeline.executor.records import InRecord, OutRecord
-from pipeline.job import Job, ToKafka, ToRedis
+from pipeline.executor.records import FILES_TOPIC, InRecord, OutRecord
+from pipeline.job import Job, ToFiles, ToKafka, ToRedis
 from pipeline.spec import StagePlan, label, repartition_topic
 
 __all__ = ["Input", "Output", "key_str"]
@@ -99,7 +99,7 @@ _JSON = sink_encoder("json")  # Redis view values are JSON
 
 @dataclass(slots=True)
 class Output:
-    """How a stage ends: ``kind`` is "repartition", "kafka" or "redis"."""
+    """How a stage ends: ``kind`` is "repartition", "kafka", "redis" or "files"."""
 
     kind: str
     label: str
@@ -117,6 +117,8 @@ class Output:
         si, sop = plan.sink
         if isinstance(sop, ToKafka):
             return cls("kafka", label(si, sop), sop.topic, encode=sink_encoder(sop.value))
+        if isinstance(sop, ToFiles):  # JSON values for the worker's file writer (issue 18)
+            return cls("files", label(si, sop), FILES_TOPIC)
         assert isinstance(sop, ToRedis)
         return cls("redis", label(si, sop), None)
 

@@ -13,6 +13,7 @@ from typing import Protocol
 from pipeline.errors import PipelineError
 
 __all__ = [
+    "FILES_TOPIC",
     "BatchResult",
     "DeadLetter",
     "InRecord",
@@ -21,6 +22,12 @@ __all__ = [
     "StateAccess",
     "StateAccessError",
 ]
+
+
+#: The "topic" of a file sink's outputs (issue 18): JSON values the worker hands to its file
+#: writer (pipeline/files/) instead of Kafka; not a valid Kafka topic name, so a stray one
+#: fails loudly at the producer.
+FILES_TOPIC = "\x00files"
 
 
 # InRecord and OutRecord are made once per record on the hot path: slotted but not frozen,

@@ -13,6 +13,10 @@ only on the partition and the offset range ``[first, end)`` - so two owners (a z
 had its checkpoint agreed before being fenced, and the next owner finishing its leftovers)
 publish to the same name, and a rename that finds the final file already there is done.
 
+Every owner's files form one gap-free chain of offset ranges starting where the published
+chain ended when it took over (0 at first): a range without output may be checkpointed
+without a file (``committable(open_rows=False)``); the next file then covers it.
+
 Takeover (:class:`TakeOver`) at the agreed offset ``A``, given what is on the file system:
 a leftover temporary file ending at or before ``A`` is published (its checkpoint was agreed,
 the rename never happened), or deleted if its final file exists already; one ending after
@@ -147,10 +151,16 @@ class FileCommits:
     #: end of the last closed file: the highest offset a checkpoint may cover
     closed_to: int | None = None
 
-    def committable(self, position: int | None) -> int | None:
+    def committable(self, position: int | None, open_rows: bool = True) -> int | None:
         """The offset the worker may checkpoint when it has processed up to ``position``:
-        never past records that sit in a file still open (None: nothing yet)."""
-        if position is None or self.closed_to is None:
+        never past records that sit in a file still open (None: nothing yet). ``open_rows``
+        False: no output of offsets before ``position`` waits in an open file, so the range
+        may be checkpointed without a file (the next file still starts at ``closed_to``)."""
+        if position is None:
+            return None
+        if not open_rows:
+            return position
+        if self.closed_to is None:
             return None
         return min(position, self.closed_to)
 
@@ -185,21 +195,23 @@ class FileCommits:
         that overlaps the chain is never published: it is deleted."""
         self.closed = []
         self.agreed = event.agreed
-        self.closed_to = event.agreed
         agreed = event.agreed
         done = set(event.published)
-        cur = max((end for _, end in event.published), default=None)
+        # Every owner's files start where the published chain ends (0 before any), not at
+        # the offset it resumes from: a range with no output (a filter, windows still open)
+        # may be checkpointed without a file, and starting at the chain's end keeps the
+        # chain gap-free, so "starts where the chain ends" still tells files apart.
+        cur = max((end for _, end in event.published), default=0)
         candidates = [f for f in event.temps if agreed is not None and f.end <= agreed]
-        if cur is None and candidates:
-            cur = min(f.first for f in candidates)
         chain: list[TempFile] = []
-        while cur is not None and agreed is not None and cur < agreed:
+        while agreed is not None and cur < agreed:
             nxt = [f for f in candidates if f.first == cur]
             if not nxt:
                 break  # nothing left to finish (or already published)
             best = max(nxt, key=lambda f: f.epoch)
             chain.append(best)
             cur = best.end
+        self.closed_to = cur
         out: list[Effect] = []
         for f in sorted(event.temps):
             temp = temp_name(self.prefix, f)

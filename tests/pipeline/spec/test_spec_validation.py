@@ -77,7 +77,7 @@ BAD: list[tuple[str, Callable[[], Any], str]] = [
     (
         "no sink",
         lambda: src().map(ident),
-        "has no sink: end with .to_kafka(topic) or .to_redis(view)",
+        "has no sink: end with .to_kafka(topic), .to_redis(view) or .to_files(url)",
     ),
     (
         "two sinks",
@@ -220,6 +220,17 @@ BAD: list[tuple[str, Callable[[], Any], str]] = [
         ),
         "cannot give exactly-once",
     ),
+    ("files: empty url", lambda: src().to_files(""), "to_files#1: url must be"),
+    ("files: unknown scheme", lambda: src().to_files("ftp://h/d"), "unsupported URL scheme 'ftp'"),
+    ("files: webhdfs without host", lambda: src().to_files("webhdfs:///d"), "names no namenode"),
+    ("files: bad format", lambda: src().to_files("/d", format="csv"), "format must be 'parquet'"),
+    ("files: bad roll", lambda: src().to_files("/d", roll="week"), "roll must be 'minute'"),
+    ("files: bad size", lambda: src().to_files("/d", max_records=0), "max_records must be a posi"),
+    (
+        "files: two sinks",
+        lambda: src().to_files("/d").to_kafka("o"),
+        "two sinks (to_files#1 and to_kafka#2)",
+    ),
     (
         "unserialisable initial",
         lambda: src().key_by(ident).aggregate(object(), add).to_redis("v"),
@@ -323,3 +334,14 @@ def test_builders_return_new_jobs_and_never_mutate() -> None:
     b = base.filter(ident)
     assert len(base.operators) == 1 and len(a.operators) == 2 and len(b.operators) == 2
     assert repr(a.to_kafka("o")) == "Job('j'.source.map.to_kafka)"
+
+
+def test_file_sink_spec_names_url_format_and_roll_for_workers_and_the_dashboard() -> None:
+    job = src().key_by(ident).count().to_files("webhdfs://nn:9870/out", format="jsonl", roll="day")
+    spec = build_spec(job, "m:job")
+    assert spec["sink"] == {"kind": "files", "url": "webhdfs://nn:9870/out", "format": "jsonl",
+                            "roll": "day", "max_records": 100_000,
+                            "dead_letter": "paxline.j.dlq"}  # fmt: skip
+    last = spec["settings"]["stages"][-1]
+    assert last["output"]["kind"] == "files" and last["output"]["operator"] == "to_files#3"
+    validate_spec(msgspec.convert(spec, JobSpec))  # the coordinator accepts it

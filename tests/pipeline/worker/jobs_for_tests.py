@@ -141,3 +141,24 @@ failover_alo = _counter("rsfailalo", "rsfailalo-in", partitions=4)
 cluster_eos = _eos_counter("rcfail")
 cluster_alo = _counter("rcfailalo", "rcfailalo-in", partitions=4)
 cluster_upgrade_alo = _counter("rcupalo", "rcupalo-in", partitions=4)
+
+
+def _files_count(name: str, guarantee: str, fmt: str = "jsonl") -> Job:
+    """A running count per user written to files (issue 18, kill -9 tests): each input
+    record gives one output row ``{"user", "n", "count"}``."""
+    import os
+
+    return (
+        Job(name, guarantee=guarantee)  # type: ignore[arg-type]
+        .source(f"{name}-in", partitions=3, value="json")
+        .key_by(lambda r: r["user"])
+        .aggregate(None, lambda acc, r: {"user": r["user"], "n": r["n"],
+                                         "count": (acc or {"count": 0})["count"] + 1})
+        .to_files(os.environ.get("PAXLINE_FILES_URL", "paxline-files") + f"/{name}",
+                  format=fmt, max_records=700)  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+files_eos = _files_count("fileseos", "exactly-once")
+files_alo = _files_count("filesalo", "at-least-once")
+files_hdfs = _files_count("fileshdfs", "exactly-once", "parquet")  # PAXLINE_FILES_URL=webhdfs://

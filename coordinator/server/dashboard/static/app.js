@@ -414,6 +414,7 @@
       let target = "";
       if (out.kind === "redis") target = `view ${out.view}`;
       else if (out.kind === "kafka") target = `topic ${out.topic}`;
+      else if (out.kind === "files") target = `${out.format} ${out.url} (by ${out.roll})`;
       else if (out.view || out.topic) target = out.view || out.topic;
       return h("span", { class: "chip chip-sink" }, h("span", { class: "chip-kind" }, label), target);
     };
