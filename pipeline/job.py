@@ -19,9 +19,11 @@ bytes; :func:`load_job` resolves both forms.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from coordinator.protocol import GUARANTEES, JOB_NAME, Guarantee
 from pipeline.errors import PipelineError
@@ -42,6 +44,7 @@ __all__ = [
     "KeyBy",
     "Map",
     "Operator",
+    "RabbitStream",
     "Reduce",
     "SessionSpec",
     "SinkValue",
@@ -190,10 +193,29 @@ def session(gap: float = 0, *, gap_milliseconds: int = 0) -> SessionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RabbitStream:
+    """Issue 19: a source read from RabbitMQ streams instead of Kafka. Partition p reads the
+    stream ``stream`` (one partition) or ``{stream}-{p}`` (a super stream's partitions, as
+    RabbitMQ names them). ``url``: ``rabbitmq-stream://user:password@host:port/vhost``."""
+
+    stream: str
+    url: str
+
+    def stream_of(self, partition: int, partitions: int) -> str:
+        return self.stream if partitions == 1 else f"{self.stream}-{partition}"
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
+    """The job's input. ``topic`` is the Kafka topic stage 0 is keyed by; for a RabbitMQ stream
+    source (``rabbitmq`` set) it is an empty *anchor* topic named after the job, under which
+    the stream offsets are agreed through Paxos and committed in Kafka transactions exactly
+    like a Kafka source's offsets (docs/architecture.md, "RabbitMQ sources")."""
+
     topic: str
     partitions: int
     value: Any = "bytes"
+    rabbitmq: RabbitStream | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +387,25 @@ def _callable(method: str, fn: object, arg: str = "fn") -> None:
         raise SpecError(f"{method}(): {arg} must be callable, got {type(fn).__name__}")
 
 
+_STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def stream_url_problem(url: object) -> str | None:
+    """Why ``url`` is not a RabbitMQ stream URL, or None."""
+    if not isinstance(url, str):
+        return f"must be a string, got {url!r}"
+    parts = urlsplit(url)
+    if parts.scheme != "rabbitmq-stream":
+        return f"must start with rabbitmq-stream://, got {url!r}"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"has a bad port: {url!r}"
+    if not parts.hostname or (port is not None and not 0 < port < 65536):
+        return f"must name a host (rabbitmq-stream://user:password@host:5552/), got {url!r}"
+    return None
+
+
 def _positive_int(method: str, arg: str, v: object) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise SpecError(f"{method}(): {arg} must be an integer >= 1, got {v!r}")
@@ -408,6 +449,31 @@ class Job:
         except CodecError as exc:
             raise SpecError(f"source({topic!r}): {exc}") from None
         return self._then(Source(topic, partitions, value))
+
+    def source_rabbitmq_stream(
+        self, stream: str, *, url: str, partitions: int = 1, value: Any = "bytes"
+    ) -> Job:
+        """Consume a RabbitMQ stream (issue 19): ``partitions=1`` reads ``stream``, more read a
+        super stream's partitions ``{stream}-0`` .. ``{stream}-{n-1}``. Offsets are the
+        stream's; where to resume is the agreed checkpoint (Kafka's transactionally committed
+        offset under exactly-once), never RabbitMQ's stored offsets. A message's value is its
+        body, its key the application property ``key`` if any, its time the chunk's timestamp.
+        ``url``: ``rabbitmq-stream://user:password@host:port/vhost`` (port 5552 by default)."""
+        _positive_int("source_rabbitmq_stream", "partitions", partitions)
+        where = f"source_rabbitmq_stream({stream!r})"
+        if not isinstance(stream, str) or not _STREAM_NAME.fullmatch(stream):
+            raise SpecError(f"{where}: stream must match [A-Za-z0-9._-]{{1,200}}, got {stream!r}")
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        problem = stream_url_problem(url)
+        if problem:
+            raise SpecError(f"{where}: url {problem}")
+        anchor = f"paxline.{self.name}.rabbitmq.{stream}"
+        return self._then(Source(anchor, partitions, value, RabbitStream(stream, url)))
 
     def map(self, fn: Callable[[Any], Any]) -> Job:
         _callable("map", fn)

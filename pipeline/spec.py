@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from coordinator.protocol import MAX_PARTITIONS, valid_topic
 from pipeline.job import (
@@ -424,6 +425,16 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
                 "idle_timeout_ms": idle[0] if idle else None,
             }
         )
+    first = job.operators[0]
+    if isinstance(first, Source) and first.rabbitmq is not None:
+        # issue 19: what stage 0 really reads, for the dashboard graph and `paxline jobs`;
+        # the URL without its credentials (the spec is readable through the API)
+        url = urlsplit(first.rabbitmq.url)
+        stage_meta[0]["source"] = {
+            "kind": "rabbitmq-stream",
+            "stream": first.rabbitmq.stream,
+            "server": f"{url.hostname}:{url.port or 5552}",
+        }
     settings: dict[str, Any] = {
         **{k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_SETTINGS.items()},
         **job.extra_settings,

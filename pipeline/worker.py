@@ -38,7 +38,7 @@ from typing import Any
 
 from coordinator.client import CoordinatorClient, CoordinatorUnavailable, RequestRejected
 from coordinator.protocol import AssignedPartition, JobSpec, Progress
-from pipeline import changelog, eos, restore
+from pipeline import changelog, eos, ingest, restore
 from pipeline.changelog import changelog_topic
 from pipeline.checkpoint import Pending, commit_checkpoints
 from pipeline.commit import protocol as cp
@@ -99,7 +99,7 @@ class JobRuntime:
     name: str
     plan: Plan
     spec: JobSpec
-    source: Source
+    source: Source | ingest.RoutedSource
 
     # Stage index -> its changelog topic, for every stage that writes state or view (issue 16).
     changelogs: dict[int, str] = field(default_factory=dict)
@@ -293,7 +293,8 @@ class Worker:
         rt = self.jobs.get(name)
         if rt is None:
             spec = self._client.job(name).spec
-            plan = compile_job(load_job(spec.entrypoint))
+            job = load_job(spec.entrypoint)
+            plan = compile_job(job)
             # Every stage that writes state or the view logs it (issue 16); its changelog
             # topics exist before any partition of the job is taken. Created before the
             # consumers: with the broker down this fails (and is retried with back-off), and
@@ -303,7 +304,9 @@ class Worker:
             inputs = {s.index: s.topics[0] for s in plan.stages if s.stateful or view}
             restore.ensure_changelogs(self.cfg.kafka, name, inputs)
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
-            source = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
+            # issue 19: the Kafka consumer, or one that reads stage 0 from RabbitMQ streams
+            # (pipeline/ingest.py); offsets and transactions stay the Kafka group's either way
+            source = ingest.open_source(job, self.cfg.kafka, f"paxline.{name}", isolation)
             offsets = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             rt = JobRuntime(name, plan, spec, source, offsets=offsets)
             rt.changelogs = {n: changelog_topic(name, n) for n in inputs}
@@ -525,7 +528,7 @@ class Worker:
         if rt.exactly_once:
             taken = eos.take_over(
                 kafka=self.cfg.kafka,
-                source=rt.offsets or rt.source,
+                source=rt.offsets or ingest.kafka_of(rt.source),
                 stores=self._stores if stateful else None,
                 key=key,
                 epoch=a.epoch,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from paxline.localstack import kafka as kafka_launcher
+from paxline.localstack import rabbitmq as rabbitmq_launcher
 from paxline.localstack import redis as redis_launcher
 
 _started: dict[str, str] = {}
@@ -73,6 +74,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis_lau
         yield server
     finally:
         redis_launcher.stop(data_dir)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[rabbitmq_launcher.RabbitNode]:
+    """Issue 19: one private RabbitMQ node (Debian's rabbitmq-server, stream plugin on)."""
+    data_dir = tmp_path_factory.mktemp("rabbitmq")
+    node = rabbitmq_launcher.start(data_dir)
+    _started["rabbitmq"] = (
+        f"RabbitMQ {node.version} (streams on) AMQP {node.amqp_port}, stream {node.stream_port}, "
+        f"ready in {node.startup_seconds:.1f}s; logs under {data_dir}/log"
+    )
+    try:
+        yield node
+    finally:
+        rabbitmq_launcher.stop(data_dir)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:

@@ -120,10 +120,23 @@ def partition_problems(spec: dict[str, Any], existing: dict[str, int]) -> list[s
     return problems
 
 
+def _rabbitmq_source(settings: Any) -> str:
+    """ "rabbitmq stream NAME on HOST:PORT" for a RabbitMQ stream source (issue 19), else ""."""
+    stages = settings.get("stages") if isinstance(settings, dict) else None
+    src = stages[0].get("source") if isinstance(stages, list) and stages else None
+    if isinstance(src, dict) and src.get("kind") == "rabbitmq-stream":
+        return f"rabbitmq stream {src.get('stream')} on {src.get('server')}"
+    return ""
+
+
 def _submit_summary(spec: dict[str, Any], created: list[str]) -> str:
     first = spec["sources"][0]
     internal = [s["topic"] for s in spec["sources"][1:]]
     line = f"submitted {spec['name']}: reads {first['topic']} ({first['partitions']} partitions)"
+    origin = _rabbitmq_source(spec.get("settings"))
+    if origin:
+        line = (f"submitted {spec['name']}: reads {origin} ({first['partitions']} partitions; "
+                f"offsets kept under {first['topic']})")  # fmt: skip
     if internal:
         line += f", repartitions through {', '.join(internal)}"
     line += f"; created topics: {', '.join(created) if created else 'none (all existed)'}"
@@ -277,6 +290,9 @@ def register(app: typer.Typer) -> None:
         for j in rows:
             s = j.spec
             reads = "\n".join(f"{x.topic} ({x.partitions})" for x in s.sources)
+            origin = _rabbitmq_source(s.settings)
+            if origin:  # issue 19: what stage 0 really reads
+                reads = f"{origin}\n{reads}"
             sink = s.sink.get("topic") or s.sink.get("view") or "-"
             table.add_row(s.name, s.entrypoint, reads, f"{s.sink.get('kind', '?')}: {sink}",
                           s.guarantee, "yes" if j.paused else "no")  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -93,7 +94,14 @@ def compare_state(where: str, want: dict[bytes, bytes], got: dict[bytes, bytes],
             r.wrong.append(f"{where}[{k!r}]: expected {want.get(k)!r}, found {got.get(k)!r}")
 
 
-def check(job: Job, bootstrap: str, redis_url: str) -> Report:
+def check(
+    job: Job,
+    bootstrap: str,
+    redis_url: str,
+    read: Callable[[str, str], dict[int, list[InRecord]]] = read_partitions,
+) -> Report:
+    """`read(bootstrap, topic)`: a topic's committed records per partition; a test of a
+    source that is not Kafka (issue 19: RabbitMQ streams) reads stage 0's input its way."""
     plan: Plan = compile_job(job)
     stores = RedisStores(redis_url)  # any deployment: single, Sentinel, cluster
     report = Report()
@@ -104,7 +112,7 @@ def check(job: Job, bootstrap: str, redis_url: str) -> Report:
     order = sorted(plan.stages, key=lambda s: (s.index, 1) if s.feeds is None else (s.feeds, 0))
     for stage in order:
         topic = stage.topics[0]
-        inputs = read_partitions(bootstrap, topic)
+        inputs = read(bootstrap, topic)
         if topic in expected_next:  # a repartition topic: check it, then feed it on
             # Idle ticks (pipeline/executor/ticks.py) are appended by the worker, not by the
             # upstream stage; the reference below replays them where they are.

@@ -408,6 +408,14 @@
         h("span", { class: "chip-topic", dataset: { topic } }, topic),
         h("span", { class: "chip-parts" }, `×${partitions}`),
       );
+    const streamChip = (src, partitions) =>
+      h(
+        "span",
+        { class: "chip chip-source", title: `RabbitMQ stream ${src.stream} on ${src.server}, ${partitions} partition${partitions === 1 ? "" : "s"}` },
+        h("span", { class: "chip-kind" }, "rabbitmq stream"),
+        h("span", { class: "chip-topic", dataset: { stream: src.stream } }, src.stream),
+        h("span", { class: "chip-parts" }, `×${partitions}`),
+      );
     const opChip = (op) => h("span", { class: "chip chip-op", title: op }, opName(op));
     const sinkChip = (out) => {
       let label = out.kind;
@@ -423,7 +431,9 @@
     if (stages && stages.length) {
       stages.forEach((st, i) => {
         if (i > 0) flow.append(arrow());
-        flow.append(topicChip(st.topic, st.partitions, i === 0 ? "source" : "repartition"));
+        // issue 19: a RabbitMQ stream source shows the stream, not its Kafka anchor topic
+        if (i === 0 && st.source && st.source.kind === "rabbitmq-stream") flow.append(streamChip(st.source, st.partitions));
+        else flow.append(topicChip(st.topic, st.partitions, i === 0 ? "source" : "repartition"));
         // issue 18: a window chip names its kind, e.g. "session(gap=30s)" (spec.py describe_window)
         const windows = st.windows || {};
         for (const op of st.operators || []) {

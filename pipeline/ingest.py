@@ -1,0 +1,140 @@
+"""Where a job's records come from: the worker's one seam for sources other than Kafka
+(issue 19; docs/architecture.md, "RabbitMQ sources").
+
+A job reads Kafka everywhere except, optionally, its first stage: a RabbitMQ stream source
+keys stage 0 by an empty Kafka anchor topic whose partitions stand for the streams. The worker
+holds one `RecordSource` per job and never asks where records come from; `open_source` gives
+it the Kafka consumer, or a `RoutedSource` that sends the anchor topic's partitions to a
+`StreamReader` and everything else (repartition and joined topics) to the Kafka consumer.
+Offsets, checkpoints, transactions and takeovers stay Kafka's and the coordinators' business,
+as they are for a Kafka source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from pipeline.executor.records import InRecord
+from pipeline.job import Job, Source
+from pipeline.kafka.clients import TP
+from pipeline.kafka.clients import Source as KafkaSource
+
+__all__ = ["RecordSource", "RoutedSource", "kafka_of", "open_source"]
+
+
+class RecordSource(Protocol):
+    """What the worker uses of a job's input (the Kafka consumer's surface)."""
+
+    assigned: set[TP]
+    paused: set[TP]
+
+    def assign(self, partitions: list[tuple[str, int, int | None]]) -> None: ...
+    def unassign(self, partitions: list[TP]) -> None: ...
+    def pause(self, partitions: list[TP]) -> None: ...
+    def resume(self, partitions: list[TP]) -> None: ...
+    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]: ...
+    def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]: ...
+    def positions(self, partitions: list[TP]) -> dict[TP, int]: ...
+    def close(self) -> None: ...
+
+
+class _Part(Protocol):
+    assigned: set[TP]
+    paused: set[TP]
+
+    def assign(self, partitions: list[tuple[str, int, int | None]]) -> None: ...
+    def unassign(self, partitions: list[TP]) -> None: ...
+    def pause(self, partitions: list[TP]) -> None: ...
+    def resume(self, partitions: list[TP]) -> None: ...
+    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]: ...
+    def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]: ...
+    def positions(self, partitions: list[TP]) -> dict[TP, int]: ...
+    def close(self) -> None: ...
+
+
+class RoutedSource:
+    """The anchor topic's partitions read by `reader`, all other topics by `kafka`. The Kafka
+    consumer stays the job's group member: `group_metadata` (exactly-once transactions) and
+    `committed` are its."""
+
+    def __init__(self, kafka: KafkaSource, reader: _Part, topic: str) -> None:
+        self.kafka, self.reader, self.topic = kafka, reader, topic
+
+    @property
+    def assigned(self) -> set[TP]:
+        return self.kafka.assigned | self.reader.assigned
+
+    @property
+    def paused(self) -> set[TP]:
+        return self.kafka.paused | self.reader.paused
+
+    def _split(self, tps: Iterable[TP]) -> tuple[list[TP], list[TP]]:
+        mine: list[TP] = []
+        kafka: list[TP] = []
+        for tp in tps:
+            (mine if tp[0] == self.topic else kafka).append(tp)
+        return mine, kafka
+
+    def assign(self, partitions: list[tuple[str, int, int | None]]) -> None:
+        self.reader.assign([x for x in partitions if x[0] == self.topic])
+        self.kafka.assign([x for x in partitions if x[0] != self.topic])
+
+    def unassign(self, partitions: list[TP]) -> None:
+        mine, kafka = self._split(partitions)
+        self.reader.unassign(mine)
+        self.kafka.unassign(kafka)
+
+    def pause(self, partitions: list[TP]) -> None:
+        mine, kafka = self._split(partitions)
+        self.reader.pause(mine)
+        self.kafka.pause(kafka)
+
+    def resume(self, partitions: list[TP]) -> None:
+        mine, kafka = self._split(partitions)
+        self.reader.resume(mine)
+        self.kafka.resume(kafka)
+
+    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]:
+        out = self.reader.poll_batch(max_records, 0)
+        if self.kafka.assigned:
+            out.update(self.kafka.poll_batch(max_records, 0 if out else timeout))
+        elif not out:
+            out = self.reader.poll_batch(max_records, timeout)
+        return out
+
+    def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]:
+        mine, kafka = self._split(partitions)
+        return {**self.reader.high_watermarks(mine), **self.kafka.high_watermarks(kafka)}
+
+    def positions(self, partitions: list[TP]) -> dict[TP, int]:
+        mine, kafka = self._split(partitions)
+        return {**self.reader.positions(mine), **self.kafka.positions(kafka)}
+
+    def group_metadata(self) -> Any:
+        return self.kafka.group_metadata()
+
+    def committed(self, partitions: Iterable[TP], timeout: float = 10.0) -> dict[TP, int | None]:
+        return self.kafka.committed(partitions, timeout)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.kafka.close()
+
+
+def kafka_of(source: KafkaSource | RoutedSource) -> KafkaSource:
+    """The Kafka consumer of a job's source (committed offsets, group metadata)."""
+    return source.kafka if isinstance(source, RoutedSource) else source
+
+
+def open_source(job: Job, kafka: str, group_id: str, isolation: str) -> KafkaSource | RoutedSource:
+    """The job's record source: the Kafka consumer, routed for a RabbitMQ stream source."""
+    consumer = KafkaSource(kafka, group_id=group_id, isolation=isolation)
+    first = job.operators[0] if job.operators else None
+    if not isinstance(first, Source) or first.rabbitmq is None:
+        return consumer
+    from pipeline.rabbitmq.streams import StreamReader
+
+    origin = first.rabbitmq
+    streams = {p: origin.stream_of(p, first.partitions) for p in range(first.partitions)}
+    return RoutedSource(consumer, StreamReader(first.topic, streams, origin.url), first.topic)
