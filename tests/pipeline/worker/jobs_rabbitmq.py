@@ -10,12 +10,11 @@ from pipeline.job import Job
 
 URL = os.environ.get("PAXLINE_RABBITMQ_STREAM", "rabbitmq-stream://guest:guest@127.0.0.1:5552/")
 
-# Word count from a two-partition super stream (streams rmqwc-text-0 and -1) into a Redis view.
-# At-least-once: the same job exactly-once lost counts in stage 1 (key_by -> count, reading
-# Kafka) in 3 runs of 3; its Kafka-source twin with trickled input lost counts in 1 run of 2
-# on this branch and passed 1 run on c0f275b - an intermittent loss not yet explained.
+# Word count from a two-partition super stream (streams rmqwc-text-0 and -1) into a Redis view,
+# exactly-once. (It lost 2-12% of its counts in stage 1 until the de-duplication fix of
+# 0f85a20: high-water marks matched by position through the exactly-once state overlay.)
 wordcount = (
-    Job("rmqwc", guarantee="at-least-once")
+    Job("rmqwc", guarantee="exactly-once")
     .source_rabbitmq_stream("rmqwc-text", url=URL, partitions=2, value="str")
     .flat_map(str.split)
     .key_by(lambda w: w)
@@ -24,11 +23,12 @@ wordcount = (
 )
 
 # Exactly-once to Kafka, read from a two-partition stream; the worker is killed mid-stream.
-# One stage: with a key_by -> count stage behind it, that stage lost counts (see above); the
-# checker found the stage-0 output (what the stream source is responsible for) exact.
+# Two stages: the stream stage repartitions by key into a running count per key.
 eos_kill = (
     Job("rmqeos", guarantee="exactly-once")
     .source_rabbitmq_stream("rmqeos-in", url=URL, partitions=2, value="str")
     .map(lambda v: v.upper())
+    .key_by(lambda v: v.split(":")[0])
+    .count()
     .to_kafka("rmqeos-out")
 )

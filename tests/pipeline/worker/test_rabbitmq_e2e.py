@@ -110,7 +110,7 @@ def test_sigkill_of_the_worker_mid_stream_leaves_exactly_once_output(
     _start(stack, stream_url, "rk-1", "rk-2")
     _submit(stack, "eos_kill")
     anchor = "paxline.rmqeos.rabbitmq.rmqeos-in"
-    per_part = 6000
+    per_part = 3000
     rng = random.Random(7)
     values = {p: [f"k{rng.randrange(30)}:{i}".encode() for i in range(per_part)] for p in (0, 1)}
     chunks = 4
