@@ -53,6 +53,8 @@ from coordinator.paxos.types import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     ProposalResult,
     ReadResult,
@@ -72,6 +74,7 @@ class RandomSource(Protocol):
 
 class Role(enum.Enum):
     FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre_candidate"  # asking whether peers would promise; nothing persisted
     CANDIDATE = "candidate"
     LEADER = "leader"
 
@@ -92,6 +95,9 @@ class NodeConfig:
     # Slots between choosing a membership change and its effect. Replicated semantics: every
     # node of a cluster must use the same value (the runtime does not expose it).
     alpha: int = 32
+    # Pre-vote before raising the durable ballot (etcd-io/raft PreVote). Off only to measure
+    # the old behaviour side by side (tests/coordinator/sim/test_sim_pre_vote.py).
+    pre_vote: bool = True
 
     def validate(self, learner: bool = False) -> None:
         """`peers` is the founding configuration. Only a learner (a node added later, or one
@@ -150,6 +156,9 @@ class Node:
         # was chosen to see it: the leader heartbeats them until they have (then they know
         # they were removed and stay quiet).
         self._departed: dict[int, int] = {}
+        # Pre-vote round in progress: the ballot it would campaign with, and who granted it.
+        self._pre_ballot: Ballot | None = None
+        self._pre_grants: set[int] = set()
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -305,14 +314,67 @@ class Node:
             for p in lead.targets:
                 if p not in lead.promises:
                     self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
+        if (
+            self.role is Role.PRE_CANDIDATE
+            and self._pre_ballot is not None
+            and self._elapsed % self.config.heartbeat_ticks == 0
+        ):
+            for p in self.others:
+                if p not in self._pre_grants:
+                    self._outbox.append(PreVote(self.id, p, self._pre_ballot))
         if self._elapsed >= self._timeout and self.voter and self.member:
-            self._campaign()
+            if self.config.pre_vote:
+                self._pre_campaign()
+            else:
+                self._campaign()
 
     def _new_timeout(self) -> int:
         e = self.config.election_ticks
         return self._rng.randint(e, 2 * e - 1)
 
     # ------------------------------------------------------------------------- elections
+    def _pre_campaign(self) -> None:
+        """Ask the peers whether they would promise a higher ballot before raising our own.
+
+        Without this a node that times out while it cannot reach a quorum (partitioned, or a
+        starved event loop that reads the leader's heartbeats late) durably promises ever
+        higher ballots; when it hears the leader again it Nacks it and the leader must re-run
+        phase 1 above it: a ballot round with no fault. Peers refuse while they hear a live
+        leader (`_hears_live_leader`), so only a real leader failure leads to a ballot bump."""
+        self._step_down()  # also abandons a phase 1 that timed out: pre-vote again first
+        self.role = Role.PRE_CANDIDATE
+        self._max_round = max(self._max_round, self.acceptor.promised.round)
+        ballot = Ballot(self._max_round + 1, self.id)
+        self._pre_ballot = ballot
+        self._pre_grants = {self.id}
+        for p in self.others:
+            self._outbox.append(PreVote(self.id, p, ballot))
+        if self._pre_vote_won():
+            self._campaign()
+
+    def _pre_vote_won(self) -> bool:
+        """A majority of the configuration of the first open slot granted: phase 1 needs at
+        least that (and possibly more configurations, which it asks for itself)."""
+        members = self.membership.at(self.first_unchosen)
+        return sum(1 for p in members if p in self._pre_grants) >= majority(members)
+
+    def _on_pre_vote(self, m: PreVote) -> None:
+        """Grant unless we hear a live leader other than the asker. Granting changes nothing
+        here: no promise, no timer reset, so a failed pre-vote leaves no trace."""
+        if m.src == self.id or m.src not in self.membership.known():
+            return
+        granted = self.voter and not self._hears_live_leader(m.src)
+        self._outbox.append(PreVoteReply(self.id, m.src, m.ballot, granted, self.acceptor.promised))
+
+    def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
+        self._observe(m.promised)
+        if self.role is not Role.PRE_CANDIDATE or m.ballot != self._pre_ballot:
+            return
+        if m.granted:
+            self._pre_grants.add(m.src)
+            if self._pre_vote_won():
+                self._campaign()
+
     def _campaign(self) -> None:
         self._step_down()
         self._max_round = max(self._max_round, self.acceptor.promised.round) + 1
@@ -377,6 +439,8 @@ class Node:
                 self._reads.append(ReadResult(r.read_id, False, error="not_leader"))
         self.lead = None
         self.role = Role.FOLLOWER
+        self._pre_ballot = None
+        self._pre_grants = set()
         self._elapsed = 0
         self._timeout = self._new_timeout()
 
@@ -386,6 +450,7 @@ class Node:
             self._step_down()
         if self.lead is None:
             self.role = Role.FOLLOWER
+            self._pre_ballot = None
             self.leader_id = ballot.node
             self._elapsed = 0
 
@@ -443,6 +508,10 @@ class Node:
             self._on_learn(msg)
         elif isinstance(msg, InstallSnapshot):
             self._on_install_snapshot(msg)
+        elif isinstance(msg, PreVote):
+            self._on_pre_vote(msg)
+        elif isinstance(msg, PreVoteReply):
+            self._on_pre_vote_reply(msg)
 
     def _observe(self, ballot: Ballot) -> None:
         if ballot.round > self._max_round:
@@ -481,6 +550,8 @@ class Node:
         if self.lead is not None and self.lead.ballot < m.ballot:
             self._step_down()
         if self.lead is None:
+            self.role = Role.FOLLOWER  # a pre-candidate gives up its pre-vote round
+            self._pre_ballot = None
             self.leader_id = None
             self._elapsed = 0  # give the candidate a chance before competing with it
         self._outbox.append(Promise(self.id, m.src, m.ballot, m.from_slot, entries, snap))

@@ -25,6 +25,8 @@ __all__ = [
     "Message",
     "Nack",
     "PersistUpdate",
+    "PreVote",
+    "PreVoteReply",
     "Prepare",
     "Promise",
     "ProposalResult",
@@ -107,6 +109,30 @@ class Prepare:
     dst: int
     ballot: Ballot
     from_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreVote:
+    """Pre-vote (etcd-io/raft's PreVote): "would you promise `ballot` if I asked?". Nothing is
+    persisted on either side and no timer is reset, so a node that cannot reach a quorum (a
+    partitioned or starved one) never raises its durable ballot and cannot depose a healthy
+    leader when it comes back (docs/architecture.md, 2, "Pre-vote and check-quorum")."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteReply:
+    """`granted` is false while the sender still hears a live leader (or leads with a live
+    quorum). `promised` lets the asker pick a ballot above every promise it learns of."""
+
+    src: int
+    dst: int
+    ballot: Ballot
+    granted: bool
+    promised: Ballot
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +233,8 @@ Message = (
     | HeartbeatAck
     | Learn
     | InstallSnapshot
+    | PreVote
+    | PreVoteReply
 )
 
 # ------------------------------------------------------------------------- driver handoff

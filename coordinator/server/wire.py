@@ -24,6 +24,8 @@ from coordinator.paxos.types import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
 )
 
@@ -31,6 +33,7 @@ __all__ = ["decode", "encode"]
 
 _KINDS: tuple[type[Any], ...] = (
     Prepare, Promise, Accept, Accepted, Nack, Heartbeat, HeartbeatAck, Learn, InstallSnapshot,
+    PreVote, PreVoteReply,  # appended: existing tags keep their numbers
 )  # fmt: skip
 _TAG = {cls: bytes([i]) for i, cls in enumerate(_KINDS)}
 _DECODERS = [msgspec.msgpack.Decoder(cls) for cls in _KINDS]

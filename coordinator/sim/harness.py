@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from coordinator.paxos.node import Node, NodeConfig
 from coordinator.paxos.storage import MemoryStorage
@@ -23,7 +24,7 @@ __all__ = ["LocalCluster"]
 
 
 class LocalCluster:
-    def __init__(self, n: int = 3, seed: int = 0, **config: int) -> None:
+    def __init__(self, n: int = 3, seed: int = 0, **config: Any) -> None:
         self.ids = tuple(range(1, n + 1))
         self.founders = self.ids
         self.rng = random.Random(seed)

@@ -38,6 +38,11 @@ class SimParams:
     alpha: int = 8  # slots between choosing a membership change and its effect
     reconfig: bool = True  # the fault schedule adds and removes nodes (3 to 5 members)
     reconfig_weight: int = 3  # weight of a membership change among ~15 kinds of fault
+    pre_vote: bool = True  # False replays the protocol as it was before pre-vote
+    # Every 3,000 units, messages to the highest-numbered node are held for this many units
+    # (its clock keeps running): a node that reads its leader's messages late, in bursts, but
+    # is alive and connected (the spurious-election scenario of a starved event loop).
+    slow_node_delay: int = 0
 
 
 def params_for_seed(seed: int, **overrides: Any) -> SimParams:

@@ -68,7 +68,8 @@ class Stats:
     dropped: int = 0
     crashes: int = 0
     partitions: int = 0
-    elections: int = 0
+    elections: int = 0  # ballot bumps: a node became a candidate
+    pre_votes: int = 0  # pre-vote rounds started (a ballot bump only if a quorum grants)
     flushes: int = 0
     leaders: int = 0
     added: int = 0
@@ -172,6 +173,7 @@ class World:
             window=self.p.window,
             max_batch=self.p.max_batch,
             snapshot_every=self.p.snapshot_every,
+            pre_vote=self.p.pre_vote,
         )
         sn.inc += 1
         sn.flush_pending = False
@@ -247,13 +249,20 @@ class World:
             return
         was = node.role
         node.tick()
-        if node.role is Role.CANDIDATE and was is not Role.CANDIDATE:
-            self.stats.elections += 1
-            self.log(f"n{nid} campaigns {node.ballot}")
-        elif was is Role.LEADER and node.role is not Role.LEADER:
+        self._role_change(nid, node, was)
+        if was is Role.LEADER and node.role is not Role.LEADER:
             self.log(f"n{nid} steps down (check-quorum)")
         self._dirty(sn)
         self._at(self.now + sn.period, TICK, (nid, inc))
+
+    def _role_change(self, nid: int, node: Node, was: Role) -> None:
+        """Counts ballot bumps (a node became a candidate) and pre-vote rounds; with pre-vote
+        a candidacy starts when a grant arrives, not on a tick."""
+        if node.role is Role.PRE_CANDIDATE and was is not Role.PRE_CANDIDATE:
+            self.stats.pre_votes += 1
+        if node.role is Role.CANDIDATE and was is not Role.CANDIDATE:
+            self.stats.elections += 1
+            self.log(f"n{nid} campaigns {node.ballot}")
 
     def _flush(self, nid: int, inc: int) -> None:
         sn = self.nodes[nid]
@@ -314,7 +323,12 @@ class World:
         if (m.src, m.dst) in self.blocked or self.rng.random() < self.p_drop:
             self.stats.dropped += 1
             return
-        self._at(self.now + self._delay(), MSG, m)
+        delay = self._delay()
+        if self.p.slow_node_delay and m.dst == self.p.n_nodes:
+            phase = self.now % 3000
+            if phase < self.p.slow_node_delay:
+                delay += self.p.slow_node_delay - phase
+        self._at(self.now + delay, MSG, m)
         if self.p_dup and self.rng.random() < self.p_dup:
             self._at(self.now + self._delay(), MSG, m)
 
@@ -324,7 +338,9 @@ class World:
             return
         if self.verbose:
             self.log(f"  {_fmt_msg(m)}")
+        was = sn.node.role
         sn.node.step(m)
+        self._role_change(m.dst, sn.node, was)
         self._dirty(sn)
 
     # ---------------------------------------------------------------------------- clients

@@ -21,6 +21,8 @@ from coordinator.paxos.types import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     Snapshot,
 )
@@ -34,6 +36,11 @@ def put(cid: str, seq: int, key: str, value: str) -> Command:
 
 def append(cid: str, seq: int, key: str, value: str) -> Command:
     return Command(cid, seq, write_command("append", key, value))
+
+
+def role_of(n: Node) -> Role:
+    """Re-reads the role (mypy narrows `n.role` across the calls that change it)."""
+    return n.role
 
 
 def lone_node(node_id: int = 1) -> Node:
@@ -51,20 +58,71 @@ def test_config_rejects_even_clusters_and_unknown_ids() -> None:
         NodeConfig(node_id=4, peers=(1, 2, 3)).validate()
 
 
-def test_timeout_starts_phase1_for_all_slots_after_persisting_own_promise() -> None:
+def test_timeout_first_asks_for_pre_votes_and_persists_nothing() -> None:
     n = lone_node()
     while n.role is Role.FOLLOWER:
         n.tick()
+    rd = n.ready()
+    assert n.role is Role.PRE_CANDIDATE
+    assert rd.persist is None
+    assert rd.messages == (PreVote(1, 2, Ballot(1, 1)), PreVote(1, 3, Ballot(1, 1)))
+
+
+def test_a_granted_pre_vote_starts_phase1_for_all_slots_after_persisting_own_promise() -> None:
+    n = lone_node()
+    while n.role is Role.FOLLOWER:
+        n.tick()
+    n.ready()
+    n.step(PreVoteReply(2, 1, Ballot(1, 1), True, Ballot(0, 0)))
     rd = n.ready()
     assert n.role is Role.CANDIDATE
     assert rd.persist is not None and rd.persist.promised == Ballot(1, 1)
     assert rd.messages == (Prepare(1, 2, Ballot(1, 1), 1), Prepare(1, 3, Ballot(1, 1), 1))
 
 
+def test_a_refused_pre_vote_leaves_the_ballot_alone_however_often_it_times_out() -> None:
+    n = lone_node()
+    for _ in range(20 * n.config.election_ticks):
+        n.tick()
+        for m in n.ready().messages:
+            assert isinstance(m, PreVote)
+            n.step(PreVoteReply(m.dst, 1, m.ballot, False, Ballot(0, 0)))
+    assert n.role is Role.PRE_CANDIDATE
+    assert n.acceptor.promised == Ballot(0, 0)
+
+
+def test_pre_vote_ballot_exceeds_every_promise_the_replies_report() -> None:
+    n = lone_node()
+    while n.role is Role.FOLLOWER:
+        n.tick()
+    n.ready()
+    n.step(PreVoteReply(3, 1, Ballot(1, 1), False, Ballot(7, 2)))
+    n.step(PreVoteReply(2, 1, Ballot(1, 1), True, Ballot(0, 0)))
+    assert n.role is Role.CANDIDATE and n.ballot == Ballot(8, 1)
+
+
+def test_followers_refuse_pre_votes_while_they_hear_a_live_leader_and_grant_after() -> None:
+    n = lone_node(2)
+    n.step(Heartbeat(1, 2, Ballot(1, 1), 0, 1))
+    n.ready()
+    n.step(PreVote(3, 2, Ballot(2, 3)))
+    assert n.ready().messages == (PreVoteReply(2, 3, Ballot(2, 3), False, n.acceptor.promised),)
+    for _ in range(n.config.election_ticks):
+        n.tick()
+    n.ready()
+    n.step(PreVote(3, 2, Ballot(2, 3)))
+    out = [m for m in n.ready().messages if isinstance(m, PreVoteReply)]
+    before = n.acceptor.promised
+    assert out == [PreVoteReply(2, 3, Ballot(2, 3), True, before)]
+    assert n.acceptor.promised == before < Ballot(2, 3)  # granting a pre-vote promises nothing
+
+
 def test_majority_of_promises_makes_a_leader_that_announces_itself() -> None:
     n = lone_node()
     for _ in range(2 * n.config.election_ticks):
         n.tick()
+    n.ready()
+    n.step(PreVoteReply(2, 1, Ballot(1, 1), True, Ballot(0, 0)))
     n.ready()
     n.step(Promise(2, 1, Ballot(1, 1), 1, (), None))
     assert n.is_leader
@@ -100,10 +158,28 @@ def test_higher_ballot_candidate_deposes_a_leader_that_went_silent() -> None:
     assert not c.nodes[1].is_leader and c.nodes[2].is_leader
 
 
-def test_a_candidate_cannot_depose_a_leader_that_still_hears_a_quorum() -> None:
-    """Leader stickiness: a node that restarts and campaigns at once (before the leader's
-    heartbeats reach it) is ignored by the leader and by followers that hear the leader."""
+def test_a_pre_candidate_is_refused_while_the_leader_hears_a_quorum_and_changes_nothing() -> None:
+    """Pre-vote: a node that times out early (restart, starved loop) asks first; the leader
+    and the followers that hear it refuse, so no ballot moves and the leader keeps leading."""
     c = LocalCluster()
+    c.elect(1)
+    c.tick(2)
+    ballot = c.nodes[1].ballot
+    rogue = c.nodes[3]
+    rogue._elapsed = rogue._timeout - 1
+    rogue.tick()
+    assert rogue.role is Role.PRE_CANDIDATE
+    c.deliver_all()
+    assert role_of(rogue) is not Role.CANDIDATE and rogue.acceptor.promised <= Ballot(1, 1)
+    c.tick(4)
+    assert c.nodes[1].is_leader and c.nodes[1].ballot == ballot
+    assert role_of(rogue) is Role.FOLLOWER and rogue.leader_id == 1
+
+
+def test_a_candidate_cannot_depose_a_leader_that_still_hears_a_quorum() -> None:
+    """Leader stickiness (without pre-vote, as before it existed): a node that restarts and
+    campaigns at once is ignored by the leader and by followers that hear the leader."""
+    c = LocalCluster(pre_vote=False)
     c.elect(1)
     c.tick(2)
     rogue = c.nodes[3]

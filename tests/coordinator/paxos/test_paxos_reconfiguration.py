@@ -25,6 +25,8 @@ from coordinator.paxos.types import (
     DurableState,
     Heartbeat,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
 )
 from coordinator.sim.harness import LocalCluster
@@ -144,9 +146,18 @@ def lone(node_id: int, alpha: int = 4) -> Node:
     return Node(cfg, DurableState(), KVMachine(), random.Random(0))
 
 
+def role_of(n: Node) -> Role:
+    """Re-reads the role (mypy narrows `n.role` across the calls that change it)."""
+    return n.role
+
+
 def campaign(n: Node) -> Ballot:
-    while n.role is not Role.CANDIDATE:
+    while n.role is not Role.PRE_CANDIDATE:
         n.tick()
+    for m in n.ready().messages:  # a peer grants the pre-vote; then phase 1 starts
+        if isinstance(m, PreVote) and m.dst == 2:
+            n.step(PreVoteReply(2, n.id, m.ballot, True, Ballot(0, 0)))
+    assert role_of(n) is Role.CANDIDATE
     n.ready()
     assert n.ballot is not None
     return n.ballot

@@ -20,7 +20,9 @@ def put(seq: int, value: str) -> Command:
 def cluster_where_n2_missed_the_last_commit(seed: int, writes: int) -> LocalCluster:
     """n1 leads and gets `writes` commands chosen; n2 accepted them all but never heard the
     commit index of the last one (no heartbeat since), so its replica is one slot behind."""
-    c = LocalCluster(seed=seed, max_batch=1)
+    # These scenarios script phase 1 message by message; pre-vote (test_paxos_node.py) would
+    # add a round trip in front that changes nothing about serving.
+    c = LocalCluster(seed=seed, max_batch=1, pre_vote=False)
     c.elect(1)
     for seq in range(1, writes + 1):
         c.propose(1, put(seq, f"v{seq}"))
@@ -76,7 +78,7 @@ def test_a_leader_with_nothing_to_recover_serves_once_its_phase_1_is_done(seed: 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_followers_candidates_and_deposed_leaders_are_never_serving(seed: int) -> None:
-    c = LocalCluster(seed=seed)
+    c = LocalCluster(seed=seed, pre_vote=False)
     c.elect(1)
     c.propose(1, put(1, "x"))
     c.tick(4)
