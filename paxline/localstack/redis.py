@@ -100,15 +100,34 @@ def start(
     t0 = time.monotonic()
     port = _choose_port(data_dir, port)
     pid_file = data_dir / "redis.pid"
+    log = data_dir / "redis.log"
+    log_from = log.stat().st_size if log.exists() else 0
     args = [*command(binary, data_dir, port, daemonize=True), *extra]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ServiceError(f"redis-server failed to start: {proc.stdout}{proc.stderr}")
     (data_dir / "redis.port").write_text(str(port))
-    wait_until(lambda: ping(port), timeout, f"redis on 127.0.0.1:{port} to answer PING")
-    wait_until(lambda: read_pid(pid_file) is not None, timeout, "redis pid file")
+    # Both, because something else may answer on a port taken between choosing and binding
+    # it; redis-server writes its pid file only once it listens, and logs why it did not.
+    wait_until(lambda: _listening(port, pid_file, log, log_from), timeout,
+               f"redis on 127.0.0.1:{port} to answer PING")  # fmt: skip
     pid = read_pid(pid_file) or 0
     return RedisServer(port, data_dir, pid, _version(binary), time.monotonic() - t0)
+
+
+class PortTaken(ServiceError):
+    """redis-server could not listen: the port was taken after it was chosen."""
+
+
+def _listening(port: int, pid_file: Path, log: Path, log_from: int) -> bool:
+    if read_pid(pid_file) is not None and ping(port):
+        return True
+    if log.exists():
+        with log.open("rb") as f:
+            f.seek(log_from)
+            if b"Failed listening on port" in f.read():
+                raise PortTaken(f"redis-server could not listen on 127.0.0.1:{port} (in use)")
+    return False
 
 
 def _choose_port(data_dir: Path, port: int | None) -> int:

@@ -73,12 +73,28 @@ class ClusterGroup:
         return all(self._info(p, "cluster").get("cluster_state") == "ok" for p in alive)
 
 
-def _node_port() -> int:
-    """A free port a cluster node can use: its bus listens on port + 10000, so <= 55535."""
+def _node_port(taken: set[int]) -> int:
+    """A free port a cluster node can use: its bus listens on port + 10000, so <= 55535, and
+    neither may be a port or bus port of a node started before it (`taken`)."""
     while True:
         port = free_port()
-        if port <= 55535 and not port_open(port + 10000):
+        if port <= 55535 and not port_open(port + 10000) and not {port, port + 10000} & taken:
             return port
+
+
+def _start_new_node(group: ClusterGroup, i: int, attempts: int = 5) -> None:
+    """Node i on a port chosen just before it starts; another port if that one was taken
+    in between (seen in CI: a port chosen up front was in use when the node started)."""
+    for attempt in range(attempts):
+        taken = {p for q in group.ports for p in (q, q + 10000)}
+        group.ports.append(_node_port(taken))
+        try:
+            group.start_node(i)
+            return
+        except redis_launcher.PortTaken:
+            group.ports.pop()
+            if attempt == attempts - 1:
+                raise
 
 
 def _cluster_options() -> list[str]:
@@ -93,10 +109,10 @@ def start(data_dir: Path, replicas: int = 1, timeout: float = 90.0) -> ClusterGr
     stop(data_dir)
     for old in data_dir.glob("node*"):
         shutil.rmtree(old)
-    group = ClusterGroup(data_dir, [_node_port() for _ in range(PRIMARIES * (1 + replicas))])
+    group = ClusterGroup(data_dir, [])
     try:
-        for i in range(len(group.ports)):
-            group.start_node(i)
+        for i in range(PRIMARIES * (1 + replicas)):
+            _start_new_node(group, i)
         _create(group, replicas, timeout)
     except BaseException:
         stop(data_dir)  # no half-started cluster left running
@@ -158,7 +174,8 @@ def prepare(data_dir: Path) -> tuple[str, list[tuple[str, list[str], str, int]]]
     f = data_dir / "group"
     ports = [int(p) for p in f.read_text().split()] if f.exists() else []
     if not ports:
-        ports = [_node_port() for _ in range(PRIMARIES * 2)]
+        for _ in range(PRIMARIES * 2):  # no node's port is another's bus port
+            ports.append(_node_port({p for q in ports for p in (q, q + 10000)}))
         f.write_text(" ".join(map(str, ports)))
     group = ClusterGroup(data_dir, ports)
     out: list[tuple[str, list[str], str, int]] = []

@@ -4,8 +4,12 @@ plans are foreground redis-server programs for the supervisor, with ports kept a
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
+
+from paxline.localstack import redis as redis_launcher
 from paxline.localstack import redis_cluster, redis_sentinel
 from paxline.localstack.stack import StackOptions
 from pipeline.state.url import parse_redis_url
@@ -40,3 +44,15 @@ def test_the_cluster_plan_is_six_cluster_nodes_on_bus_safe_ports(tmp_path: Path)
     assert all(port <= 55535 for *_, port in programs)  # the bus listens on port + 10000
     assert parse_redis_url(url).cluster == tuple(("127.0.0.1", p[3]) for p in programs)
     assert redis_cluster.prepare(tmp_path)[0] == url
+
+
+def test_a_redis_whose_port_was_taken_says_so_at_once(
+    redis_server: redis_launcher.RedisServer, tmp_path: Path
+) -> None:
+    """Another Redis answering PING on the port is not this one: it fails fast, naming the
+    port (the cluster launcher then picks another). It used to pass the PING wait and time
+    out 30 s later on the pid file (CI, tests/pipeline/state/test_cluster_store.py)."""
+    t0 = time.monotonic()
+    with pytest.raises(redis_launcher.PortTaken, match=str(redis_server.port)):
+        redis_launcher.start(tmp_path / "second", port=redis_server.port, timeout=20)
+    assert time.monotonic() - t0 < 10
