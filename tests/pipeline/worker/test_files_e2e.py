@@ -19,7 +19,7 @@ import orjson
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from e2e_stack import Stack, produce, wait_idle, wait_idle_eos, wait_workers
+from e2e_stack import CHAOS_LONG, Stack, produce, wait_idle, wait_idle_eos, wait_workers
 
 from examples import files as example
 from paxline.localstack import hdfs
@@ -74,7 +74,9 @@ def minihdfs(hdfs_starting: _HdfsStart) -> hdfs.MiniHdfs:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def workers(stack: Stack, out_dir: Path, hdfs_starting: _HdfsStart) -> None:
+def workers(stack: Stack, out_dir: Path, request: pytest.FixtureRequest) -> None:
+    if CHAOS_LONG:  # the HDFS test runs: start the minicluster while the local tests run
+        request.getfixturevalue("hdfs_starting")
     stack.start_worker("files-1")
     stack.start_worker("files-2")
     wait_workers(stack, 2)
@@ -204,6 +206,8 @@ def test_at_least_once_every_record_published_across_kill_9(
     assert published() == wanted
 
 
+@pytest.mark.chaos
+@pytest.mark.skipif(not CHAOS_LONG, reason="CI budget: PAXLINE_CHAOS_LONG=1 (make chaos) runs it")
 def test_exactly_once_to_hdfs_across_kill_9(
     stack: Stack, minihdfs: hdfs.MiniHdfs, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -139,6 +139,7 @@ def test_cluster_primary_killed_at_least_once_counts_exactly(
     _finish(stack, job)
 
 
+@pytest.mark.skipif(not CHAOS_LONG, reason="CI budget: PAXLINE_CHAOS_LONG=1 (make chaos) runs it")
 def test_moving_from_one_redis_to_a_cluster_restores_the_state_exactly(
     stack: Stack, cluster: redis_cluster.ClusterGroup, redis_server: RedisServer
 ) -> None:
