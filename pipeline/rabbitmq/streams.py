@@ -206,10 +206,20 @@ class StreamReader:
 
     # -------------------------------------------------------------------- event loop side
     def _run(self) -> None:
+        """The reader's loop thread. Nothing ends it but `close`: an unexpected error in the
+        loop (a client bug, a broker answer it does not expect) is logged, the connection is
+        dropped and the loop starts again, so the partitions resume instead of stalling for
+        good behind a dead thread."""
         asyncio.set_event_loop(self._loop)
         self._wake = asyncio.Event()
         try:
-            self._loop.run_until_complete(self._manage())
+            while not self._closing:
+                try:
+                    self._loop.run_until_complete(self._manage())
+                except Exception:
+                    log.exception("RabbitMQ stream reader of %s failed; restarting", self.topic)
+                    self._loop.run_until_complete(self._reset())
+                    self._loop.run_until_complete(asyncio.sleep(RETRY_SECONDS))
         finally:
             self._loop.close()
 
