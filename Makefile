@@ -75,6 +75,7 @@ compose-test: deps-engine
 ## coordinator quorum lost 10 s, five leader-broker kill rounds, 20 s proxy stalls/resets).
 ## `-s` shows each scenario's "RECOVERY ...: dependency back -> lag 0 in N s" line.
 chaos: deps
+	scripts/hdfs fetch
 	PAXLINE_CHAOS_LONG=1 PAXLINE_CHAOS_RECORDS=200000 $(BIN)/pytest -m chaos -s --durations=10
 
 sim-long: venv

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import hashlib
 import logging
 import multiprocessing as mp
 import os
@@ -40,7 +38,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -54,8 +51,9 @@ if str(_BENCH.parent) not in sys.path:  # run as `python bench/_coordinator_zook
 
 import _coordinator_loadgen as lg  # noqa: E402
 
+from paxline.localstack import maven  # noqa: E402
 from paxline.localstack.common import free_port  # noqa: E402
-from paxline.localstack.kafka import cache_root  # noqa: E402
+from paxline.localstack.maven import cache_root  # noqa: E402
 
 __all__ = [
     "VERSION",
@@ -167,62 +165,21 @@ def libs_dir(version: str = VERSION) -> Path:
     return cache_root() / "zookeeper" / version / "libs"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(libs: Path) -> None:
     """Every pinned jar is present with its pinned bytes, and no other jar is."""
-    found = {p.name for p in libs.glob("*.jar")}
-    missing = sorted(set(PINNED_SHA256) - found)
-    extra = sorted(found - set(PINNED_SHA256))
-    if missing or extra:
-        raise RuntimeError(f"zookeeper jars in {libs}: missing {missing}, unpinned {extra}")
-    for name, want in PINNED_SHA256.items():
-        got = _sha256(libs / name)
-        if got != want:
-            raise RuntimeError(f"{libs / name}: SHA-256 {got}, pinned {want}")
+    maven.verify(libs, PINNED_SHA256, "zookeeper")
 
 
 def fetch(version: str = VERSION, quiet: bool = False) -> Path:
     """Download the ensemble's jars once (hash-checked); later calls return the cache."""
-    libs = libs_dir(version)
-    marker = libs / ".complete"
-    if marker.exists():
-        return libs
-    if shutil.which("mvn") is None:
-        raise RuntimeError("`mvn` (Apache Maven) is not on PATH; scripts/install-deps installs it")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with open(libs.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs may fetch at once
-        if marker.exists():
-            return libs
-        if not quiet:
-            print(f"fetching Apache ZooKeeper {version} from Maven Central ...", flush=True)
-        with tempfile.TemporaryDirectory(dir=libs.parent) as tmp:
-            pom = Path(tmp) / "pom.xml"
-            pom.write_text(_POM.format(version=version, slf4j=SLF4J_VERSION))
-            out = Path(tmp) / "libs"
-            proc = subprocess.run(
-                [
-                    "mvn", "-B", "-q", "-f", str(pom),
-                    "dependency:copy-dependencies",
-                    f"-DoutputDirectory={out}", "-DincludeScope=runtime",
-                ],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                tail = (proc.stdout + proc.stderr)[-3000:]
-                raise RuntimeError(f"mvn could not fetch zookeeper:{version}:\n{tail}")
-            verify(out)
-            shutil.rmtree(libs, ignore_errors=True)
-            out.rename(libs)
-        marker.write_text(version)
-    return libs
+    return maven.fetch_jars(
+        libs_dir(version),
+        _POM.format(version=version, slf4j=SLF4J_VERSION),
+        PINNED_SHA256 if version == VERSION else None,
+        f"Apache ZooKeeper {version}",
+        quiet=quiet,
+        required=f"zookeeper-{version}.jar",
+    )
 
 
 # ------------------------------------------------------------------------------ ensemble

@@ -13,16 +13,14 @@ Standard library only, like the other launchers (the scripts run it with the sys
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from paxline.localstack import maven
 from paxline.localstack.common import (
     ServiceError,
     free_port,
@@ -31,7 +29,7 @@ from paxline.localstack.common import (
     stop_pid,
     wait_until,
 )
-from paxline.localstack.kafka import cache_root
+from paxline.localstack.maven import cache_root
 
 __all__ = ["VERSION", "MiniHdfs", "fetch", "start", "status", "stop"]
 
@@ -73,66 +71,27 @@ def libs_dir(version: str = VERSION) -> Path:
     return cache_root() / "hdfs" / version / "libs"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(libs: Path) -> None:
     """Every pinned jar is present with its pinned bytes, and no other jar is."""
-    found = {p.name for p in libs.glob("*.jar")}
-    missing = sorted(set(PINNED_SHA256) - found)
-    extra = sorted(found - set(PINNED_SHA256))
-    if missing or extra:
-        raise ServiceError(f"hdfs jars in {libs}: missing {missing}, unpinned {extra}")
-    for name, want in PINNED_SHA256.items():
-        got = _sha256(libs / name)
-        if got != want:
-            raise ServiceError(f"{libs / name}: SHA-256 {got}, pinned {want}")
+    try:
+        maven.verify(libs, PINNED_SHA256, "hdfs")
+    except maven.JarFetchError as e:
+        raise ServiceError(str(e)) from None
 
 
 def fetch(version: str = VERSION, quiet: bool = False) -> Path:
     """Download the jars (hash-checked) once; later calls return the cached directory."""
-    libs = libs_dir(version)
-    marker = libs / ".complete"
-    if marker.exists():
-        return libs
-    if shutil.which("mvn") is None:
-        raise ServiceError("`mvn` (Apache Maven) is not on PATH; scripts/install-deps installs it")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with open(libs.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test sessions may fetch at once
-        if marker.exists():
-            return libs
-        if not quiet:
-            print(
-                f"fetching hadoop-client-minicluster {version} from Maven Central ...", flush=True
-            )
-        t0 = time.monotonic()
-        with tempfile.TemporaryDirectory(dir=libs.parent) as tmp:
-            pom = Path(tmp) / "pom.xml"
-            pom.write_text(_POM.format(version=version))
-            out = Path(tmp) / "libs"
-            proc = subprocess.run(
-                ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={out}", "-DincludeScope=runtime"],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                tail = (proc.stdout + proc.stderr)[-3000:]
-                raise ServiceError(
-                    f"mvn could not fetch hadoop-client-minicluster:{version}:\n{tail}"
-                )
-            verify(out)
-            shutil.rmtree(libs, ignore_errors=True)
-            out.rename(libs)
-        marker.write_text(version)
-        if not quiet:
-            print(f"fetched in {time.monotonic() - t0:.1f}s")
-    return libs
+    try:
+        return maven.fetch_jars(
+            libs_dir(version),
+            _POM.format(version=version),
+            PINNED_SHA256 if version == VERSION else None,
+            f"hadoop-client-minicluster {version}",
+            quiet=quiet,
+            required=f"hadoop-client-minicluster-{version}.jar",
+        )
+    except maven.JarFetchError as e:
+        raise ServiceError(str(e)) from None
 
 
 @dataclass(frozen=True)

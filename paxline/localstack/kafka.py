@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -18,7 +17,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from paxline.localstack.common import (
     stop_pid,
     wait_until,
 )
+from paxline.localstack.maven import JarFetchError, cache_root, fetch_jars, parse_pins
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -91,11 +90,16 @@ logger.request.level = WARN
 """
 
 
-def cache_root() -> Path:
-    env = os.environ.get("PAXLINE_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "paxline"
+# SHA-256 of every jar `mvn dependency:copy-dependencies` brings for the POM above (runtime
+# scope), in `sha256sum` format (`cd <libs> && sha256sum -c <file>` checks a cache by hand),
+# recorded from the cache every CI run of 2026-12-04 tested. A version without a file here
+# (PAXLINE_KAFKA_VERSION) is fetched unpinned, with a warning.
+_PINS_DIR = Path(__file__).parent / "pins"
+
+
+def pinned_sha256(version: str) -> dict[str, str] | None:
+    f = _PINS_DIR / f"kafka-{version}-log4j-{LOG4J_VERSION}.sha256"
+    return parse_pins(f.read_text()) if f.exists() else None
 
 
 def libs_dir(version: str = DEFAULT_VERSION) -> Path:
@@ -103,44 +107,18 @@ def libs_dir(version: str = DEFAULT_VERSION) -> Path:
 
 
 def fetch(version: str = DEFAULT_VERSION, quiet: bool = False) -> Path:
-    """Download the broker's jars once; later calls return the cached directory at once."""
-    libs = libs_dir(version)
-    marker = libs / ".complete"
-    if marker.exists():
-        return libs
-    if shutil.which("mvn") is None:
-        raise ServiceError("`mvn` (Apache Maven) is not on PATH; install it to fetch Kafka")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with open(libs.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test sessions may fetch at once
-        if marker.exists():
-            return libs
-        if not quiet:
-            print(f"fetching Apache Kafka {version} from Maven Central ...", flush=True)
-        t0 = time.monotonic()
-        with tempfile.TemporaryDirectory(dir=libs.parent) as tmp:
-            pom = Path(tmp) / "pom.xml"
-            pom.write_text(_POM.format(version=version, log4j=LOG4J_VERSION))
-            out = Path(tmp) / "libs"
-            proc = subprocess.run(
-                [
-                    "mvn", "-B", "-q", "-f", str(pom),
-                    "dependency:copy-dependencies",
-                    f"-DoutputDirectory={out}", "-DincludeScope=runtime",
-                ],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                tail = (proc.stdout + proc.stderr)[-3000:]
-                raise ServiceError(f"mvn could not fetch kafka_2.13:{version}:\n{tail}")
-            if not list(out.glob(f"kafka_2.13-{version}.jar")):
-                raise ServiceError(f"mvn finished but kafka_2.13-{version}.jar is missing")
-            shutil.rmtree(libs, ignore_errors=True)
-            out.rename(libs)
-        marker.write_text(version)
-        if not quiet:
-            print(f"fetched {len(list(libs.glob('*.jar')))} jars in {time.monotonic() - t0:.1f}s")
-    return libs
+    """Download the broker's jars once (hash-checked); later calls return the cache at once."""
+    try:
+        return fetch_jars(
+            libs_dir(version),
+            _POM.format(version=version, log4j=LOG4J_VERSION),
+            pinned_sha256(version),
+            f"Apache Kafka {version}",
+            quiet=quiet,
+            required=f"kafka_2.13-{version}.jar",
+        )
+    except JarFetchError as e:
+        raise ServiceError(str(e)) from None
 
 
 @dataclass(frozen=True)
