@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, StateUnavailable
 
 __all__ = [
     "FILES_TOPIC",
@@ -21,6 +21,7 @@ __all__ = [
     "PlanError",
     "StateAccess",
     "StateAccessError",
+    "StateReadUnavailable",
 ]
 
 
@@ -95,3 +96,14 @@ class PlanError(PipelineError, LookupError):
 
 class StateAccessError(PipelineError):
     """Reading or decoding state failed: an infrastructure problem, never a dead letter."""
+
+
+class StateReadUnavailable(StateAccessError, StateUnavailable):
+    """A state read failed because the store is unavailable for now (its own
+    `TransientError`): still never a dead letter (the executor re-raises every
+    StateAccessError), and for the worker a transient fault that stalls the partition and
+    retakes it, not a bug that ends the process (docs/architecture.md, sec. 6)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.codecs import decode_packed, encode_packed
+from pipeline.errors import TransientError
 from pipeline.executor.columns import describe
-from pipeline.executor.records import StateAccess, StateAccessError
+from pipeline.executor.records import StateAccess, StateAccessError, StateReadUnavailable
 
 __all__ = ["ABSENT", "StateCache"]
 
@@ -42,6 +43,10 @@ class StateCache:
             for k in missing:
                 raw = got.get(k)
                 vals[k] = ABSENT if raw is None else decode_packed(raw)
+        except TransientError as exc:
+            raise StateReadUnavailable(
+                f"reading state failed: {describe(exc)}", exc.reason
+            ) from exc
         except Exception as exc:
             raise StateAccessError(f"reading state failed: {describe(exc)}") from exc
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.errors import StateUnavailable, TransientError
 from pipeline.executor import InRecord, Plan, StateAccessError, compile_job
 from pipeline.job import Job, hopping, tumbling
 from tests.pipeline.executor.memory_state import MemoryState, Outcome, run_pipeline
@@ -113,6 +114,31 @@ def test_state_read_failures_propagate_instead_of_dead_lettering() -> None:
     plan = compile_job(agg_job(lambda j: j.count()))
     with pytest.raises(StateAccessError, match="redis down"):
         plan.process(1, keyed([{"k": "a"}]), Down())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda j: j.count(),
+        lambda j: j.window(tumbling(seconds=60)).count(),
+    ],
+    ids=["count", "tumbling"],
+)
+def test_an_unavailable_store_stays_a_transient_fault_for_the_worker(build: Any) -> None:
+    """The store's own transient error (Redis unreachable, timing out, LOADING, a cluster
+    that is down) must reach the worker as a TransientError, so the partition stalls and is
+    retaken; a plain StateAccessError ends the worker as a bug (found by make chaos: both
+    workers exited on "reading state failed: StateUnavailable: Redis unreachable")."""
+
+    class Down:
+        def get_many(self, keys: list[str]) -> dict[str, bytes | None]:
+            raise StateUnavailable("Redis unreachable: Error 111 connecting")
+
+    plan = compile_job(agg_job(build))
+    with pytest.raises(TransientError, match="Redis unreachable") as caught:
+        plan.process(1, keyed([{"k": "a"}]), Down())
+    assert isinstance(caught.value, StateAccessError)
+    assert isinstance(caught.value, StateUnavailable)  # paxline status says "Redis unreachable"
 
 
 def test_a_key_by_after_an_aggregation_starts_a_third_stage() -> None:
