@@ -52,6 +52,12 @@ def _unavailable() -> Iterator[None]:
         raise StateUnavailable(f"Redis unreachable: {exc}") from exc
     except redis.exceptions.ClusterError as exc:  # no reachable node or slot owner
         raise StateUnavailable(f"Redis Cluster not serving: {exc}") from exc
+    except (
+        redis.exceptions.AskError,  # and MovedError: a slot moved (failover, resharding);
+        redis.exceptions.TryAgainError,  # redis-py strips the reply's first word, so these
+        redis.exceptions.SlotNotCoveredError,  # never match _TRANSIENT_REPLIES by text
+    ) as exc:
+        raise StateUnavailable(f"Redis Cluster slot moving: {type(exc).__name__} {exc}") from exc
     except redis.ResponseError as exc:
         if str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES:
             raise StateUnavailable(f"Redis not serving: {exc}") from exc
