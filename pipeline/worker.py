@@ -863,6 +863,10 @@ class Worker:
             log.exception("unexpected error")
             raise PipelineError(f"bug: unexpected {type(exc).__name__}: {exc}") from exc
         finally:
+            # The heartbeats end before shutdown closes their client (a beat in flight then
+            # fails and the thread, seeing the stop, ends quietly): the one CRITICAL line of
+            # an exit on a bug is not followed by "heartbeat failed" tracebacks.
+            self.stop_event.set()
             self.shutdown()
             hb.join(5)
 

@@ -75,3 +75,62 @@ def test_a_worker_whose_heartbeat_thread_ended_stops_with_an_error(
             w.run()
     finally:
         guard.cancel()
+
+
+class ClosingBeats(Beats):
+    """A beat in flight when the worker closes the client fails the way httpx does then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Event()
+
+    def heartbeat(
+        self, worker_id: str, capacity: int = 1024, progress: list[Progress] | None = None
+    ) -> HeartbeatReply:
+        self.beats.append("beat")
+        self.closed.wait(10)
+        raise RuntimeError("Cannot send a request, as the client has been closed.")
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+class Gone(CoordinatorClient):
+    """Coordinators that refuse at once (the default client retries for its deadline)."""
+
+    def __init__(self) -> None:
+        super().__init__(["http://127.0.0.1:9"], "token-123")
+
+    def deregister(self, worker_id: str) -> None:
+        from coordinator.client import CoordinatorUnavailable
+
+        raise CoordinatorUnavailable("no coordinator answered")
+
+
+def test_a_worker_that_stops_on_a_bug_says_so_once_not_with_a_heartbeat_traceback(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by make chaos: after "CRITICAL ... stopped: bug: ..." every worker log ended in a
+    "heartbeat failed unexpectedly" traceback ("the client has been closed"), because the
+    shutdown closed the heartbeat client under a beat without telling the thread."""
+    cfg = WorkerConfig(
+        "w-bug", ["http://127.0.0.1:9"], "token-123", "127.0.0.1:9", "redis://127.0.0.1:9/0",
+        heartbeat_interval=0.01,
+    )  # fmt: skip
+    clients = WorkerClients.from_config(cfg)
+    beats = ClosingBeats()
+    clients.heartbeat, clients.coordinators = beats, Gone()
+    w = Worker(cfg, clients)
+
+    def planted() -> int:
+        wait_until(lambda: bool(beats.beats), 10, "a beat in flight")
+        raise PipelineError("bug: planted")
+
+    monkeypatch.setattr(w, "run_once", planted)
+    with pytest.raises(PipelineError, match="bug: planted"):
+        w.run()
+    noise = [r.getMessage() for r in caplog.records if "heartbeat" in r.getMessage()]
+    assert noise == []
+    del w
+    gc.collect()
