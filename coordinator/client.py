@@ -30,14 +30,14 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 
 from coordinator._httpx import httpx
-from coordinator.commands import Result
+from coordinator.commands import CheckpointBatchApplied, CheckpointGroup, Result
 from coordinator.errors import CoordinatorError
 from coordinator.protocol import (
     HeartbeatReply,
@@ -195,7 +195,7 @@ class CoordinatorClient:
             else:
                 if resp.status_code not in _RETRYABLE_STATUS:
                     self._preferred = (self._preferred + attempt) % len(self.endpoints)
-                    data = resp.json() if resp.content else {}
+                    data = _json_or_text(resp)
                     if resp.status_code >= 400:
                         raise RequestRejected(resp.status_code, data)
                     return data if isinstance(data, dict) else {"value": data}
@@ -236,6 +236,24 @@ class CoordinatorClient:
     ) -> Result:
         body = {"worker_id": worker_id, "epoch": epoch, "offsets": _offset_list(offsets)}
         return _result(self._call("POST", f"/v1/jobs/{job}/checkpoints", body, mutation=True))
+
+    def commit_checkpoint_batch(
+        self, worker_id: str, groups: Sequence[CheckpointGroup]
+    ) -> CheckpointBatchApplied:
+        """All of a worker's (job, epoch) groups in one request and one Paxos command, each
+        group committed or fenced on its own (`results[i]` is group i's outcome). A retry is
+        as safe as for a single commit: the same session seq, applied at most once. Raises
+        `RequestRejected` only for a malformed batch (400, nothing applied)."""
+        body = {
+            "groups": [
+                {"job": g.job, "epoch": g.epoch, "offsets": _offset_list(g.offsets)} for g in groups
+            ]
+        }
+        path = f"/v1/workers/{worker_id}/checkpoints"
+        result = _result(self._call("POST", path, body, mutation=True))
+        if not isinstance(result, CheckpointBatchApplied):
+            raise RequestRejected(200, {"error": f"unexpected answer {result!r}"})
+        return result
 
     def heartbeat(
         self, worker_id: str, capacity: int = 1024, progress: list[Progress] | None = None
@@ -358,6 +376,18 @@ def _tls_failure(exc: BaseException) -> str | None:
         if isinstance(e, ssl.SSLError):
             return ssl_reason(e)
     return None
+
+
+def _json_or_text(resp: httpx.Response) -> Any:
+    """The JSON answer; a body that is not JSON (a 404 from a coordinator too old to have
+    the route, a proxy's error page) becomes `{"error": <text>}` rather than an exception
+    the caller would not expect."""
+    if not resp.content:
+        return {}
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": resp.text[:200]}
 
 
 def _result(body: dict[str, Any]) -> Result:

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from coordinator._httpx import httpx
 from coordinator.commands import (
+    CheckpointBatchApplied,
     Fenced,
     InvalidCommand,
     JobExists,
@@ -77,12 +78,20 @@ def error(status: int, message: str, field: str | None = None, **extra: Any) -> 
 
 
 def result_response(result: Result) -> Response:
-    body = msgspec.to_builtins(result)
+    body = _result_body(result)
+    if isinstance(result, CheckpointBatchApplied):
+        # Applied as a whole (200); each group says what happened to it, in the same words
+        # as the answer to a single commit of that group.
+        body["results"] = [_result_body(r) for r in result.results]
+    return JSONResponse(body, status_code=_STATUS.get(type(result), 200))
+
+
+def _result_body(result: Result) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.to_builtins(result)
     body["result"] = type(result).__name__
-    status = _STATUS.get(type(result), 200)
-    if status >= 400:
+    if _STATUS.get(type(result), 200) >= 400:
         body["error"] = _describe(result)
-    return JSONResponse(body, status_code=status)
+    return body
 
 
 def _describe(result: Result) -> str:
