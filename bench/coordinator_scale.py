@@ -118,6 +118,16 @@ class _Endpoints:
         if port == self.port():
             self.i += 1
 
+    def follow(self, head: bytes) -> None:
+        """A follower forwarded the request and named the leader (`Paxline-Leader`): go to
+        it directly from now on, as `CoordinatorClient` does."""
+        i = head.lower().find(b"\r\npaxline-leader:")
+        if i >= 0:
+            url = head[i + 17 : head.index(b"\r\n", i + 2)].strip().decode()
+            port = int(url.rsplit(":", 1)[1].rstrip("/"))
+            if port in self.ports and port != self.port():
+                self.i = self.ports.index(port)
+
 
 async def _worker(
     wid: str,
@@ -157,6 +167,7 @@ async def _worker(
                 continue
             if stats.measuring:
                 stats.hb.append(time.perf_counter() - t0)
+            eps.follow(conn.head)
             if status != 200:
                 if status == 503:
                     eps.failed(port)

@@ -1,6 +1,7 @@
 """Python client of the coordinator API, used by workers and the CLI.
 
-It hides leader changes: any node accepts a request (followers forward to the leader), and
+It hides leader changes: any node accepts a request (followers forward to the leader, and
+name it in a `Paxline-Leader` header: the client then goes to the leader directly), and
 when a node is down or no leader is elected yet the client moves on to the next node until
 its deadline. Mutations carry a stable session `(client_id, seq)`: a retry after a timeout
 re-sends the same seq, so the cluster applies the command at most once and answers the retry
@@ -26,6 +27,7 @@ retried as if it were down: once every endpoint has failed verification the clie
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -195,6 +197,7 @@ class CoordinatorClient:
             else:
                 if resp.status_code not in _RETRYABLE_STATUS:
                     self._preferred = (self._preferred + attempt) % len(self.endpoints)
+                    self._follow_leader(resp)
                     data = _json_or_text(resp)
                     if resp.status_code >= 400:
                         raise RequestRejected(resp.status_code, data)
@@ -211,6 +214,21 @@ class CoordinatorClient:
                     attempt_timeout = min(attempt_timeout * 2, self._request_timeout)
                     timed_out = False
                 time.sleep(max(0.0, min(0.05 * attempt, 0.25, deadline - time.monotonic())))
+
+    @property
+    def preferred_endpoint(self) -> str:
+        """The node the next call tries first: the last one that answered, or the leader it
+        named when it forwarded the call."""
+        return self.endpoints[self._preferred]
+
+    def _follow_leader(self, resp: httpx.Response) -> None:
+        """A follower that forwarded the call names the leader (`Paxline-Leader`); go to it
+        directly next time if it is one of our endpoints (same URL), so that each call is
+        one HTTP exchange instead of two."""
+        leader = resp.headers.get("paxline-leader")
+        if leader:
+            with contextlib.suppress(ValueError):
+                self._preferred = self.endpoints.index(leader.rstrip("/"))
 
     # ------------------------------------------------------------------------- commands
     # Every answer is decoded into the structs of `coordinator.protocol` (reads) or

@@ -579,10 +579,12 @@ class MetadataMachine:
         problem = _batch_problem(cmd.groups)
         if problem:
             return InvalidCommand(problem)
-        results = tuple(
-            self._commit_group(g.job, cmd.worker_id, g.epoch, g.offsets) for g in cmd.groups
-        )
-        return CheckpointBatchApplied(cmd.worker_id, results)
+        results = []
+        for g in cmd.groups:
+            result = self._commit_group(g.job, cmd.worker_id, g.epoch, g.offsets)
+            # Committed: None, which the API expands (see CheckpointBatchApplied).
+            results.append(None if isinstance(result, CheckpointCommitted) else result)
+        return CheckpointBatchApplied(cmd.worker_id, tuple(results))
 
     def _reset(self, cmd: ResetOffsets) -> Result:
         job = self._state.jobs.get(cmd.job)

@@ -102,10 +102,11 @@ def _commit(client: CoordinatorClient, worker_id: str, batch: list[list[Pending]
     return [_status(g, r) for g, r in zip(groups, applied.results, strict=True)]
 
 
-def _status(group: CheckpointGroup, result: GroupResult) -> str:
+def _status(group: CheckpointGroup, result: GroupResult | None) -> str:
     """The same reading as a single commit's answer: `Fenced` and `UnknownJob` (cancelled)
-    mean "not ours any more"; anything else that is not a commit is a failure to retry."""
-    if isinstance(result, CheckpointCommitted):
+    mean "not ours any more"; anything else that is not a commit is a failure to retry.
+    (`None` is the machine's own word for committed; the API expands it.)"""
+    if result is None or isinstance(result, CheckpointCommitted):
         return "ok"
     if isinstance(result, Fenced | UnknownJob):
         log.info("checkpoint of %s at epoch %d fenced: %s", group.job, group.epoch, result)

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from coordinator.commands import (
+    CheckpointBatchApplied,
     CheckpointGroup,
     CommitCheckpointBatch,
     DeregisterWorker,
@@ -102,7 +103,10 @@ def worker_routes(api: Api) -> list[Route]:
                 seen.add((g.job, topic, partition))
             groups.append(CheckpointGroup(g.job, g.epoch, offsets))
         cmd = CommitCheckpointBatch(request.path_params["worker_id"], tuple(groups))
-        return result_response(await api.propose(request, cmd))
+        result = await api.propose(request, cmd)
+        if isinstance(result, CheckpointBatchApplied) and len(result.results) == len(groups):
+            result = result.expanded(cmd.groups)
+        return result_response(result)
 
     async def list_workers(request: Request) -> Response:
         return JSONResponse({"workers": await api.read("workers")})

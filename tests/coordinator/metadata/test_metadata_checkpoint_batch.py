@@ -89,13 +89,15 @@ def offsets_of(m: MetadataMachine) -> dict[tuple[str, str, int], int | None]:
     }
 
 
-COMMITTED_A2 = CheckpointCommitted("wc", "a", 2)
-COMMITTED_A4 = CheckpointCommitted("ads", "a", 4)
+# The machine answers a committed group with None (kept small in the session table); the
+# API expands it (CheckpointBatchApplied.expanded, tested below).
+COMMITTED_A2 = COMMITTED_A4 = None
 
 # (id, commands applied after base (slots 10, 11, ...), batch of worker "a",
 #  each group's expected result, offsets that must hold afterwards (others stay None))
 Offsets = dict[tuple[str, str, int], int]
-SCENARIOS: list[tuple[str, list[Command], list[CheckpointGroup], list[GroupResult], Offsets]] = [
+Answers = list[GroupResult | None]
+SCENARIOS: list[tuple[str, list[Command], list[CheckpointGroup], Answers, Offsets]] = [
     ("every group accepted", [],
      [g("wc", 2, clicks_0=10, clicks_1=11, words_0=12), g("ads", 4, ads_0=5)],
      [COMMITTED_A2, COMMITTED_A4],
@@ -140,7 +142,7 @@ SCENARIOS: list[tuple[str, list[Command], list[CheckpointGroup], list[GroupResul
 def test_each_group_is_applied_and_answered_on_its_own(
     setup: list[Command],
     groups: list[CheckpointGroup],
-    expected: list[GroupResult],
+    expected: list[GroupResult | None],
     after: Offsets,
 ) -> None:
     m = base()
@@ -167,7 +169,8 @@ def test_a_batch_equals_its_groups_committed_one_by_one(groups: list[CheckpointG
         single.apply_command(CommitCheckpoint(x.job, "a", x.epoch, x.offsets), 20 + i)
         for i, x in enumerate(groups)
     )
-    assert isinstance(result, CheckpointBatchApplied) and result.results == one_by_one
+    assert isinstance(result, CheckpointBatchApplied)
+    assert result.expanded(tuple(groups)).results == one_by_one
     assert offsets_of(batched) == offsets_of(single)
 
 
@@ -218,6 +221,28 @@ def test_bytes_round_trip_and_equal_batches_encode_equally() -> None:
     m = base()
     result = decode_result(m.apply(encode_command(cmd), 20))
     assert result == CheckpointBatchApplied("a", (COMMITTED_A2, COMMITTED_A4))
+
+
+def test_expanded_answers_committed_groups_with_their_checkpoint_committed() -> None:
+    groups = (g("wc", 2, clicks_0=1), g("ads", 9, ads_0=1))
+    fenced = Fenced("ads", "ads", 0, "a", 9, "a", 4)
+    applied = CheckpointBatchApplied("a", (None, fenced))
+    assert applied.expanded(groups) == CheckpointBatchApplied(
+        "a", (CheckpointCommitted("wc", "a", 2), fenced)
+    )
+
+
+def test_the_answer_kept_in_the_session_table_stays_small() -> None:
+    """Committed groups cost a byte each in the result every replica keeps per worker in its
+    session table (and in every snapshot), not a CheckpointCommitted each."""
+    m = base()
+    four = (g("wc", 2, clicks_0=1), g("wc", 2, clicks_1=1), g("wc", 2, words_0=1),
+            g("ads", 4, ads_0=1))  # fmt: skip
+    raw = m.apply(encode_command(CommitCheckpointBatch("a", four)), 20)
+    assert decode_result(raw) == CheckpointBatchApplied("a", (None,) * 4)
+    one = m.apply(encode_command(CommitCheckpoint("wc", "a", 2, {("clicks", 0): 5})), 21)
+    assert isinstance(decode_result(one), CheckpointCommitted)
+    assert len(raw) < len(one) + 4
 
 
 def _session_machine() -> SessionMachine:

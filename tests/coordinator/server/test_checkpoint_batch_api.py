@@ -181,3 +181,22 @@ def test_the_route_needs_the_token(cluster: LocalCluster) -> None:
     for url in cluster.endpoints:
         resp = httpx.post(url + "/v1/workers/w1/checkpoints", json={"groups": []})
         assert resp.status_code == 401, resp.text
+
+
+def test_a_follower_names_the_leader_and_the_client_goes_there_directly(
+    cluster: LocalCluster,
+) -> None:
+    """Forwarded answers carry `Paxline-Leader`; `CoordinatorClient` then calls the leader
+    itself, so a client that first reached a follower does not cost two HTTP exchanges per
+    call for the rest of its life (issue 17, the scale run's profile)."""
+    leader = cluster.wait_for_leader()
+    follower = next(i for i in cluster.nodes if i != leader)
+    leader_url, follower_url = cluster.nodes[leader].url, cluster.nodes[follower].url
+    resp = httpx.get(follower_url + "/v1/jobs", timeout=20)
+    assert resp.status_code == 200
+    assert resp.headers["paxline-leader"] == leader_url
+    assert "paxline-leader" not in httpx.get(leader_url + "/v1/jobs", timeout=20).headers
+    with CoordinatorClient([follower_url, leader_url], token=cluster.token, timeout=20) as c:
+        assert c.preferred_endpoint == follower_url
+        c.jobs()
+        assert c.preferred_endpoint == leader_url
