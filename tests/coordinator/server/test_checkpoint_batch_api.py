@@ -60,6 +60,13 @@ def _epochs(client: CoordinatorClient) -> dict[str, int]:
     return {a.job: a.epoch for a in client.heartbeat("w1").assignment}
 
 
+@pytest.fixture(scope="module")
+def epochs(cluster: LocalCluster) -> dict[str, int]:
+    """w1's epochs; they never change in this module (w1 is the only worker, sessions last)."""
+    with CoordinatorClient(cluster.endpoints, token=cluster.token, timeout=20) as client:
+        return _epochs(client)
+
+
 def _offsets(client: CoordinatorClient) -> dict[tuple[str, str, int], int | None]:
     return {(j, p.topic, p.partition): p.offset for j in ("wc", "ads") for p in client.offsets(j)}
 
@@ -144,9 +151,13 @@ def _fill(body: object, epochs: dict[str, int]) -> object:
     ("body", "field", "message"), [pytest.param(*m[1:], id=m[0]) for m in MALFORMED]
 )
 def test_a_malformed_batch_gets_400_naming_the_field_and_nothing_is_applied(
-    cluster: LocalCluster, client: CoordinatorClient, body: object, field: str | None, message: str
+    cluster: LocalCluster,
+    client: CoordinatorClient,
+    epochs: dict[str, int],
+    body: object,
+    field: str | None,
+    message: str,
 ) -> None:
-    epochs = _epochs(client)
     before = _offsets(client)
     index = cluster.status(cluster.wait_for_leader())
     resp = _post(cluster, _fill(body, epochs))
