@@ -90,6 +90,7 @@ class Conn:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.head = b""  # the last answer's status line and headers, as received
 
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -104,7 +105,7 @@ class Conn:
             await self.open()
         assert self.reader is not None and self.writer is not None
         self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        head = self.head = await self.reader.readuntil(b"\r\n\r\n")
         try:
             status = int(head[9:12])
         except ValueError as exc:

@@ -1,19 +1,20 @@
 """Scale test of the paxline coordinator group (not a test): many workers, many partitions.
 
-Starts a real 3-node cluster (`LocalCluster`, fsync on) per load, submits J jobs x P
-partitions, and from one load-generator process (asyncio, raw keep-alive HTTP/1.1, see
+Starts a real 3-node cluster (`LocalCluster`, fsync on) per load, submits J jobs x P partitions,
+and from one load-generator process (asyncio, raw keep-alive HTTP/1.1, see
 `_coordinator_loadgen.py`) plays N workers doing what `pipeline/worker.py` does through
-`coordinator/client.py`: a heartbeat every second (`POST /v1/workers/{id}/heartbeat`, with
-the client's Paxline-Client-Id/Paxline-Seq session headers), then one `CommitCheckpoint` per
-(job, epoch) group of its assigned partitions (`pipeline/checkpoint.py`), offsets advancing
-every second. Two loads side by side: small (100 workers / 1,000 partitions) and full
-(1,000 workers / 200 jobs x 50 partitions). Per load it reports leader and follower CPU and
-RSS, heartbeat and commit p50/p99, the time for the assignment to settle after 100 workers
-join / leave at once (leave = DELETE, so the session timeout is excluded; settled = the
-leader's `GET /v1/workers` lists exactly the live workers and every partition assigned),
-the fewest/most partitions a worker holds, snapshot size and the time to encode/restore one,
-and how long a follower whose data directory was wiped takes to catch up when
-restarted with `--join`.
+`coordinator/client.py`: a heartbeat every second (`POST /v1/workers/{id}/heartbeat`, with the
+client's Paxline-Client-Id/Paxline-Seq session headers), then one batch of all the (job, epoch)
+groups of its assigned partitions (`POST /v1/workers/{id}/checkpoints`, as
+`pipeline/checkpoint.py` does since issue 17; `--commits group` sends one `CommitCheckpoint` per
+group instead, as before), offsets advancing every second. Two loads side by side: small (100
+workers / 1,000 partitions) and full (1,000 workers / 200 jobs x 50 partitions). Per load it
+reports leader and follower CPU and RSS, heartbeat and commit p50/p99, the time for the
+assignment to settle after 100 workers join / leave at once (leave = DELETE, so the session
+timeout is excluded; settled = the leader's `GET /v1/workers` lists exactly the live workers and
+every partition assigned), the fewest/most partitions a worker holds, snapshot size and the time
+to encode/restore one, and how long a follower whose data directory was wiped takes to catch up
+when restarted with `--join`.
 
     make bench-venv
     .venv-bench/bin/python bench/coordinator_scale.py [--quick] [--json out.json]
@@ -94,7 +95,8 @@ class _Stats:
     def __init__(self) -> None:
         self.measuring = False
         self.hb: list[float] = []
-        self.commit: list[float] = []
+        self.commit: list[float] = []  # one per request: a batch, or one group's commit
+        self.groups = 0  # (job, epoch) groups those requests carried
         self.errors: dict[str, int] = {}
 
     def error(self, key: str) -> None:
@@ -116,9 +118,25 @@ class _Endpoints:
         if port == self.port():
             self.i += 1
 
+    def follow(self, head: bytes) -> None:
+        """A follower forwarded the request and named the leader (`Paxline-Leader`): go to
+        it directly from now on, as `CoordinatorClient` does."""
+        i = head.lower().find(b"\r\npaxline-leader:")
+        if i >= 0:
+            url = head[i + 17 : head.index(b"\r\n", i + 2)].strip().decode()
+            port = int(url.rsplit(":", 1)[1].rstrip("/"))
+            if port in self.ports and port != self.port():
+                self.i = self.ports.index(port)
+
 
 async def _worker(
-    wid: str, eps: _Endpoints, stats: _Stats, stop: asyncio.Event, phase: float, max_beats: int
+    wid: str,
+    eps: _Endpoints,
+    stats: _Stats,
+    stop: asyncio.Event,
+    phase: float,
+    max_beats: int,
+    batch: bool,
 ) -> None:
     port = eps.port()
     conn = lg.Conn("127.0.0.1", port)
@@ -149,6 +167,7 @@ async def _worker(
                 continue
             if stats.measuring:
                 stats.hb.append(time.perf_counter() - t0)
+            eps.follow(conn.head)
             if status != 200:
                 if status == 503:
                     eps.failed(port)
@@ -160,7 +179,41 @@ async def _worker(
                 groups.setdefault((a["job"], a["epoch"]), []).append(
                     {"topic": a["topic"], "partition": a["partition"], "offset": offset}
                 )
-            for (job, epoch), offsets in sorted(groups.items()):
+            if batch:
+                # pipeline/checkpoint.py: every group in one request; a fenced group of
+                # several partitions is sent again as singleton groups in one more request.
+                todo: list[dict[str, Any]] = [
+                    {"job": job, "epoch": epoch, "offsets": offsets}
+                    for (job, epoch), offsets in sorted(groups.items())
+                ]
+                while todo and not stop.is_set():
+                    seq += 1
+                    sent, todo = todo, []
+                    payload: Any = {"groups": sent}
+                    t0 = time.perf_counter()
+                    try:
+                        status, body = await conn.request(
+                            _req("POST", f"/v1/workers/{wid}/checkpoints", payload, wid, seq)
+                        )
+                    except (OSError, asyncio.IncompleteReadError, lg.HttpError) as exc:
+                        conn.close()
+                        stats.error(type(exc).__name__)
+                        break
+                    if stats.measuring:
+                        stats.commit.append(time.perf_counter() - t0)
+                        stats.groups += len(sent)
+                    if status != 200:
+                        if status == 503:
+                            eps.failed(port)
+                        stats.error(f"commit HTTP {status} {body[:40]!r}")
+                        break
+                    for group, res in zip(sent, json.loads(body)["results"], strict=True):
+                        if res["result"] == "CheckpointCommitted":
+                            continue
+                        stats.error(f"commit group {res['result']}")
+                        if res["result"] == "Fenced" and len(group["offsets"]) > 1:
+                            todo += [{**group, "offsets": [o]} for o in group["offsets"]]
+            for (job, epoch), offsets in sorted(groups.items()) if not batch else ():
                 if stop.is_set():
                     break
                 seq += 1
@@ -176,6 +229,7 @@ async def _worker(
                     break
                 if stats.measuring:
                     stats.commit.append(time.perf_counter() - t0)
+                    stats.groups += 1
                 if status == 503:
                     eps.failed(port)
                 if status != 200 or b"CheckpointCommitted" not in body:
@@ -235,9 +289,11 @@ async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
     stats = _Stats()
     stop = asyncio.Event()
     beats = int(spec["warmup"] + spec["duration"] + 60)
+    batch = spec["commits"] == "batch"
     base = [f"w{i}" for i in range(n)]
     tasks = [
-        asyncio.create_task(_worker(w, eps, stats, stop, i / n, beats)) for i, w in enumerate(base)
+        asyncio.create_task(_worker(w, eps, stats, stop, i / n, beats, batch))
+        for i, w in enumerate(base)
     ]
     await asyncio.sleep(spec["warmup"])
     settled, least, most = await _settle(eps, set(base), total, 30.0)
@@ -249,7 +305,7 @@ async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
     # 100 join at once: their first heartbeats all go out together.
     extra = [f"x{i}" for i in range(spec["churn"])]
     xstop = asyncio.Event()
-    xtasks = [asyncio.create_task(_worker(w, eps, stats, xstop, 0.0, beats)) for w in extra]
+    xtasks = [asyncio.create_task(_worker(w, eps, stats, xstop, 0.0, beats, batch)) for w in extra]
     join, _, _ = await _settle(eps, set(base) | set(extra), total, 30.0)
     await asyncio.sleep(3.0)
     # ... and leave at once: each sends its DELETE (a worker's graceful stop).
@@ -266,6 +322,7 @@ async def _load(spec: dict[str, Any], out: Any) -> dict[str, Any]:
         "parts_per_worker_max": most,
         "hb_per_s": len(hb) / d,
         "commit_per_s": len(cm) / d,
+        "commit_groups_per_s": stats.groups / d,
         "hb_p50_ms": lg.percentile(hb, 0.5) * 1e3,
         "hb_p99_ms": lg.percentile(hb, 0.99) * 1e3,
         "commit_p50_ms": lg.percentile(cm, 0.5) * 1e3,
@@ -313,6 +370,7 @@ def scenario(
             "warmup": args.warmup,
             "duration": args.duration,
             "churn": 100,
+            "commits": args.commits,
         }
         rx, tx = CTX.Pipe(duplex=False)
         proc = CTX.Process(target=run_load, args=(spec, tx), daemon=True)
@@ -450,6 +508,14 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--only", choices=["small", "full"])
     ap.add_argument(
+        "--commits",
+        choices=["batch", "group"],
+        default="batch",
+        help="batch: one POST /v1/workers/{id}/checkpoints per worker per second, as "
+        "pipeline/checkpoint.py does (default); group: one CommitCheckpoint per (job, epoch) "
+        "group, as before issue 17's batching",
+    )
+    ap.add_argument(
         "--machine-only",
         action="store_true",
         help="only the metadata machine's costs in this process (no cluster; seconds)",
@@ -458,6 +524,7 @@ def main() -> int:
     args.warmup, args.duration = (5.0, 5.0) if args.quick else (10.0, 20.0)
     load0 = os.getloadavg()
     log(f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, {os.cpu_count()} cpus")
+    log(f"checkpoint commits: {args.commits}")
     loads = {"small": (100, 20, 50), "full": (1000, 200, 50)}
     results: dict[str, dict[str, Any]] = {}
     base = Path(tempfile.mkdtemp(prefix="paxline-scale-"))
@@ -502,7 +569,8 @@ def main() -> int:
         met = value is not None and value < limit
         print(f"target {label:30} {_fmt(value):>10}  {'met' if met else 'MISSED'}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "load": [load0, load1]}, indent=1))
+        doc = {"results": results, "load": [load0, load1], "commits": args.commits}
+        args.json.write_text(json.dumps(doc, indent=1))
     return 0
 
 

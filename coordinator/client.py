@@ -1,6 +1,7 @@
 """Python client of the coordinator API, used by workers and the CLI.
 
-It hides leader changes: any node accepts a request (followers forward to the leader), and
+It hides leader changes: any node accepts a request (followers forward to the leader, and
+name it in a `Paxline-Leader` header: the client then goes to the leader directly), and
 when a node is down or no leader is elected yet the client moves on to the next node until
 its deadline. Mutations carry a stable session `(client_id, seq)`: a retry after a timeout
 re-sends the same seq, so the cluster applies the command at most once and answers the retry
@@ -26,18 +27,19 @@ retried as if it were down: once every endpoint has failed verification the clie
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 
 from coordinator._httpx import httpx
-from coordinator.commands import Result
+from coordinator.commands import CheckpointBatchApplied, CheckpointGroup, Result
 from coordinator.errors import CoordinatorError
 from coordinator.protocol import (
     HeartbeatReply,
@@ -195,7 +197,8 @@ class CoordinatorClient:
             else:
                 if resp.status_code not in _RETRYABLE_STATUS:
                     self._preferred = (self._preferred + attempt) % len(self.endpoints)
-                    data = resp.json() if resp.content else {}
+                    self._follow_leader(resp)
+                    data = _json_or_text(resp)
                     if resp.status_code >= 400:
                         raise RequestRejected(resp.status_code, data)
                     return data if isinstance(data, dict) else {"value": data}
@@ -211,6 +214,21 @@ class CoordinatorClient:
                     attempt_timeout = min(attempt_timeout * 2, self._request_timeout)
                     timed_out = False
                 time.sleep(max(0.0, min(0.05 * attempt, 0.25, deadline - time.monotonic())))
+
+    @property
+    def preferred_endpoint(self) -> str:
+        """The node the next call tries first: the last one that answered, or the leader it
+        named when it forwarded the call."""
+        return self.endpoints[self._preferred]
+
+    def _follow_leader(self, resp: httpx.Response) -> None:
+        """A follower that forwarded the call names the leader (`Paxline-Leader`); go to it
+        directly next time if it is one of our endpoints (same URL), so that each call is
+        one HTTP exchange instead of two."""
+        leader = resp.headers.get("paxline-leader")
+        if leader:
+            with contextlib.suppress(ValueError):
+                self._preferred = self.endpoints.index(leader.rstrip("/"))
 
     # ------------------------------------------------------------------------- commands
     # Every answer is decoded into the structs of `coordinator.protocol` (reads) or
@@ -236,6 +254,24 @@ class CoordinatorClient:
     ) -> Result:
         body = {"worker_id": worker_id, "epoch": epoch, "offsets": _offset_list(offsets)}
         return _result(self._call("POST", f"/v1/jobs/{job}/checkpoints", body, mutation=True))
+
+    def commit_checkpoint_batch(
+        self, worker_id: str, groups: Sequence[CheckpointGroup]
+    ) -> CheckpointBatchApplied:
+        """All of a worker's (job, epoch) groups in one request and one Paxos command, each
+        group committed or fenced on its own (`results[i]` is group i's outcome). A retry is
+        as safe as for a single commit: the same session seq, applied at most once. Raises
+        `RequestRejected` only for a malformed batch (400, nothing applied)."""
+        body = {
+            "groups": [
+                {"job": g.job, "epoch": g.epoch, "offsets": _offset_list(g.offsets)} for g in groups
+            ]
+        }
+        path = f"/v1/workers/{worker_id}/checkpoints"
+        result = _result(self._call("POST", path, body, mutation=True))
+        if not isinstance(result, CheckpointBatchApplied):
+            raise RequestRejected(200, {"error": f"unexpected answer {result!r}"})
+        return result
 
     def heartbeat(
         self, worker_id: str, capacity: int = 1024, progress: list[Progress] | None = None
@@ -358,6 +394,18 @@ def _tls_failure(exc: BaseException) -> str | None:
         if isinstance(e, ssl.SSLError):
             return ssl_reason(e)
     return None
+
+
+def _json_or_text(resp: httpx.Response) -> Any:
+    """The JSON answer; a body that is not JSON (a 404 from a coordinator too old to have
+    the route, a proxy's error page) becomes `{"error": <text>}` rather than an exception
+    the caller would not expect."""
+    if not resp.content:
+        return {}
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": resp.text[:200]}
 
 
 def _result(body: dict[str, Any]) -> Result:

@@ -18,13 +18,17 @@ from coordinator.protocol import JobSpec
 
 __all__ = [
     "CancelJob",
+    "CheckpointBatchApplied",
     "CheckpointCommitted",
+    "CheckpointGroup",
     "Command",
     "CommandDecodeError",
     "CommitCheckpoint",
+    "CommitCheckpointBatch",
     "DeregisterWorker",
     "ExpireWorker",
     "Fenced",
+    "GroupResult",
     "InvalidCommand",
     "JobCancelled",
     "JobExists",
@@ -148,6 +152,32 @@ class CommitCheckpoint(
     offsets: dict[TopicPartition, int]
 
 
+class CheckpointGroup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One (job, epoch) group of a :class:`CommitCheckpointBatch`: what one
+    :class:`CommitCheckpoint` carries, minus the worker."""
+
+    job: str
+    epoch: int
+    offsets: dict[TopicPartition, int]
+
+
+class CommitCheckpointBatch(
+    msgspec.Struct, frozen=True, tag="commit_checkpoint_batch", forbid_unknown_fields=True
+):
+    """All of one worker's checkpoint groups of one interval in one command (issue 17).
+
+    One Paxos command (one session seq, one slot at most) instead of one per (job, epoch)
+    group: at 1,000 workers holding 10 jobs' partitions each, per-group commits offered
+    ~10,000 commands/s. Each group is applied exactly as a :class:`CommitCheckpoint` of its
+    own would be, in the order given, and fenced or refused on its own (a stale epoch in
+    one group rejects only that group); the result lists each group's outcome. Only a
+    malformed batch (no groups, a bad offset map, a partition in two groups) is refused
+    whole, with nothing applied."""
+
+    worker_id: str
+    groups: tuple[CheckpointGroup, ...]
+
+
 class ResetOffsets(msgspec.Struct, frozen=True, tag="reset_offsets", forbid_unknown_fields=True):
     """Operator override of agreed offsets, allowed only while the job is paused."""
 
@@ -165,6 +195,7 @@ Command = (
     | DeregisterWorker
     | ExpireWorker
     | CommitCheckpoint
+    | CommitCheckpointBatch
     | ResetOffsets
 )
 
@@ -298,6 +329,35 @@ class InvalidCommand(msgspec.Struct, frozen=True, tag="invalid_command"):
     reason: str
 
 
+#: What one group of a :class:`CommitCheckpointBatch` can come to: exactly the results a
+#: :class:`CommitCheckpoint` of that group alone could have had (bar ``InvalidCommand``,
+#: which refuses the whole batch).
+GroupResult = CheckpointCommitted | Fenced | OffsetRegression | UnknownJob | UnknownPartition
+
+
+class CheckpointBatchApplied(msgspec.Struct, frozen=True, tag="checkpoint_batch_applied"):
+    """The outcome of each group of a :class:`CommitCheckpointBatch`, in the batch's order.
+
+    The machine answers a committed group with ``None``, not a ``CheckpointCommitted``: the
+    result is kept in the replicated session table (and so in every snapshot) for each
+    worker, and ten ``CheckpointCommitted`` per worker made the full-load snapshot 2.6x
+    larger (1.35 MB, catch-up from empty 14.6 s). The API answers each ``None`` as the
+    ``CheckpointCommitted`` of its group, so clients see only ``GroupResult`` values."""
+
+    worker_id: str
+    results: tuple[GroupResult | None, ...]
+
+    def expanded(self, groups: tuple[CheckpointGroup, ...]) -> CheckpointBatchApplied:
+        """Every ``None`` as its group's ``CheckpointCommitted`` (what the API answers)."""
+        return CheckpointBatchApplied(
+            self.worker_id,
+            tuple(
+                CheckpointCommitted(g.job, self.worker_id, g.epoch) if r is None else r
+                for g, r in zip(groups, self.results, strict=True)
+            ),
+        )
+
+
 Result = (
     JobSubmitted
     | JobCancelled
@@ -308,6 +368,7 @@ Result = (
     | WorkerDeregistered
     | WorkerExpired
     | CheckpointCommitted
+    | CheckpointBatchApplied
     | OffsetsReset
     | UnknownJob
     | JobExists
@@ -340,6 +401,11 @@ def encode_command(cmd: Command) -> bytes:
     bytes."""
     if isinstance(cmd, CommitCheckpoint | ResetOffsets):
         cmd = msgspec.structs.replace(cmd, offsets=_sorted_offsets(cmd.offsets))
+    elif isinstance(cmd, CommitCheckpointBatch):
+        groups = tuple(
+            msgspec.structs.replace(g, offsets=_sorted_offsets(g.offsets)) for g in cmd.groups
+        )
+        cmd = msgspec.structs.replace(cmd, groups=groups)
     return _encoder.encode(cmd)
 
 

@@ -41,13 +41,17 @@ import msgspec
 from coordinator.assignor import assign
 from coordinator.commands import (
     CancelJob,
+    CheckpointBatchApplied,
     CheckpointCommitted,
+    CheckpointGroup,
     Command,
     CommandDecodeError,
     CommitCheckpoint,
+    CommitCheckpointBatch,
     DeregisterWorker,
     ExpireWorker,
     Fenced,
+    GroupResult,
     InvalidCommand,
     JobCancelled,
     JobExists,
@@ -235,6 +239,31 @@ def _offsets_problem(offsets: object) -> str | None:
     return None
 
 
+def _batch_problem(groups: object) -> str | None:
+    """Why a batch's groups are malformed, naming the group, or ``None``. A partition may
+    appear in one group only: two groups naming it would make its outcome depend on their
+    order, which no worker means."""
+    if not isinstance(groups, tuple | list) or not groups:
+        return "groups must hold at least one group"
+    seen: set[tuple[str, str, int]] = set()
+    for i, g in enumerate(groups):
+        if not isinstance(g, CheckpointGroup):
+            return f"groups[{i}] must be a checkpoint group"
+        if not isinstance(g.job, str):
+            return f"groups[{i}].job must be a string, got {g.job!r}"
+        if isinstance(g.epoch, bool) or not isinstance(g.epoch, int):
+            return f"groups[{i}].epoch must be an integer, got {g.epoch!r}"
+        problem = _offsets_problem(g.offsets)
+        if problem:
+            return f"groups[{i}].{problem}"
+        for topic, partition in g.offsets:
+            key = (g.job, topic, partition)
+            if key in seen:
+                return f"groups[{i}] names {g.job} {topic}[{partition}] again"
+            seen.add(key)
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # The machine
 # --------------------------------------------------------------------------------------
@@ -326,6 +355,8 @@ class MetadataMachine:
                 return self._expire(cmd, slot)
             case CommitCheckpoint():
                 return self._commit(cmd)
+            case CommitCheckpointBatch():
+                return self._commit_batch(cmd)
             case ResetOffsets():
                 return self._reset(cmd)
         return InvalidCommand(f"unknown command type {type(cmd).__name__}")
@@ -517,24 +548,43 @@ class MetadataMachine:
         return WorkerExpired(cmd.worker_id)
 
     def _commit(self, cmd: CommitCheckpoint) -> Result:
-        job = self._state.jobs.get(cmd.job)
-        if job is None:
-            return UnknownJob(cmd.job)
-        problem = _offsets_problem(cmd.offsets)
+        problem = _offsets_problem(cmd.offsets) if cmd.job in self._state.jobs else None
         if problem:
             return InvalidCommand(problem)
-        targets = self._lookup(cmd.job, job, cmd.offsets)
+        return self._commit_group(cmd.job, cmd.worker_id, cmd.epoch, cmd.offsets)
+
+    def _commit_group(
+        self, name: str, worker_id: str, epoch: int, offsets: dict[TopicPartition, int]
+    ) -> GroupResult:
+        """One (job, epoch) group, all or nothing; ``offsets`` already well-formed."""
+        job = self._state.jobs.get(name)
+        if job is None:
+            return UnknownJob(name)
+        targets = self._lookup(name, job, offsets)
         if not isinstance(targets, list):
             return targets
         for (topic, partition), p, _ in targets:
-            if p.owner != cmd.worker_id or p.epoch != cmd.epoch:
-                return Fenced(cmd.job, topic, partition, cmd.worker_id, cmd.epoch, p.owner, p.epoch)
+            if p.owner != worker_id or p.epoch != epoch:
+                return Fenced(name, topic, partition, worker_id, epoch, p.owner, p.epoch)
         for (topic, partition), p, offset in targets:
             if p.offset is not None and offset < p.offset:
-                return OffsetRegression(cmd.job, topic, partition, p.offset, offset)
+                return OffsetRegression(name, topic, partition, p.offset, offset)
         for _, p, offset in targets:
             p.offset = offset
-        return CheckpointCommitted(cmd.job, cmd.worker_id, cmd.epoch)
+        return CheckpointCommitted(name, worker_id, epoch)
+
+    def _commit_batch(self, cmd: CommitCheckpointBatch) -> Result:
+        """Every group on its own, in order (see :class:`CommitCheckpointBatch`); a malformed
+        batch is refused whole before any group is applied."""
+        problem = _batch_problem(cmd.groups)
+        if problem:
+            return InvalidCommand(problem)
+        results = []
+        for g in cmd.groups:
+            result = self._commit_group(g.job, cmd.worker_id, g.epoch, g.offsets)
+            # Committed: None, which the API expands (see CheckpointBatchApplied).
+            results.append(None if isinstance(result, CheckpointCommitted) else result)
+        return CheckpointBatchApplied(cmd.worker_id, tuple(results))
 
     def _reset(self, cmd: ResetOffsets) -> Result:
         job = self._state.jobs.get(cmd.job)

@@ -20,7 +20,9 @@ __all__ = [
     "MAX_PARTITIONS",
     "TOPIC",
     "AssignedPartition",
+    "CheckpointBatchBody",
     "CheckpointBody",
+    "CheckpointGroupBody",
     "Guarantee",
     "HeartbeatBody",
     "HeartbeatReply",
@@ -149,6 +151,21 @@ class CheckpointBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     worker_id: str
     epoch: int
     offsets: list[OffsetEntry]
+
+
+class CheckpointGroupBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One (job, epoch) group of a checkpoint batch."""
+
+    job: str
+    epoch: int
+    offsets: list[OffsetEntry]
+
+
+class CheckpointBatchBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """POST /v1/workers/{id}/checkpoints: all of a worker's groups of one interval, each
+    committed (or fenced) on its own, in one Paxos command (issue 17)."""
+
+    groups: list[CheckpointGroupBody]
 
 
 class ResetBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -50,6 +50,33 @@ def openapi_document() -> dict[str, Any]:
             "offsets": offsets,
         },
     }
+    components["CheckpointBatch"] = {
+        "type": "object",
+        "description": "All of one worker's (job, epoch) groups of one interval, in one Paxos "
+        "command (issue 17). Each group is applied exactly as a single checkpoint of it "
+        "would be, in the order given, and fenced or refused on its own: the answer (200) "
+        "lists per group `result` (`CheckpointCommitted`, `Fenced`, `OffsetRegression`, "
+        "`UnknownJob`, `UnknownPartition`) with the fields and `error` a single commit's "
+        "answer has. A malformed batch (no groups, an empty or bad offset list, a partition "
+        "in two groups) is refused whole with a 400 naming the field; nothing of it is "
+        "applied.",
+        "required": ["groups"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["job", "epoch", "offsets"],
+                    "properties": {
+                        "job": {"type": "string"},
+                        "epoch": {"type": "integer", "minimum": 1},
+                        "offsets": offsets,
+                    },
+                },
+            }
+        },
+    }
     components["OffsetsReset"] = {
         "type": "object",
         "required": ["offsets"],
@@ -148,6 +175,14 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": worker,
                 "post": _op(
                     "Heartbeat; returns the worker's assignment and epochs", True, "Heartbeat"
+                ),
+            },
+            "/v1/workers/{worker_id}/checkpoints": {
+                "parameters": worker,
+                "post": _op(
+                    "Commit all of a worker's checkpoint groups at once, each fenced on its own",
+                    True,
+                    "CheckpointBatch",
                 ),
             },
             "/v1/workers/{worker_id}": {

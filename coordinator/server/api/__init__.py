@@ -13,14 +13,20 @@ from coordinator.server.runtime import NodeRuntime
 
 __all__ = ["build_app"]
 
-_HOT = frozenset({"/v1/jobs/{name}/checkpoints", "/v1/workers/{worker_id}/heartbeat"})
+_HOT = frozenset(
+    {
+        "/v1/workers/{worker_id}/checkpoints",
+        "/v1/workers/{worker_id}/heartbeat",
+        "/v1/jobs/{name}/checkpoints",
+    }
+)
 
 
 def build_app(rt: NodeRuntime) -> Starlette:
     api = Api.for_runtime(rt)
     routes = [*cluster_routes(api), *job_routes(api), *worker_routes(api)]
-    # Starlette tries routes in order, one regex each: the two routes every worker calls
-    # every second go first (checkpoints was 15th of 18; 4.7% of the leader's CPU at 64
+    # Starlette tries routes in order, one regex each: the routes every worker calls every
+    # second go first (checkpoints was 15th of 18; 4.7% of the leader's CPU at 64
     # clients was Route.matches, docs/benchmarks-coordinator.md). No other route matches
     # their paths, so the order changes nothing else.
     routes.sort(key=lambda r: getattr(r, "path", "") not in _HOT)

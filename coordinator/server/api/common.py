@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from coordinator._httpx import httpx
 from coordinator.commands import (
+    CheckpointBatchApplied,
     Fenced,
     InvalidCommand,
     JobExists,
@@ -44,6 +45,7 @@ __all__ = ["Api", "ApiError", "Handler", "decode_body", "error", "offsets_of", "
 Handler = Callable[[Request], Awaitable[Response]]
 _T = TypeVar("_T")
 FORWARDED = "x-paxline-forwarded"
+LEADER_HEADER = "paxline-leader"
 
 # HTTP status for each typed result of the metadata machine.
 _STATUS: dict[type[Any], int] = {
@@ -77,12 +79,20 @@ def error(status: int, message: str, field: str | None = None, **extra: Any) -> 
 
 
 def result_response(result: Result) -> Response:
-    body = msgspec.to_builtins(result)
+    body = _result_body(result)
+    if isinstance(result, CheckpointBatchApplied):
+        # Applied as a whole (200); each group says what happened to it, in the same words
+        # as the answer to a single commit of that group.
+        body["results"] = [None if r is None else _result_body(r) for r in result.results]
+    return JSONResponse(body, status_code=_STATUS.get(type(result), 200))
+
+
+def _result_body(result: Result) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.to_builtins(result)
     body["result"] = type(result).__name__
-    status = _STATUS.get(type(result), 200)
-    if status >= 400:
+    if _STATUS.get(type(result), 200) >= 400:
         body["error"] = _describe(result)
-    return JSONResponse(body, status_code=status)
+    return body
 
 
 def _describe(result: Result) -> str:
@@ -220,7 +230,13 @@ class Api:
             )
         except httpx.HTTPError as exc:
             return error(503, f"leader at {url} unreachable ({type(exc).__name__}); retry")
-        return Response(resp.content, resp.status_code, media_type=resp.headers.get("content-type"))
+        out = Response(resp.content, resp.status_code, media_type=resp.headers.get("content-type"))
+        # Where the leader is, so that a client can talk to it directly from now on: a client
+        # that stays with a follower after a leader change makes every request cost two HTTP
+        # exchanges, and the follower's forwarding was 42% of a node's CPU at 1,000 workers
+        # (issue 17, docs/benchmarks-coordinator.md "Scale").
+        out.headers[LEADER_HEADER] = url
+        return out
 
     def endpoint(self, fn: Handler, *, mutation: bool) -> Handler:
         """Token check for mutations, forwarding from followers, `ApiError` as JSON."""

@@ -1,5 +1,5 @@
-"""Routes of worker sessions: heartbeat (registers, returns the assignment), deregister, list;
-and the leader's expiry of lapsed sessions."""
+"""Routes of worker sessions: heartbeat (registers, returns the assignment), a worker's batch
+of checkpoint commits, deregister, list; and the leader's expiry of lapsed sessions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from coordinator.commands import (
+    CheckpointBatchApplied,
+    CheckpointGroup,
+    CommitCheckpointBatch,
     DeregisterWorker,
     ExpireWorker,
     RegisterWorker,
@@ -21,11 +24,18 @@ from coordinator.commands import (
 )
 from coordinator.protocol import (
     AssignedPartition,
+    CheckpointBatchBody,
     HeartbeatBody,
     HeartbeatReply,
     WorkerInfo,
 )
-from coordinator.server.api.common import Api, ApiError, decode_body, result_response
+from coordinator.server.api.common import (
+    Api,
+    ApiError,
+    decode_body,
+    offsets_of,
+    result_response,
+)
 
 __all__ = ["expiry", "worker_routes"]
 
@@ -72,6 +82,32 @@ def worker_routes(api: Api) -> list[Route]:
             api.sessions.forget(worker_id)
         return result_response(result)
 
+    async def commit_checkpoints(request: Request) -> Response:
+        """Every (job, epoch) group of one worker's interval in one command; the whole body
+        is validated first, so a malformed group refuses the request (400 naming it) with
+        nothing proposed. Answers 200 with each group's own result (`results`), fenced or
+        not: the batch itself was applied."""
+        body = decode_body(await request.body(), CheckpointBatchBody)
+        if not body.groups:
+            raise ApiError(400, "groups must not be empty", "$.groups")
+        groups = []
+        seen: set[tuple[str, str, int]] = set()
+        for i, g in enumerate(body.groups):
+            if g.epoch < 1:
+                raise ApiError(400, "epoch must be >= 1", f"$.groups[{i}].epoch")
+            offsets = offsets_of(g.offsets, f"groups[{i}].offsets")
+            for topic, partition in offsets:
+                if (g.job, topic, partition) in seen:
+                    raise ApiError(400, "partition listed in an earlier group too",
+                                   f"$.groups[{i}].offsets")  # fmt: skip
+                seen.add((g.job, topic, partition))
+            groups.append(CheckpointGroup(g.job, g.epoch, offsets))
+        cmd = CommitCheckpointBatch(request.path_params["worker_id"], tuple(groups))
+        result = await api.propose(request, cmd)
+        if isinstance(result, CheckpointBatchApplied) and len(result.results) == len(groups):
+            result = result.expanded(cmd.groups)
+        return result_response(result)
+
     async def list_workers(request: Request) -> Response:
         return JSONResponse({"workers": await api.read("workers")})
 
@@ -79,6 +115,11 @@ def worker_routes(api: Api) -> list[Route]:
         Route("/v1/workers", api.reader(list_workers), methods=["GET"]),
         Route("/v1/workers/{worker_id}/heartbeat", api.writer(heartbeat), methods=["POST"]),
         Route("/v1/workers/{worker_id}", api.writer(deregister), methods=["DELETE"]),
+        Route(
+            "/v1/workers/{worker_id}/checkpoints",
+            api.writer(commit_checkpoints),
+            methods=["POST"],
+        ),
     ]
 
 
