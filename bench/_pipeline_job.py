@@ -4,7 +4,8 @@ Topic and job names come from the environment (set by the benchmark for the subm
 worker alike, so both resolve the same job): ``BENCH_PIPELINE_JOB``, ``BENCH_PIPELINE_SOURCE``,
 ``BENCH_PIPELINE_SINK``, ``BENCH_PIPELINE_PARTITIONS``. ``BENCH_PIPELINE_STATEFUL=1`` makes it the
 keyed count instead (`key_by` the user, a running count per user in Redis, one output per
-record with its id and the count).
+record with its id and the count); ``BENCH_PIPELINE_CHANGELOG=0`` submits it without a
+changelog (issue 16).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = ["job"]
 _source = Job(
     os.environ.get("BENCH_PIPELINE_JOB", "bench-enrich"),
     guarantee=os.environ.get("BENCH_PIPELINE_GUARANTEE", "at-least-once"),  # type: ignore[arg-type]
+    changelog=os.environ.get("BENCH_PIPELINE_CHANGELOG", "1") != "0",  # issue 16
 ).source(
     os.environ.get("BENCH_PIPELINE_SOURCE", "bench-in"),
     partitions=int(os.environ.get("BENCH_PIPELINE_PARTITIONS", "4")),

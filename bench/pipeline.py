@@ -92,9 +92,14 @@ OPTIONAL = (
     "paxline-eos-count",
     "quix-count",
     "quix-eos-count",
+    # issue 16: the count job with Job(changelog=False), to price the changelog
+    "paxline-count-nochangelog",
+    "paxline-eos-count-nochangelog",
 )
-TRANSACTIONAL = ("raw-eos", "paxline-eos", "paxline-eos-count", "quix-eos", "quix-eos-count")
-PAXLINE = ("paxline", "paxline-eos", "paxline-count", "paxline-eos-count")
+TRANSACTIONAL = ("raw-eos", "paxline-eos", "paxline-eos-count", "quix-eos", "quix-eos-count",
+                 "paxline-eos-count-nochangelog")  # fmt: skip
+PAXLINE = ("paxline", "paxline-eos", "paxline-count", "paxline-eos-count",
+           "paxline-count-nochangelog", "paxline-eos-count-nochangelog")  # fmt: skip
 QUIX = ("quix", "quix-eos", "quix-count", "quix-eos-count")
 PY = sys.executable
 
@@ -105,6 +110,7 @@ TARGET_EOS_RATIO = 0.6  # exactly-once vs the raw loop
 TARGET_EOS_RAW_EOS_RATIO = 0.8  # exactly-once vs the raw transactional loop
 TARGET_RSS_MB = 250.0
 TARGET_FIRST_OUTPUT_S = 1.0
+TARGET_CHANGELOG_RATIO = 0.85  # issue 16: the changelog costs at most 15 % records/s
 
 
 def log(msg: str) -> None:
@@ -618,7 +624,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "BENCH_PIPELINE_SINK": out_topic,
                         "BENCH_PIPELINE_PARTITIONS": str(args.partitions),
                         "BENCH_PIPELINE_GUARANTEE": guarantee,
-                        "BENCH_PIPELINE_STATEFUL": "1" if name.endswith("-count") else "0",
+                        "BENCH_PIPELINE_STATEFUL": "1" if "-count" in name else "0",
+                        "BENCH_PIPELINE_CHANGELOG": "0" if name.endswith("-nochangelog") else "1",
                     }
                     entry = "bench/_pipeline_job.py:job"
                     sub = subprocess.run(
@@ -836,7 +843,12 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     ratio_target("eos_ratio_vs_raw", "paxline-eos", "raw", TARGET_EOS_RATIO, "paxline exactly-once")
     ratio_target("eos_ratio_vs_raw_eos", "paxline-eos", "raw-eos", TARGET_EOS_RAW_EOS_RATIO,
                  "paxline exactly-once")  # fmt: skip
-    for mine, theirs in zip(PAXLINE, QUIX, strict=True):
+    # issue 16: the count job with its changelog against the same job without one
+    ratio_target("changelog_cost", "paxline-count", "paxline-count-nochangelog",
+                 TARGET_CHANGELOG_RATIO, "paxline-count with changelog")  # fmt: skip
+    ratio_target("eos_changelog_cost", "paxline-eos-count", "paxline-eos-count-nochangelog",
+                 TARGET_CHANGELOG_RATIO, "paxline-eos-count with changelog")  # fmt: skip
+    for mine, theirs in zip(PAXLINE[: len(QUIX)], QUIX, strict=True):
         if rate(mine) is not None and rate(theirs) is not None:
             r = (rate(mine) or 0.0) / (rate(theirs) or 1.0)
             verdict[f"ahead_{mine}"] = {
@@ -876,7 +888,10 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     # The same ratio per round (raw and paxline run back to back, so they share the machine's
     # conditions more closely than medians taken over the whole run do).
     rates = {(r["system"], r["round"]): r["records_per_s"] for r in report["results"]}
-    for key, mine, ref in (("ratio_vs_raw", "paxline", "raw"),
+    for key, mine, ref in (("changelog_cost", "paxline-count", "paxline-count-nochangelog"),
+                           ("eos_changelog_cost", "paxline-eos-count",
+                            "paxline-eos-count-nochangelog"),
+                           ("ratio_vs_raw", "paxline", "raw"),
                            ("eos_ratio_vs_raw", "paxline-eos", "raw"),
                            ("eos_ratio_vs_raw_eos", "paxline-eos", "raw-eos")):  # fmt: skip
         paired = [

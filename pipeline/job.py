@@ -425,6 +425,11 @@ class Job:
     operators: tuple[Operator, ...] = ()
     dead_letter_topic: str | None = None
     extra_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: issue 16: stateful stages log every changed key to ``paxline.{job}.changelog.{n}``, so
+    #: state that Redis loses is restored. ``False`` saves that write (docs/architecture.md
+    #: sec. 4, "Jobs without a changelog"): exactly-once then stops a partition whose Redis
+    #: state was lost ("state lost"), at-least-once goes on from what Redis still has.
+    changelog: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not JOB_NAME.fullmatch(self.name):
@@ -433,6 +438,8 @@ class Job:
             raise SpecError(
                 f"Job(): guarantee must be one of {', '.join(GUARANTEES)}, got {self.guarantee!r}"
             )
+        if not isinstance(self.changelog, bool):
+            raise SpecError(f"Job(): changelog must be True or False, got {self.changelog!r}")
 
     def _then(self, op: Operator) -> Job:
         return replace(self, operators=(*self.operators, op))

@@ -47,6 +47,10 @@ class WorkerMetrics:
         self.restores = Counter("paxline_worker_restores",
                                 "state restores from the changelog (Redis was behind)", labels,
                                 registry=r)  # fmt: skip
+        self.state_lost = Counter("paxline_worker_state_lost",
+                                  "takeovers that found Redis state lost and had no changelog to "
+                                  "restore it (Job(changelog=False))", labels,
+                                  registry=r)  # fmt: skip
         self.restore_records = Counter("paxline_worker_restore_records",
                                        "changelog records read by restores", labels,
                                        registry=r)  # fmt: skip

@@ -440,6 +440,7 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
         **job.extra_settings,
         "spec_version": SPEC_VERSION,
         "dead_letter_topic": job.dlq_topic,
+        "changelog": job.changelog,  # issue 16: workers log state changes unless False
         "stages": stage_meta,
         "topic_stage": {st.topic: st.index for st in stages},
     }

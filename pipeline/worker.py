@@ -300,8 +300,11 @@ class Worker:
             # consumers: with the broker down this fails (and is retried with back-off), and
             # an attempt that fails must not leave two consumers behind (each holds librdkafka
             # threads and connections for as long as anything holds the exception).
+            # A job submitted with Job(changelog=False) has none (docs/architecture.md sec. 4,
+            # "Jobs without a changelog"); a spec from before the setting has one.
             view = spec.sink.get("kind") == "redis" and bool(spec.sink.get("view"))
-            inputs = {s.index: s.topics[0] for s in plan.stages if s.stateful or view}
+            logged = spec.settings.get("changelog", True) is not False
+            inputs = {s.index: s.topics[0] for s in plan.stages if logged and (s.stateful or view)}
             restore.ensure_changelogs(self.cfg.kafka, name, inputs)
             isolation = "read_committed" if plan.guarantee == "exactly-once" else "read_uncommitted"
             # issue 19: the Kafka consumer, or one that reads stage 0 from RabbitMQ streams
@@ -367,7 +370,11 @@ class Worker:
             try:
                 o = fut.result()
             except eos.StateLost as exc:
-                # Not guessing: this partition stays stopped until an operator acts.
+                # Not guessing: this partition stays stopped until an operator acts. With a
+                # changelog Redis is restored first, so this is a job without one.
+                if not self.jobs[a.job].changelogs:
+                    exc = eos.StateLost(f"{exc}; the job has no changelog (changelog=False)")
+                    self.metrics.state_lost.labels(a.job).inc()
                 self._broken[(*key, a.epoch)] = str(exc)
                 self._stalls.pop(key, None)
                 log.error("STOPPED %s[%d] of %s: %s", key[1], key[2], key[0], exc)
@@ -536,7 +543,7 @@ class Worker:
                 view=rt.view,
                 commit=lambda offset: self._commit_now(a, offset),
                 producer_factory=self._transactional,
-                restore=self._restorer(rt, stage, key),
+                restore=self._restorer(rt, stage, key) if stage in rt.changelogs else None,
             )
             files = self._files(rt, stage, a, taken.start)
             proto = cp.PartitionCommit(
@@ -556,7 +563,16 @@ class Worker:
         # outputs were flushed before it was applied, so resume after it (`reconcile`).
         applied = store.applied_offset()
         if stateful and restore.needs_restore(applied, agreed):
-            applied = self._restorer(rt, stage, key)(epoch_store, agreed)  # Redis lost state
+            if stage in rt.changelogs:
+                applied = self._restorer(rt, stage, key)(epoch_store, agreed)  # Redis lost state
+            else:
+                # No changelog (Job(changelog=False)): at-least-once goes on from what Redis
+                # still has, and says so (log, paxline_worker_state_lost_total).
+                self.metrics.state_lost.labels(key.job).inc()
+                log.warning("%s[%d] of %s: Redis state is behind the agreed offset %s (applied "
+                            "%s) and the job has no changelog: at-least-once continues from "
+                            "the state Redis still has; the lost updates are not recounted",
+                            key.topic, key.partition, key.job, agreed, applied)  # fmt: skip
         durable = Durable(None, agreed, applied)
         rec = reconcile(cp.Guarantee.AT_LEAST_ONCE, durable, stateful=stateful)
         proto = cp.PartitionCommit(cp.Guarantee.AT_LEAST_ONCE, stateful=stateful,

@@ -294,8 +294,11 @@ def register(app: typer.Typer) -> None:
             if origin:  # issue 19: what stage 0 really reads
                 reads = f"{origin}\n{reads}"
             sink = s.sink.get("topic") or s.sink.get("view") or "-"
+            guarantee: str = s.guarantee
+            if s.settings.get("changelog", True) is False:  # issue 16: Job(changelog=False)
+                guarantee += "\n(no changelog)"
             table.add_row(s.name, s.entrypoint, reads, f"{s.sink.get('kind', '?')}: {sink}",
-                          s.guarantee, "yes" if j.paused else "no")  # fmt: skip
+                          guarantee, "yes" if j.paused else "no")  # fmt: skip
         print_table(table)
         if not rows:
             typer.echo("no jobs; submit one with `paxline submit examples/wordcount.py:job`")

@@ -113,15 +113,47 @@ def create_topics(
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.code() != err.TOPIC_ALREADY_EXISTS:
-                    raise PipelineError(f"cannot create topic {name!r}: {err.str()}") from exc
-                meta = admin.list_topics(name, timeout=timeout).topics[name]
-                if len(meta.partitions) != topics[name]:
-                    raise PipelineError(
-                        f"topic {name!r} exists with {len(meta.partitions)} partitions, "
-                        f"expected {topics[name]}"
-                    ) from exc
+                    raise PipelineError(f"cannot create topic {name!r}: {err.str()}") from None
+        # Created here or by a concurrent creator (TOPIC_ALREADY_EXISTS), a topic can still be
+        # missing from the answering broker's metadata, or listed with 0 partitions, for a
+        # moment: wait for it (bounded) before comparing counts, never report that as a
+        # mismatch (issue 16: two workers loading one job raced here and stalled 4-13 s).
+        counts = _await_partitions(admin, bootstrap, list(topics), time.monotonic() + timeout)
+        for name, n in topics.items():
+            if counts[name] != n:
+                raise PipelineError(
+                    f"topic {name!r} exists with {counts[name]} partitions, expected {n}"
+                )
     finally:
         del admin  # an error raised here must not hold the client (see `_metadata`)
+
+
+def _await_partitions(
+    admin: AdminClient, bootstrap: str, names: list[str], deadline: float
+) -> dict[str, int]:
+    """Partition counts of `names` once the metadata lists each with its partitions and no
+    error. A topic the controller just created (by us or by a concurrent creator) reaches the
+    brokers' metadata a little later: until the deadline that is waited for; after it the
+    error is a transient `KafkaUnavailable` (the worker retries), never a count mismatch."""
+    pending = set(names)
+    counts: dict[str, int] = {}
+    pause = 0.02
+    while True:
+        meta = _metadata(admin, bootstrap, max(0.5, deadline - time.monotonic()))
+        for name in list(pending):
+            t = meta.topics.get(name)
+            if t is not None and t.error is None and len(t.partitions) > 0:
+                counts[name] = len(t.partitions)
+                pending.discard(name)
+        if not pending:
+            return counts
+        if time.monotonic() >= deadline:
+            raise KafkaUnavailable(
+                f"topics {sorted(pending)} created but not in the metadata of kafka at "
+                f"{bootstrap} in time"
+            )
+        time.sleep(pause)
+        pause = min(0.25, pause * 2)
 
 
 def end_offsets(

@@ -3,6 +3,8 @@ each with its own topics so tests in one module never share input."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipeline.job import Job, session, tumbling
 
 
@@ -132,6 +134,9 @@ restore_flush_eos = _eos_counter("rsflush")
 restore_flush_alo = _counter("rsflushalo", "rsflushalo-in", partitions=4)
 restore_wipe_eos = _eos_counter("rswipe")
 restore_wipe_alo = _counter("rswipealo", "rswipealo-in", partitions=4)
+# ... and the same loss for jobs without a changelog (Job(changelog=False))
+restore_nolog_eos = replace(_eos_counter("rsnolog"), changelog=False)
+restore_nolog_alo = replace(_counter("rsnologalo", "rsnologalo-in", partitions=4), changelog=False)
 
 # Redis Sentinel failover (test_redis_failover_e2e.py).
 failover_eos = _eos_counter("rsfail")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from e2e_stack import Stack, produce, read_view, wait_idle, wait_idle_eos, wait_workers
+from e2e_stack import CHAOS_LONG, Stack, produce, read_view, wait_idle, wait_idle_eos, wait_workers
 from eos_checker import check
 
 from paxline.localstack import redis as redis_launcher
@@ -209,4 +209,49 @@ def test_redis_restarted_without_data_files_at_least_once_counts_exactly(
     _assert_restored(stack, job)
     want = Counter(v.decode().split(":", 1)[0] for v in _counted(RECORDS))
     assert read_view(stack, job, "counts") == dict(want)
+    _finish(stack, job)
+
+
+# Jobs without a changelog (Job(changelog=False); docs/architecture.md sec. 4, "Jobs without a
+# changelog"): nothing to restore from, so the loss is never papered over.
+
+
+def _logs_of(stack: Stack, workers: str) -> str:
+    """The logs of this test's workers only (an earlier test's may hold STOPPED lines)."""
+    return "".join(p.read_text() for p in stack.logs.glob(f"{workers}-*.log"))
+
+
+_LONG = pytest.mark.skipif(
+    not CHAOS_LONG, reason="CI budget (60-150 s each): PAXLINE_CHAOS_LONG=1 (make chaos) runs it"
+)
+
+
+@_LONG
+def test_without_a_changelog_exactly_once_stops_the_partition_instead_of_guessing(
+    stack: Stack, own_redis: OwnRedis
+) -> None:
+    job = _run(stack, "restore_nolog_eos", "rne", own_redis.flushall)
+    stopped = lambda: "has no changelog" in _logs_of(stack, "rne")  # noqa: E731
+    wait_until(stopped, 240, f"{job} to stop on state loss")
+    logs = _logs_of(stack, "rne")
+    assert "STOPPED" in logs and "state was lost" in logs
+    assert f"of {job}: restored " not in logs
+    assert changelog_topic(job, 0) not in topic_partitions(stack.kafka, [changelog_topic(job, 0)])
+    stack.assert_alive()  # the worker stays up; only the partition stops
+    _finish(stack, job)
+
+
+@_LONG
+def test_without_a_changelog_at_least_once_goes_on_and_says_the_counts_restarted(
+    stack: Stack, own_redis: OwnRedis
+) -> None:
+    job = _run(stack, "restore_nolog_alo", "rna", own_redis.flushall)
+    wait_idle(stack, job)
+    logs = _logs_of(stack, "rna")
+    assert "has no changelog: at-least-once continues" in logs
+    assert "STOPPED" not in logs and f"of {job}: restored " not in logs
+    got = read_view(stack, job, "counts")
+    # What was counted before the flush is gone and not recounted: fewer than were sent.
+    assert 0 < sum(got.values()) < RECORDS, got
+    assert changelog_topic(job, 0) not in topic_partitions(stack.kafka, [changelog_topic(job, 0)])
     _finish(stack, job)
