@@ -36,7 +36,7 @@ from coordinator.paxos.acceptor import Acceptor
 from coordinator.paxos.application import SessionMachine, StateMachine
 from coordinator.paxos.errors import ConfigError
 from coordinator.paxos.leader import Leadership, PendingRead, best_snapshot, merge_promises
-from coordinator.paxos.membership import Membership, majority
+from coordinator.paxos.membership import Membership, majority, phase1_quorum
 from coordinator.paxos.types import (
     NOOP,
     ZERO_BALLOT,
@@ -249,7 +249,10 @@ class Node:
             return
         if self.applied > self.snap_index:
             self._take_snapshot()
-        self.acceptor.promise_self(adm[0])  # persisted with the snapshot, before any vote
+        # Persisted with the snapshot, before any promise; never below what it accepted as a
+        # learner (its accepted ballots were its only promise so far).
+        top = self.acceptor.max_accepted_ballot()
+        self.acceptor.promise_self(adm[0] if top is None else max(adm[0], top))
         self._admission = None
 
     def _provoke(self, ballot: Ballot, leader: int) -> None:
@@ -363,7 +366,10 @@ class Node:
         here: no promise, no timer reset, so a failed pre-vote leaves no trace."""
         if m.src == self.id or m.src not in self.membership.known():
             return
-        granted = self.voter and not self._hears_live_leader(m.src)
+        # A learner grants too: in a configuration of two whose other member is a learner
+        # (its disk replaced), no pre-vote could pass otherwise, and the phase 1 that follows
+        # needs no promise from it (`phase1_quorum`). It refuses while it hears a leader.
+        granted = not self._hears_live_leader(m.src)
         self._outbox.append(PreVoteReply(self.id, m.src, m.ballot, granted, self.acceptor.promised))
 
     def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
@@ -423,7 +429,7 @@ class Node:
             for p in new:
                 self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
         return all(
-            sum(1 for p in members if p in lead.promises) >= majority(members)
+            sum(1 for p in members if p in lead.promises) >= phase1_quorum(members)
             for members in configs
         )
 
@@ -582,6 +588,20 @@ class Node:
         if not self.voter:  # admission comes with a heartbeat, which names the recovery target
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
+                return
+            # Above the floor a learner votes in phase 2 without promising: all it forgot lies
+            # at or below the floor, and the leader's phase 1 ran without it, so its accept is
+            # as good as any. Without this a configuration of two could not choose the values
+            # the learner must hold before it is admitted (its recovery target), and would
+            # stall for good (docs/architecture.md, 2, "Reconfiguration").
+            if not self.acceptor.accept_unpromised(m.ballot, m.entries):
+                top = self.acceptor.max_accepted_ballot()
+                self._outbox.append(Nack(self.id, m.src, m.ballot, top or self.floor))
+                return
+            self.leader_id = m.src
+            self._learn_commit(m.ballot, m.commit)
+            slots = tuple(sv.slot for sv in m.entries)
+            self._outbox.append(Accepted(self.id, m.src, m.ballot, slots))
             return
         if not self.acceptor.accept(m.ballot, m.entries):
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
@@ -615,8 +635,15 @@ class Node:
             self.leader_id = m.src  # so that requests can be forwarded meanwhile
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
-            else:  # round 0 confirms nothing; `need` asks the leader for catch-up
-                self._outbox.append(HeartbeatAck(self.id, m.src, m.ballot, 0, self.first_unchosen))
+                return
+            top = self.acceptor.max_accepted_ballot()
+            if top is not None and m.ballot < top:
+                self._outbox.append(Nack(self.id, m.src, m.ballot, top))
+                return
+            self._elapsed = 0  # it hears a leader: refuse others' pre-votes meanwhile
+            self._learn_commit(m.ballot, m.commit)  # slots it accepted as a learner
+            # Round 0 confirms no read; `need` asks the leader for catch-up.
+            self._outbox.append(HeartbeatAck(self.id, m.src, m.ballot, 0, self.first_unchosen))
             return
         if m.ballot < self.acceptor.promised:
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
