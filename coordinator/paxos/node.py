@@ -331,6 +331,24 @@ class Node:
             else:
                 self._campaign()
 
+    def peer_lost(self, peer: int) -> None:
+        """The driver saw the connection to `peer` closed by the other end (its process died
+        or restarted: the kernel closes its sockets at once). If that peer is our leader, do
+        not wait out the election timeout: stop counting it as heard, so that we grant
+        pre-votes, and pre-vote ourselves within 0 to `heartbeat_ticks` ticks (randomised, so
+        that two followers seldom ask at once).
+
+        A hint only, never a vote: if the leader is in fact alive, every node that still hears
+        it (and the leader itself, while it hears a quorum) refuses the pre-vote, and its next
+        heartbeat makes us a follower again, so a spurious close costs one pre-vote round and
+        no ballot. A silent failure (a partition, a frozen host) still waits for the election
+        timeout. docs/architecture.md, 2, "Pre-vote and check-quorum"."""
+        if self.role is not Role.FOLLOWER or self.leader_id != peer or peer == self.id:
+            return
+        e = self.config.election_ticks
+        self._elapsed = max(self._elapsed, e)
+        self._timeout = self._elapsed + self._rng.randint(1, self.config.heartbeat_ticks + 1)
+
     def _new_timeout(self) -> int:
         e = self.config.election_ticks
         return self._rng.randint(e, 2 * e - 1)

@@ -112,8 +112,11 @@ class NodeRuntime:
         self.app = MetadataApp()
         self.node = self._make_node(self.identity.floor if self.identity else ZERO_BALLOT)
         self.transport = PeerTransport(
-            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame, tls=cfg.tls
-        )
+            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame,
+            tls=cfg.tls, on_peer_lost=self._on_peer_lost,
+        )  # fmt: skip
+        self._lost: list[int] = []
+        self.peer_lost_hints = 0
         self.api_urls: dict[int, str] = {cfg.node_id: self.advertised_api()}
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
@@ -312,6 +315,14 @@ class NodeRuntime:
         self._inbox.append(msg)
         self._wake.set()
 
+    def _on_peer_lost(self, peer: int) -> None:
+        """A link to `peer` was closed by its end: handed to the core at the next loop
+        iteration (`Node.peer_lost`: if it was our leader, pre-vote now, not after the
+        election timeout)."""
+        self._lost.append(peer)
+        self.peer_lost_hints += 1
+        self._wake.set()
+
     def _hint(self, hello: dict[str, object]) -> None:
         applied, addrs = hello.get("applied"), hello.get("addrs")
         if not isinstance(applied, int) or not isinstance(addrs, dict):
@@ -397,6 +408,9 @@ class NodeRuntime:
                 continue  # not a member of any cluster yet: no votes, no campaigns
             for msg in inbox:
                 self.node.step(msg)
+            lost, self._lost = self._lost, []
+            for peer in lost:
+                self.node.peer_lost(peer)
             for _ in range(ticks):
                 self.node.tick()
             was_leader = self.leader_since is not None
