@@ -159,6 +159,9 @@ class Node:
         # Pre-vote round in progress: the ballot it would campaign with, and who granted it.
         self._pre_ballot: Ballot | None = None
         self._pre_grants: set[int] = set()
+        # The leader whose link closed (`peer_lost`): its messages do not reset the election
+        # countdown until our next pre-vote round has started.
+        self._suspect: int | None = None
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -348,6 +351,9 @@ class Node:
         e = self.config.election_ticks
         self._elapsed = max(self._elapsed, e)
         self._timeout = self._elapsed + self._rng.randint(1, self.config.heartbeat_ticks + 1)
+        # Frames the dead leader sent before it died may still arrive after the close; they
+        # must not restart the countdown (`_follow`). Until our pre-vote round starts.
+        self._suspect = peer
 
     def _new_timeout(self) -> int:
         e = self.config.election_ticks
@@ -363,6 +369,7 @@ class Node:
         phase 1 above it: a ballot round with no fault. Peers refuse while they hear a live
         leader (`_hears_live_leader`), so only a real leader failure leads to a ballot bump."""
         self._step_down()  # also abandons a phase 1 that timed out: pre-vote again first
+        self._suspect = None
         self.role = Role.PRE_CANDIDATE
         self._max_round = max(self._max_round, self.acceptor.promised.round)
         ballot = Ballot(self._max_round + 1, self.id)
@@ -476,7 +483,9 @@ class Node:
             self.role = Role.FOLLOWER
             self._pre_ballot = None
             self.leader_id = ballot.node
-            self._elapsed = 0
+            if ballot.node != self._suspect:
+                self._suspect = None
+                self._elapsed = 0
 
     def _become_leader(self, lead: Leadership) -> None:
         promises = list(lead.promises.values())
