@@ -76,3 +76,28 @@ def test_a_lost_link_to_a_follower_changes_nothing() -> None:
     assert (n3._timeout, n3._elapsed, n3.role) == (timeout, elapsed, Role.FOLLOWER)
     c.nodes[1].peer_lost(2)  # the leader: nothing to do either
     assert c.nodes[1].is_leader
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frames_the_dead_leader_sent_before_the_close_do_not_restart_the_countdown(
+    seed: int,
+) -> None:
+    """Heartbeats in flight when the leader died arrive after the close was seen (found by
+    the simulator: they reset the countdown, and the hint saved nothing)."""
+    c = cluster(seed)
+    for _ in range(HEARTBEAT):
+        c.nodes[1].tick()
+    c.flush(1)
+    stale = [m for m in c.inflight if m.src == 1]
+    assert stale, "the leader sent nothing to hold back"
+    c.inflight = [m for m in c.inflight if m.src != 1]
+    c.crash(1)
+    for i in (2, 3):
+        c.nodes[i].peer_lost(1)
+    for m in stale:
+        c.nodes[m.dst].step(m)
+    ticks = 0
+    while c.leader() is None:
+        c.tick()
+        ticks += 1
+        assert ticks < ELECTION, "the stale frames restarted the election countdown"
