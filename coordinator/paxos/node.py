@@ -162,6 +162,7 @@ class Node:
         # The leader whose link closed (`peer_lost`): its messages do not reset the election
         # countdown until our next pre-vote round has started.
         self._suspect: int | None = None
+        self._suspect_until = 0
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -351,9 +352,12 @@ class Node:
         e = self.config.election_ticks
         self._elapsed = max(self._elapsed, e)
         self._timeout = self._elapsed + self._rng.randint(1, self.config.heartbeat_ticks + 1)
-        # Frames the dead leader sent before it died may still arrive after the close; they
-        # must not restart the countdown (`_follow`). Until our pre-vote round starts.
+        # Frames the dead leader sent before it died may still arrive after the close: for
+        # two election timeouts they neither restart our countdown (`_follow`) nor make us
+        # refuse another follower's pre-vote (`_hears_live_leader`). If the leader is alive
+        # after all, that costs at most a refused pre-vote round or two, never a ballot.
         self._suspect = peer
+        self._suspect_until = self._ticks + 2 * e
 
     def _new_timeout(self) -> int:
         e = self.config.election_ticks
@@ -369,7 +373,6 @@ class Node:
         phase 1 above it: a ballot round with no fault. Peers refuse while they hear a live
         leader (`_hears_live_leader`), so only a real leader failure leads to a ballot bump."""
         self._step_down()  # also abandons a phase 1 that timed out: pre-vote again first
-        self._suspect = None
         self.role = Role.PRE_CANDIDATE
         self._max_round = max(self._max_round, self.acceptor.promised.round)
         ballot = Ballot(self._max_round + 1, self.id)
@@ -483,8 +486,7 @@ class Node:
             self.role = Role.FOLLOWER
             self._pre_ballot = None
             self.leader_id = ballot.node
-            if ballot.node != self._suspect:
-                self._suspect = None
+            if not self._suspecting(ballot.node):
                 self._elapsed = 0
 
     def _become_leader(self, lead: Leadership) -> None:
@@ -566,7 +568,12 @@ class Node:
             and self.leader_id is not None
             and self.leader_id != other
             and self._elapsed < self.config.election_ticks
+            and not self._suspecting(self.leader_id)
         )
+
+    def _suspecting(self, peer: int) -> bool:
+        """Whether `peer`'s link closed lately (`peer_lost`) and its frames are not news."""
+        return peer == self._suspect and self._ticks < self._suspect_until
 
     def _on_prepare(self, m: Prepare) -> None:
         self._observe(m.ballot)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.paxos.node import Role
-from coordinator.paxos.types import Command
+from coordinator.paxos.types import Command, Heartbeat
 from coordinator.sim.harness import LocalCluster
 from coordinator.sim.kv import write_command
 
@@ -101,3 +101,28 @@ def test_frames_the_dead_leader_sent_before_the_close_do_not_restart_the_countdo
         c.tick()
         ticks += 1
         assert ticks < ELECTION, "the stale frames restarted the election countdown"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_follower_that_saw_the_close_first_grants_the_one_that_sees_it_later(seed: int) -> None:
+    """On a busy machine the two followers see the close far apart. The first pre-votes, is
+    refused (the other still hears the leader), then a stale heartbeat reaches it; when the
+    second sees the close and pre-votes, the first must grant at once, not refuse for an
+    election timeout because it 'heard' the dead leader (seen on real processes)."""
+    c = cluster(seed)
+    ballot = c.nodes[1].ballot
+    assert ballot is not None
+    c.crash(1)
+    n2, n3 = c.nodes[2], c.nodes[3]
+    n2.peer_lost(1)
+    for _ in range(HEARTBEAT + 1):
+        c.tick()
+    assert n2.role is Role.PRE_CANDIDATE and c.leader() is None  # refused by n3
+    n2.step(Heartbeat(1, 2, ballot, n2.commit_index, 99, 0))  # in flight when n1 died
+    c.deliver_all()
+    n3.peer_lost(1)
+    ticks = 0
+    while c.leader() is None:
+        c.tick()
+        ticks += 1
+        assert ticks < ELECTION, "a follower refused the other for an election timeout"
