@@ -159,6 +159,7 @@ class Node:
         # Pre-vote round in progress: the ballot it would campaign with, and who granted it.
         self._pre_ballot: Ballot | None = None
         self._pre_grants: set[int] = set()
+        self._pre_learners: set[int] = set()
         # The leader whose link closed (`peer_lost`): its messages do not reset the election
         # countdown until our next pre-vote round has started.
         self._suspect: int | None = None
@@ -378,10 +379,11 @@ class Node:
         ballot = Ballot(self._max_round + 1, self.id)
         self._pre_ballot = ballot
         self._pre_grants = {self.id}
+        self._pre_learners = set()
         for p in self.others:
             self._outbox.append(PreVote(self.id, p, ballot))
         if self._pre_vote_won():
-            self._campaign()
+            self._campaign(frozenset(self._pre_learners))
 
     def _pre_vote_won(self) -> bool:
         """A majority of the configuration of the first open slot granted: phase 1 needs at
@@ -398,7 +400,11 @@ class Node:
         # (its disk replaced), no pre-vote could pass otherwise, and the phase 1 that follows
         # needs no promise from it (`phase1_quorum`). It refuses while it hears a leader.
         granted = not self._hears_live_leader(m.src)
-        self._outbox.append(PreVoteReply(self.id, m.src, m.ballot, granted, self.acceptor.promised))
+        self._outbox.append(
+            PreVoteReply(
+                self.id, m.src, m.ballot, granted, self.acceptor.promised, not self.voter
+            )
+        )
 
     def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
         self._observe(m.promised)
@@ -406,15 +412,19 @@ class Node:
             return
         if m.granted:
             self._pre_grants.add(m.src)
+            if m.learner:
+                self._pre_learners.add(m.src)
             if self._pre_vote_won():
-                self._campaign()
+                self._campaign(frozenset(self._pre_learners))
 
-    def _campaign(self) -> None:
+    def _campaign(self, learners: frozenset[int] = frozenset()) -> None:
+        """`learners`: members that said, in the pre-vote this campaign follows, that they are
+        floor learners (none after a Nack: that campaign had no pre-vote)."""
         self._step_down()
         self._max_round = max(self._max_round, self.acceptor.promised.round) + 1
         ballot = Ballot(self._max_round, self.id)
         self.acceptor.promise_self(ballot)
-        lead = Leadership(ballot=ballot, from_slot=self.first_unchosen)
+        lead = Leadership(ballot=ballot, from_slot=self.first_unchosen, learners=learners)
         self.lead = lead
         self.role = Role.CANDIDATE
         self.leader_id = None
@@ -456,10 +466,19 @@ class Node:
             lead.targets = (*lead.targets, *new)
             for p in new:
                 self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
-        return all(
-            sum(1 for p in members if p in lead.promises) >= phase1_quorum(members)
-            for members in configs
-        )
+        return all(self._phase1_quorum_in(lead, members) for members in configs)
+
+    def _phase1_quorum_in(self, lead: Leadership, members: tuple[int, ...]) -> bool:
+        """A majority of promises; or, where the other members are floor learners (they
+        said so in the pre-vote), the fewest promises that meet every majority
+        (`phase1_quorum`: Flexible Paxos). The smaller quorum only where learners would
+        otherwise block it: a voter that completed phase 1 alone and then lost its disk could
+        come back below a ballot it used, since no other node promised that ballot."""
+        promised = sum(1 for p in members if p in lead.promises)
+        if promised >= majority(members):
+            return True
+        learners = sum(1 for p in members if p in lead.learners and p not in lead.promises)
+        return promised >= phase1_quorum(members) and promised + learners >= majority(members)
 
     def _step_down(self) -> None:
         lead = self.lead
