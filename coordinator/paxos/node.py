@@ -401,9 +401,7 @@ class Node:
         # needs no promise from it (`phase1_quorum`). It refuses while it hears a leader.
         granted = not self._hears_live_leader(m.src)
         self._outbox.append(
-            PreVoteReply(
-                self.id, m.src, m.ballot, granted, self.acceptor.promised, not self.voter
-            )
+            PreVoteReply(self.id, m.src, m.ballot, granted, self.acceptor.promised, not self.voter)
         )
 
     def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
