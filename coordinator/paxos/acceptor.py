@@ -69,6 +69,27 @@ class Acceptor:
             self._record_accept(AcceptedEntry(sv.slot, ballot, sv.value))
         return True
 
+    def accept_unpromised(self, ballot: Ballot, entries: tuple[SlotValue, ...]) -> bool:
+        """A floor learner's vote (`Node._on_accept`): accept as `accept` does, but leave the
+        durable promise where it is, so that the node stays a learner (it promises and
+        campaigns only once admitted). Never below a ballot already accepted: for a node that
+        promises nothing, its accepted ballots are its promise."""
+        top = self.max_accepted_ballot()
+        if ballot < self.promised or (top is not None and ballot < top):
+            return False
+        floor = self.snap_index
+        for sv in entries:
+            if sv.slot <= floor:
+                continue
+            cur = self.accepted.get(sv.slot)
+            if cur is not None and cur.ballot == ballot and cur.value == sv.value:
+                continue
+            self._record_accept(AcceptedEntry(sv.slot, ballot, sv.value))
+        return True
+
+    def max_accepted_ballot(self) -> Ballot | None:
+        return max((e.ballot for e in self.accepted.values()), default=None)
+
     def install_snapshot(self, snap: Snapshot) -> None:
         if snap.index <= self.snap_index:
             return

@@ -68,6 +68,9 @@ class Leadership:
     sent_upto: int = 0
     # Nodes a candidate must hear from: every member of a configuration its recovery spans.
     targets: tuple[int, ...] = ()
+    # Members whose reply to the pre-vote just before this campaign said they are floor
+    # learners (and so will not promise).
+    learners: frozenset[int] = frozenset()
     # Each peer's first slot without a known chosen value, from its heartbeat acks.
     need: dict[int, int] = field(default_factory=dict)
 

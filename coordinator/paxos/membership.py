@@ -26,6 +26,7 @@ __all__ = [
     "add_node_command",
     "is_reconfig",
     "majority",
+    "phase1_quorum",
     "remove_node_command",
     "replace_node_command",
 ]
@@ -36,6 +37,15 @@ MAX_MEMBERS = 9
 
 def majority(members: tuple[int, ...]) -> int:
     return len(members) // 2 + 1
+
+
+def phase1_quorum(members: tuple[int, ...]) -> int:
+    """How many promises of `members` complete phase 1: the fewest that meet every majority
+    (Flexible Paxos: phase-1 and phase-2 quorums need only intersect each other). Equal to the
+    majority for an odd size; one less for an even size, so that in a configuration of two
+    either member can recover alone (each holds everything the two chose) while the other's
+    disk is being replaced (docs/architecture.md, 2, "Reconfiguration")."""
+    return len(members) - majority(members) + 1
 
 
 def add_node_command(node_id: int, address: str) -> bytes:

@@ -36,7 +36,7 @@ from coordinator.paxos.acceptor import Acceptor
 from coordinator.paxos.application import SessionMachine, StateMachine
 from coordinator.paxos.errors import ConfigError
 from coordinator.paxos.leader import Leadership, PendingRead, best_snapshot, merge_promises
-from coordinator.paxos.membership import Membership, majority
+from coordinator.paxos.membership import Membership, majority, phase1_quorum
 from coordinator.paxos.types import (
     NOOP,
     ZERO_BALLOT,
@@ -159,6 +159,11 @@ class Node:
         # Pre-vote round in progress: the ballot it would campaign with, and who granted it.
         self._pre_ballot: Ballot | None = None
         self._pre_grants: set[int] = set()
+        self._pre_learners: set[int] = set()
+        # The leader whose link closed (`peer_lost`): its messages do not reset the election
+        # countdown until our next pre-vote round has started.
+        self._suspect: int | None = None
+        self._suspect_until = 0
 
     # ---------------------------------------------------------------------------- queries
     @property
@@ -249,7 +254,10 @@ class Node:
             return
         if self.applied > self.snap_index:
             self._take_snapshot()
-        self.acceptor.promise_self(adm[0])  # persisted with the snapshot, before any vote
+        # Persisted with the snapshot, before any promise; never below what it accepted as a
+        # learner (its accepted ballots were its only promise so far).
+        top = self.acceptor.max_accepted_ballot()
+        self.acceptor.promise_self(adm[0] if top is None else max(adm[0], top))
         self._admission = None
 
     def _provoke(self, ballot: Ballot, leader: int) -> None:
@@ -328,6 +336,30 @@ class Node:
             else:
                 self._campaign()
 
+    def peer_lost(self, peer: int) -> None:
+        """The driver saw the connection to `peer` closed by the other end (its process died
+        or restarted: the kernel closes its sockets at once). If that peer is our leader, do
+        not wait out the election timeout: stop counting it as heard, so that we grant
+        pre-votes, and pre-vote ourselves within 0 to `heartbeat_ticks` ticks (randomised, so
+        that two followers seldom ask at once).
+
+        A hint only, never a vote: if the leader is in fact alive, every node that still hears
+        it (and the leader itself, while it hears a quorum) refuses the pre-vote, and its next
+        heartbeat makes us a follower again, so a spurious close costs one pre-vote round and
+        no ballot. A silent failure (a partition, a frozen host) still waits for the election
+        timeout. docs/architecture.md, 2, "Pre-vote and check-quorum"."""
+        if self.role is not Role.FOLLOWER or self.leader_id != peer or peer == self.id:
+            return
+        e = self.config.election_ticks
+        self._elapsed = max(self._elapsed, e)
+        self._timeout = self._elapsed + self._rng.randint(1, self.config.heartbeat_ticks + 1)
+        # Frames the dead leader sent before it died may still arrive after the close: for
+        # two election timeouts they neither restart our countdown (`_follow`) nor make us
+        # refuse another follower's pre-vote (`_hears_live_leader`). If the leader is alive
+        # after all, that costs at most a refused pre-vote round or two, never a ballot.
+        self._suspect = peer
+        self._suspect_until = self._ticks + 2 * e
+
     def _new_timeout(self) -> int:
         e = self.config.election_ticks
         return self._rng.randint(e, 2 * e - 1)
@@ -347,10 +379,11 @@ class Node:
         ballot = Ballot(self._max_round + 1, self.id)
         self._pre_ballot = ballot
         self._pre_grants = {self.id}
+        self._pre_learners = set()
         for p in self.others:
             self._outbox.append(PreVote(self.id, p, ballot))
         if self._pre_vote_won():
-            self._campaign()
+            self._campaign(frozenset(self._pre_learners))
 
     def _pre_vote_won(self) -> bool:
         """A majority of the configuration of the first open slot granted: phase 1 needs at
@@ -363,8 +396,13 @@ class Node:
         here: no promise, no timer reset, so a failed pre-vote leaves no trace."""
         if m.src == self.id or m.src not in self.membership.known():
             return
-        granted = self.voter and not self._hears_live_leader(m.src)
-        self._outbox.append(PreVoteReply(self.id, m.src, m.ballot, granted, self.acceptor.promised))
+        # A learner grants too: in a configuration of two whose other member is a learner
+        # (its disk replaced), no pre-vote could pass otherwise, and the phase 1 that follows
+        # needs no promise from it (`phase1_quorum`). It refuses while it hears a leader.
+        granted = not self._hears_live_leader(m.src)
+        self._outbox.append(
+            PreVoteReply(self.id, m.src, m.ballot, granted, self.acceptor.promised, not self.voter)
+        )
 
     def _on_pre_vote_reply(self, m: PreVoteReply) -> None:
         self._observe(m.promised)
@@ -372,15 +410,19 @@ class Node:
             return
         if m.granted:
             self._pre_grants.add(m.src)
+            if m.learner:
+                self._pre_learners.add(m.src)
             if self._pre_vote_won():
-                self._campaign()
+                self._campaign(frozenset(self._pre_learners))
 
-    def _campaign(self) -> None:
+    def _campaign(self, learners: frozenset[int] = frozenset()) -> None:
+        """`learners`: members that said, in the pre-vote this campaign follows, that they are
+        floor learners (none after a Nack: that campaign had no pre-vote)."""
         self._step_down()
         self._max_round = max(self._max_round, self.acceptor.promised.round) + 1
         ballot = Ballot(self._max_round, self.id)
         self.acceptor.promise_self(ballot)
-        lead = Leadership(ballot=ballot, from_slot=self.first_unchosen)
+        lead = Leadership(ballot=ballot, from_slot=self.first_unchosen, learners=learners)
         self.lead = lead
         self.role = Role.CANDIDATE
         self.leader_id = None
@@ -422,10 +464,19 @@ class Node:
             lead.targets = (*lead.targets, *new)
             for p in new:
                 self._outbox.append(Prepare(self.id, p, lead.ballot, lead.from_slot))
-        return all(
-            sum(1 for p in members if p in lead.promises) >= majority(members)
-            for members in configs
-        )
+        return all(self._phase1_quorum_in(lead, members) for members in configs)
+
+    def _phase1_quorum_in(self, lead: Leadership, members: tuple[int, ...]) -> bool:
+        """A majority of promises; or, where the other members are floor learners (they
+        said so in the pre-vote), the fewest promises that meet every majority
+        (`phase1_quorum`: Flexible Paxos). The smaller quorum only where learners would
+        otherwise block it: a voter that completed phase 1 alone and then lost its disk could
+        come back below a ballot it used, since no other node promised that ballot."""
+        promised = sum(1 for p in members if p in lead.promises)
+        if promised >= majority(members):
+            return True
+        learners = sum(1 for p in members if p in lead.learners and p not in lead.promises)
+        return promised >= phase1_quorum(members) and promised + learners >= majority(members)
 
     def _step_down(self) -> None:
         lead = self.lead
@@ -452,7 +503,8 @@ class Node:
             self.role = Role.FOLLOWER
             self._pre_ballot = None
             self.leader_id = ballot.node
-            self._elapsed = 0
+            if not self._suspecting(ballot.node):
+                self._elapsed = 0
 
     def _become_leader(self, lead: Leadership) -> None:
         promises = list(lead.promises.values())
@@ -533,7 +585,12 @@ class Node:
             and self.leader_id is not None
             and self.leader_id != other
             and self._elapsed < self.config.election_ticks
+            and not self._suspecting(self.leader_id)
         )
+
+    def _suspecting(self, peer: int) -> bool:
+        """Whether `peer`'s link closed lately (`peer_lost`) and its frames are not news."""
+        return peer == self._suspect and self._ticks < self._suspect_until
 
     def _on_prepare(self, m: Prepare) -> None:
         self._observe(m.ballot)
@@ -582,6 +639,20 @@ class Node:
         if not self.voter:  # admission comes with a heartbeat, which names the recovery target
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
+                return
+            # Above the floor a learner votes in phase 2 without promising: all it forgot lies
+            # at or below the floor, and the leader's phase 1 ran without it, so its accept is
+            # as good as any. Without this a configuration of two could not choose the values
+            # the learner must hold before it is admitted (its recovery target), and would
+            # stall for good (docs/architecture.md, 2, "Reconfiguration").
+            if not self.acceptor.accept_unpromised(m.ballot, m.entries):
+                top = self.acceptor.max_accepted_ballot()
+                self._outbox.append(Nack(self.id, m.src, m.ballot, top or self.floor))
+                return
+            self.leader_id = m.src
+            self._learn_commit(m.ballot, m.commit)
+            slots = tuple(sv.slot for sv in m.entries)
+            self._outbox.append(Accepted(self.id, m.src, m.ballot, slots))
             return
         if not self.acceptor.accept(m.ballot, m.entries):
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))
@@ -615,8 +686,15 @@ class Node:
             self.leader_id = m.src  # so that requests can be forwarded meanwhile
             if m.ballot <= self.floor:
                 self._provoke(m.ballot, m.src)
-            else:  # round 0 confirms nothing; `need` asks the leader for catch-up
-                self._outbox.append(HeartbeatAck(self.id, m.src, m.ballot, 0, self.first_unchosen))
+                return
+            top = self.acceptor.max_accepted_ballot()
+            if top is not None and m.ballot < top:
+                self._outbox.append(Nack(self.id, m.src, m.ballot, top))
+                return
+            self._elapsed = 0  # it hears a leader: refuse others' pre-votes meanwhile
+            self._learn_commit(m.ballot, m.commit)  # slots it accepted as a learner
+            # Round 0 confirms no read; `need` asks the leader for catch-up.
+            self._outbox.append(HeartbeatAck(self.id, m.src, m.ballot, 0, self.first_unchosen))
             return
         if m.ballot < self.acceptor.promised:
             self._outbox.append(Nack(self.id, m.src, m.ballot, self.acceptor.promised))

@@ -133,6 +133,9 @@ class PreVoteReply:
     ballot: Ballot
     granted: bool
     promised: Ballot
+    # The sender is a floor learner (its disk was replaced): it will not promise, and the
+    # asker may complete phase 1 without it where that is safe (`Node._phase1_complete`).
+    learner: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,7 @@ def config_from_env(
         advertise_api=os.environ.get("PAXLINE_ADVERTISE_API", ""),
         fsync=fsync,
         worker_session_timeout=float(os.environ.get("PAXLINE_WORKER_SESSION_TIMEOUT", "10")),
+        inline_save_ms=float(os.environ.get("PAXLINE_INLINE_SAVE_MS", "1.0")),
         tls=tls,
     )
 

@@ -77,6 +77,10 @@ class ServerConfig:
     max_batch: int = 256
     window: int = 32
     worker_session_timeout: float = 10.0
+    # Save a Ready on the event loop itself, not in a thread, while the last 64 saves each
+    # took under this many ms (a fast disk): a thread round trip costs two wake-ups, which on
+    # a busy machine is the larger part of a 1-client commit's tail. 0 = always a thread.
+    inline_save_ms: float = 1.0
     initial_cluster: str = "existing"  # "new": bootstrap from empty data directories
     join: bool = False  # an empty data directory replaces a lost disk (learn, then vote)
     tls: TlsConfig | None = None  # HTTPS API and mutual-TLS peer links (server/tls.py)
@@ -112,8 +116,11 @@ class NodeRuntime:
         self.app = MetadataApp()
         self.node = self._make_node(self.identity.floor if self.identity else ZERO_BALLOT)
         self.transport = PeerTransport(
-            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame, tls=cfg.tls
-        )
+            cfg.node_id, cfg.peers[cfg.node_id], cfg.peers, cfg.secret, self._on_frame,
+            tls=cfg.tls, on_peer_lost=self._on_peer_lost,
+        )  # fmt: skip
+        self._lost: list[int] = []
+        self.peer_lost_hints = 0
         self.api_urls: dict[int, str] = {cfg.node_id: self.advertised_api()}
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
@@ -312,6 +319,14 @@ class NodeRuntime:
         self._inbox.append(msg)
         self._wake.set()
 
+    def _on_peer_lost(self, peer: int) -> None:
+        """A link to `peer` was closed by its end: handed to the core at the next loop
+        iteration (`Node.peer_lost`: if it was our leader, pre-vote now, not after the
+        election timeout)."""
+        self._lost.append(peer)
+        self.peer_lost_hints += 1
+        self._wake.set()
+
     def _hint(self, hello: dict[str, object]) -> None:
         applied, addrs = hello.get("applied"), hello.get("addrs")
         if not isinstance(applied, int) or not isinstance(addrs, dict):
@@ -397,6 +412,9 @@ class NodeRuntime:
                 continue  # not a member of any cluster yet: no votes, no campaigns
             for msg in inbox:
                 self.node.step(msg)
+            lost, self._lost = self._lost, []
+            for peer in lost:
+                self.node.peer_lost(peer)
             for _ in range(ticks):
                 self.node.tick()
             was_leader = self.leader_since is not None
@@ -404,11 +422,28 @@ class NodeRuntime:
                 await self._handle(self.node.ready())
             self._track_leadership(was_leader)
 
+    def _save_inline(self, rd: Ready) -> bool:
+        """Whether to save `rd` without leaving the loop: only small writes (no snapshot)
+        and only while the disk has proved fast; one slow save sends the next 64 to a thread
+        again, so a slow or stalling disk never blocks the loop for long twice."""
+        limit = self.cfg.inline_save_ms / 1000
+        recent = self.fsync_seconds[-64:]
+        return (
+            limit > 0
+            and rd.persist is not None
+            and rd.persist.snapshot is None
+            and len(recent) == 64
+            and max(recent) < limit
+        )
+
     async def _handle(self, rd: Ready) -> None:
         self.ready_total += 1
         if rd.persist is not None:
             t0 = time.perf_counter()
-            await asyncio.to_thread(self.storage.save, rd.persist)
+            if self._save_inline(rd):
+                self.storage.save(rd.persist)
+            else:
+                await asyncio.to_thread(self.storage.save, rd.persist)
             self.fsync_seconds.append(time.perf_counter() - t0)
             if len(self.fsync_seconds) > 4096:
                 del self.fsync_seconds[:2048]

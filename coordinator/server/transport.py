@@ -73,7 +73,11 @@ class PeerTransport:
         on_frame: Callable[[int, bytes], None],
         max_frame: int = MAX_FRAME,
         tls: TlsConfig | None = None,
+        on_peer_lost: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_peer_lost(peer)` is called when an established link to `peer` is closed by
+        the other end or breaks (its process died or restarted): a hint for fast fail-over
+        (`Node.peer_lost`), never evidence."""
         if not secret:
             raise ValueError("the cluster secret must not be empty")
         self.node_id = node_id
@@ -81,6 +85,7 @@ class PeerTransport:
         self.peers = {p: a for p, a in peers.items() if p != node_id}
         self._secret = secret
         self._on_frame = on_frame
+        self._on_peer_lost = on_peer_lost
         self.max_frame = max_frame
         self.dropped: Counter[str] = Counter()
         self.received = 0
@@ -230,6 +235,7 @@ class PeerTransport:
                         return self._refused(peer, refusal)
                     self._tls_refused_by.discard(peer)
                     self.dropped["connection_lost"] += 1
+                    self._lost(peer)
                     break
                 chunks = [get.result()]
                 while not queue.empty() and len(chunks) < 512:
@@ -241,6 +247,7 @@ class PeerTransport:
             return self._refused(peer, exc)
         except (OSError, ConnectionError):
             self.dropped["connection_lost"] += 1
+            self._lost(peer)
         finally:
             log.log(level, "connection to node %d closed", peer)
             if closed.done() and not closed.cancelled():
@@ -251,6 +258,13 @@ class PeerTransport:
                 async with asyncio.timeout(_CONNECT_TIMEOUT):
                     await writer.wait_closed()
         return True
+
+    def _lost(self, peer: int) -> None:
+        if self._on_peer_lost is not None:
+            try:
+                self._on_peer_lost(peer)
+            except Exception:  # a hint; never let it take the link down
+                log.exception("peer-lost hint for node %d failed", peer)
 
     def _refused(self, peer: int, exc: ssl.SSLError) -> bool:
         self.dropped["tls_failed"] += 1

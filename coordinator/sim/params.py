@@ -43,6 +43,9 @@ class SimParams:
     # (its clock keeps running): a node that reads its leader's messages late, in bursts, but
     # is alive and connected (the spurious-election scenario of a starved event loop).
     slow_node_delay: int = 0
+    # A crashed node's peers are told its links closed (`Node.peer_lost`), each after one
+    # message delay, unless the network between them is cut (no FIN crosses a partition).
+    peer_lost: bool = True
 
 
 def params_for_seed(seed: int, **overrides: Any) -> SimParams:

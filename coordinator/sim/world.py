@@ -82,6 +82,7 @@ class World:
         self.verbose = verbose
         self.digest = 0
         self.rng = random.Random(params.seed)
+        self.lost_rng = random.Random(f"lost-{params.seed}")  # closed-link hint delays
         self.now = 0
         self._q: list[tuple[int, int, int, Any]] = []
         self._seq = 0
@@ -193,6 +194,12 @@ class World:
         sn.crashes += 1
         self.stats.crashes += 1
         self.log(f"CRASH n{nid}")
+        if self.p.peer_lost:
+            for j in self.ids:
+                other = self.nodes[j]
+                if j != nid and other.node is not None and (nid, j) not in self.blocked:
+                    delay = self.lost_rng.randint(self.p.delay_min, self.p.delay_max)
+                    self._at(self.now + delay, FAULT, f"lost:{j}:{nid}:{other.inc}")
 
     def restart(self, nid: int) -> None:
         sn = self.nodes[nid]
@@ -387,6 +394,15 @@ class World:
 
     def _fault(self, what: str) -> None:
         rng = self.rng
+        if what.startswith("lost:"):
+            j, gone, inc = (int(x) for x in what.split(":")[1:])
+            sn = self.nodes[j]
+            if sn.node is not None and sn.inc == inc:
+                was = sn.node.role
+                sn.node.peer_lost(gone)
+                self._role_change(j, sn.node, was)
+                self._dirty(sn)
+            return
         if what.startswith("retire:"):
             _, node, eff = what.split(":")
             nid = int(node)

@@ -1,7 +1,9 @@
 """The floor learner: a node whose disk was replaced may have promised or accepted anything up
 to its `floor` and forgotten it (issue 11, item 2). It learns, but it never promises, never
-campaigns and never votes until a leader above the floor has given it every slot that leader
-knew chosen and it has durably snapshotted them together with its first promise.
+campaigns and never confirms a read until a leader above the floor has given it every slot that
+leader knew chosen and it has durably snapshotted them together with its first promise. Above
+its floor it does accept, without promising (issue 17e: else a configuration of two could never
+choose what it must hold to be admitted; tests/coordinator/paxos/test_paxos_two_member_wipe.py).
 
 Scenarios are tables of messages fed to one node; cluster scenarios replay from their seeds."""
 
@@ -53,8 +55,9 @@ def learner(seed: int = 0, floor: Ballot = FLOOR) -> Node:
 
 
 def is_vote(m: Message) -> bool:
-    """What only a voter may send: promises, acceptances, and read-index confirmations."""
-    return isinstance(m, Promise | Accepted) or (isinstance(m, HeartbeatAck) and m.round > 0)
+    """What only an admitted voter may send: promises and read-index confirmations. (A
+    learner accepts above its floor: an acceptance rests on no forgotten state.)"""
+    return isinstance(m, Promise) or (isinstance(m, HeartbeatAck) and m.round > 0)
 
 
 @dataclass
@@ -124,11 +127,30 @@ def test_a_learner_nacks_a_leader_at_or_below_its_floor_with_a_ballot_above_it(
     assert disk.saves == 0 and not n.voter
 
 
-def test_a_learner_acks_a_leader_above_its_floor_only_to_ask_for_catch_up() -> None:
+def test_a_learner_asks_a_leader_above_its_floor_for_catch_up_and_accepts_without_promising() -> (
+    None
+):
     n, disk = learner(), MemoryStorage()
     sent = drive(n, disk, [Heartbeat(1, 3, ABOVE, 3, 7), Accept(1, 3, ABOVE, slots(4), 3)])
-    assert [m for s in sent for m in s.messages] == [HeartbeatAck(3, 1, ABOVE, 0, 1)]
-    assert n.leader_id == 1 and not n.voter and disk.saves == 0
+    assert [m for s in sent for m in s.messages] == [
+        HeartbeatAck(3, 1, ABOVE, 0, 1),
+        Accepted(3, 1, ABOVE, (4,)),
+    ]
+    assert n.leader_id == 1 and not n.voter
+    durable = disk.load()
+    assert durable.promised == ZERO_BALLOT  # still a learner after a restart
+    assert [(e.slot, e.ballot) for e in durable.accepted] == [(4, ABOVE)]
+
+
+def test_a_learner_never_accepts_below_a_ballot_it_accepted() -> None:
+    """Its accepted ballots are its only promise: a late Accept of an older leader above the
+    floor is Nacked, not written over the newer acceptance."""
+    newer = Ballot(6, 2)
+    n, disk = learner(), MemoryStorage()
+    sent = drive(n, disk, [Accept(2, 3, newer, slots(4), 3), Accept(1, 3, ABOVE, slots(4, 5), 3)])
+    msgs = [m for s in sent for m in s.messages]
+    assert msgs == [Accepted(3, 2, newer, (4,)), Nack(3, 1, ABOVE, newer)]
+    assert [(e.slot, e.ballot) for e in disk.load().accepted] == [(4, newer)]
 
 
 # -------------------------------------------------------------------------------- admission
@@ -147,10 +169,10 @@ ADMISSIONS = {
     ],
     "learn first, then the leader's accept": [
         Learn(1, 3, ABOVE, slots(1, 2, 3)),
-        # Not admitted by an Accept (it carries no recovery target): dropped unanswered ...
+        # Not admitted by an Accept (it carries no recovery target): accepted unpromised ...
         Accept(1, 3, ABOVE, slots(4), 3),
         Heartbeat(1, 3, ABOVE, 3, 2),
-        # ... so the leader's retransmission is what it accepts, once admitted.
+        # ... and the leader's retransmission accepted again, once admitted.
         Accept(1, 3, ABOVE, slots(4), 3),
     ],
     "learn first, then the leader's heartbeat": [
@@ -188,9 +210,9 @@ def test_a_learner_votes_only_after_catching_up_and_durably_snapshotting_with_it
     assert first.durable.promised == ABOVE and first.durable.promised > FLOOR
     assert n.voter and n.acceptor.promised == ABOVE
     assert n.machine.app.query(b"k") == b"3"
-    assert Accepted(3, 1, ABOVE, (4,)) in first.messages or any(
-        Accepted(3, 1, ABOVE, (4,)) in s.messages for s in sent[votes[0] :]
-    )
+    # Slot 4 was accepted, before admission (unpromised) or after it.
+    assert any(Accepted(3, 1, ABOVE, (4,)) in s.messages for s in sent)
+    assert (4, ABOVE) in [(e.slot, e.ballot) for e in disk.load().accepted]
 
 
 def test_a_learner_that_learned_everything_is_not_admitted_by_a_leader_at_its_floor() -> None:

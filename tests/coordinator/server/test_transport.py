@@ -166,3 +166,30 @@ def test_links_follow_add_and_remove_peer() -> None:
             await c.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_link_closed_by_the_peer_is_reported_as_lost() -> None:
+    """The fast fail-over hint (`Node.peer_lost`): when the peer's process goes away, its end
+    of our link closes and the transport says so at once; stopping our own side does not."""
+
+    async def scenario() -> None:
+        p1, p2 = free_port(), free_port()
+        peers = {1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2)}
+        lost: list[int] = []
+        got: list[bytes] = []
+        a = PeerTransport(1, peers[1], peers, SECRET, lambda s, b: None, on_peer_lost=lost.append)
+        b = PeerTransport(2, peers[2], peers, SECRET, lambda s, body: got.append(body))
+        await a.start()
+        await b.start()
+        try:
+            a.send(2, b"hello")
+            await _eventually(lambda: got == [b"hello"], "the link to come up")
+            assert lost == []
+            await b.stop()  # node 2 goes away: its sockets close
+            await _eventually(lambda: lost[:1] == [2], "the closed link to be reported")
+        finally:
+            await a.stop()
+            await b.stop()
+        assert set(lost) == {2}
+
+    asyncio.run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from coordinator.paxos.errors import DecodeError
@@ -19,6 +20,8 @@ from coordinator.paxos.types import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
     Snapshot,
@@ -38,6 +41,9 @@ MESSAGES: list[Message] = [
     HeartbeatAck(2, 1, B, 3, 8),
     Learn(1, 2, B, (SlotValue(6, BATCH),)),
     InstallSnapshot(1, 2, B, Snapshot(9, b"snap")),
+    PreVote(1, 2, B),
+    PreVoteReply(2, 1, B, True, Ballot(2, 1)),
+    PreVoteReply(2, 1, B, True, Ballot(2, 1), learner=True),
 ]
 
 
@@ -53,3 +59,14 @@ def test_every_message_round_trips(msg: Message) -> None:
 def test_malformed_frames_raise_decode_error(frame: bytes) -> None:
     with pytest.raises(DecodeError):
         decode(frame)
+
+
+def test_a_pre_vote_reply_from_a_node_without_the_learner_field_decodes_as_a_voter() -> None:
+    """Rolling upgrade (issue 17e added `PreVoteReply.learner`): an older node's reply has no
+    such field and means what it always did."""
+    tag = encode(PreVoteReply(2, 1, B, True, B))[:1]
+    ballot = {"round": 3, "node": 2}
+    old = msgspec.msgpack.encode(
+        {"src": 2, "dst": 1, "ballot": ballot, "granted": True, "promised": ballot}
+    )
+    assert decode(tag + old) == PreVoteReply(2, 1, B, True, B, learner=False)
