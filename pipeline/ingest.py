@@ -12,7 +12,7 @@ as they are for a Kafka source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from pipeline.executor.records import InRecord
@@ -39,26 +39,12 @@ class RecordSource(Protocol):
     def close(self) -> None: ...
 
 
-class _Part(Protocol):
-    assigned: set[TP]
-    paused: set[TP]
-
-    def assign(self, partitions: list[tuple[str, int, int | None]]) -> None: ...
-    def unassign(self, partitions: list[TP]) -> None: ...
-    def pause(self, partitions: list[TP]) -> None: ...
-    def resume(self, partitions: list[TP]) -> None: ...
-    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]: ...
-    def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]: ...
-    def positions(self, partitions: list[TP]) -> dict[TP, int]: ...
-    def close(self) -> None: ...
-
-
 class RoutedSource:
     """The anchor topic's partitions read by `reader`, all other topics by `kafka`. The Kafka
     consumer stays the job's group member: `group_metadata` (exactly-once transactions) and
     `committed` are its."""
 
-    def __init__(self, kafka: KafkaSource, reader: _Part, topic: str) -> None:
+    def __init__(self, kafka: KafkaSource, reader: RecordSource, topic: str) -> None:
         self.kafka, self.reader, self.topic = kafka, reader, topic
 
     @property
@@ -127,14 +113,31 @@ def kafka_of(source: KafkaSource | RoutedSource) -> KafkaSource:
     return source.kafka if isinstance(source, RoutedSource) else source
 
 
-def open_source(job: Job, kafka: str, group_id: str, isolation: str) -> KafkaSource | RoutedSource:
-    """The job's record source: the Kafka consumer, routed for a RabbitMQ stream source."""
-    consumer = KafkaSource(kafka, group_id=group_id, isolation=isolation)
+def open_source(
+    job: Job,
+    kafka: str,
+    group_id: str,
+    isolation: str,
+    *,
+    kafka_source: Callable[..., KafkaSource] = KafkaSource,
+) -> KafkaSource | RoutedSource:
+    """The job's record source: the Kafka consumer, routed for a RabbitMQ stream source.
+
+    The consumer is made first (the worker's group member in every case); if the RabbitMQ
+    reader cannot be made, the consumer is closed before the error goes up, so a job that
+    fails to open leaves no consumer (threads, sockets, a group member) behind.
+    ``kafka_source`` is the consumer's constructor (the seam the tests use to see it)."""
+    consumer = kafka_source(kafka, group_id=group_id, isolation=isolation)
     first = job.operators[0] if job.operators else None
     if not isinstance(first, Source) or first.rabbitmq is None:
         return consumer
-    from pipeline.rabbitmq.streams import StreamReader
+    try:
+        from pipeline.rabbitmq.streams import StreamReader
 
-    origin = first.rabbitmq
-    streams = {p: origin.stream_of(p, first.partitions) for p in range(first.partitions)}
-    return RoutedSource(consumer, StreamReader(first.topic, streams, origin.url), first.topic)
+        origin = first.rabbitmq
+        streams = {p: origin.stream_of(p, first.partitions) for p in range(first.partitions)}
+        reader = StreamReader(first.topic, streams, origin.url)
+    except BaseException:
+        consumer.close()
+        raise
+    return RoutedSource(consumer, reader, first.topic)
