@@ -11,7 +11,7 @@ export PYTHON := $(abspath $(BIN)/python)
 # uv installs into $(VENV) from uv.lock only; it never downloads a Python of its own.
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: venv lock lock-check bench-venv deps deps-engine lint test test-fast compose-test chaos sim-long demo demo-stop clean
+.PHONY: venv lock lock-check bench-venv deps deps-engine lint test test-serial test-fast compose-test chaos sim-long demo demo-stop clean
 
 ## The virtualenv with the runtime and the dev extra, exactly as uv.lock pins them (fast
 ## when nothing changed: uv checks and returns).
@@ -56,12 +56,18 @@ lint: venv
 
 ## The whole suite: pure, simulator, integration, the short chaos variant (real Kafka, Redis)
 ## and the compose deployment (images built locally; 5-6 min cold, 1.5-3 min with cached images).
+## scripts/test-suite runs it as two pytest processes at once: the process-starting tests
+## (integration, e2e, chaos, compose) and, beside them, the pure and simulator tests (their
+## output printed at the end); it fails when either fails. `make test-serial` runs it as one.
 test: deps-engine lint
+	PYTEST=$(BIN)/pytest scripts/test-suite --durations=15
+
+test-serial: deps-engine lint
 	$(BIN)/pytest -m "not bench" --durations=15
 
 ## Pure and simulator tests only (no Kafka, no Redis).
 test-fast: venv
-	$(BIN)/pytest -m "not integration and not e2e and not chaos and not bench and not compose"
+	$(BIN)/pytest -m "not (integration or e2e or chaos or compose or bench)"
 
 ## The compose deployment end to end on its own (part of `make test`; README "Deploying with
 ## docker compose"): builds the local images (cached after the first run), starts podman's

@@ -93,6 +93,24 @@ def rabbitmq_node(
         rabbitmq_launcher.stop(data_dir)
 
 
+# Session fixtures that start a service (here and in tests/**/conftest.py). A test that uses
+# one is an integration test whatever its module says: `make test` runs the process-starting
+# tests and the pure ones as two pytest processes at once (scripts/test-suite), split by
+# marker, and a pure-group test asking for a broker would start a second one.
+SERVICE_FIXTURES = frozenset(
+    {"kafka_broker", "kafka_bootstrap", "kafka_cluster", "redis_server", "rabbitmq_node",
+     "chaos_kafka", "healthy_kafka", "stack", "dash_stack"}
+)  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `integration` every test that uses a service fixture (before `-m` selects)."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
     if not _started:
         return

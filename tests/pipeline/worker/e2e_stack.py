@@ -47,6 +47,11 @@ class Stack:
             "PAXLINE_REDIS": self.redis,
             "PAXLINE_COORDINATORS": ",".join(self.cluster.endpoints),
             "PAXLINE_API_TOKEN": self.cluster.token,
+            # The CLI's 3 s budget for a service that does not answer is an operator's
+            # default; a CI machine at load 10-17 needed more than that for a `submit --wait`
+            # in set-up (dashboard fixture errors). No test here asserts that budget
+            # (tests/paxline/cli does, with its own environment).
+            "PAXLINE_TIMEOUT": os.environ.get("PAXLINE_TIMEOUT", "30"),
             "PYTHONPATH": str(ROOT),
         }
 
