@@ -176,11 +176,6 @@ def _check_files(where: str, sink: ToFiles) -> None:
             raise SpecError(f"{where}: {url!r} names no namenode (webhdfs://host:port/path)")
         if not rest.strip("/") and scheme != "file":
             raise SpecError(f"{where}: {url!r} names no directory")
-        from pipeline.files.support import url_problem
-
-        problem = url_problem(url)
-        if problem is not None:  # workers need it too; they run the same install
-            raise SpecError(f"{where}: {problem}")
     if sink.format not in ("parquet", "jsonl"):
         raise SpecError(f"{where}: format must be 'parquet' or 'jsonl', got {sink.format!r}")
     if sink.roll not in ("minute", "hour", "day"):

@@ -223,10 +223,6 @@ BAD: list[tuple[str, Callable[[], Any], str]] = [
     ("files: empty url", lambda: src().to_files(""), "to_files#1: url must be"),
     ("files: unknown scheme", lambda: src().to_files("ftp://h/d"), "unsupported URL scheme 'ftp'"),
     ("files: webhdfs without host", lambda: src().to_files("webhdfs:///d"), "names no namenode"),
-    # s3fs / gcsfs are not in the lock: a job naming them fails at submit with fsspec's advice,
-    # instead of stalling on every worker ("file system unavailable")
-    ("files: s3 without s3fs", lambda: src().to_files("s3://b/d"), "Install s3fs to access S3"),
-    ("files: gcs without gcsfs", lambda: src().to_files("gs://b/d"), "not installed here"),
     ("files: bad format", lambda: src().to_files("/d", format="csv"), "format must be 'parquet'"),
     ("files: bad roll", lambda: src().to_files("/d", roll="week"), "roll must be 'minute'"),
     ("files: bad size", lambda: src().to_files("/d", max_records=0), "max_records must be a posi"),
