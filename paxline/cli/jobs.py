@@ -229,9 +229,9 @@ def register(app: typer.Typer) -> None:
         if spec["sink"].get("kind") == "files":  # s3:// without s3fs: refused here, not
             from pipeline.files.support import url_problem  # a stall on every worker
 
-            missing = url_problem(spec["sink"]["url"])
-            if missing:
-                fail(f"to_files: {missing}", 2)
+            lacking = url_problem(spec["sink"]["url"])
+            if lacking:
+                fail(f"to_files: {lacking}", 2)
         ep = resolve(coordinators, kafka=kafka)
         name = spec["name"]
         needed = topics_of(spec)
