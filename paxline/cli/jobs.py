@@ -226,6 +226,12 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), 2)
         if problem:
             fail(problem, 2)
+        if spec["sink"].get("kind") == "files":  # s3:// without s3fs: refused here, not
+            from pipeline.files.support import url_problem  # a stall on every worker
+
+            lacking = url_problem(spec["sink"]["url"])
+            if lacking:
+                fail(f"to_files: {lacking}", 2)
         ep = resolve(coordinators, kafka=kafka)
         name = spec["name"]
         needed = topics_of(spec)

@@ -47,6 +47,7 @@ from pipeline.files.commit import (
     parse_temp,
     temp_name,
 )
+from pipeline.files.support import url_problem
 
 __all__ = ["FileSystemUnavailable", "PartitionFiles", "SinkConfig", "bucket_of", "open_partition"]
 
@@ -247,6 +248,11 @@ def _apply(fs: Any, root: str, effects: list[Effect]) -> list[Publish]:
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
+    problem = url_problem(url)
+    if problem is not None:  # stalls (and says why) until the package is installed here
+        exc = FileSystemUnavailable(f"file sink {url!r}: {problem}")
+        exc.reason = "file system package missing on this worker"
+        raise exc
     fs, root = fsspec.core.url_to_fs(url)
     return fs, str(root).rstrip("/")
 

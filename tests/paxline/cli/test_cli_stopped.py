@@ -200,3 +200,19 @@ def test_every_command_has_help_with_an_example() -> None:
         assert r.exit_code == 0, (args, r.output)
         if args:
             assert "Example" in r.output, (args, r.output)
+
+
+def test_a_file_sink_whose_fsspec_package_is_missing_is_refused_at_submit(
+    stopped: tuple[Cli, dict[str, object]], tmp_path: Path
+) -> None:
+    """s3fs is not in the lock: without this check the job was accepted and every worker
+    stalled its partitions with "file system unavailable"."""
+    cli, _ = stopped
+    job = tmp_path / "to_s3.py"
+    job.write_text(
+        "from pipeline.job import Job\n"
+        "job = Job('to_s3').source('in', partitions=1, value='str').to_files('s3://bucket/out')\n"
+    )
+    r = cli.run("submit", f"{job}:job")
+    assert r.code == 2 and r.clean, r
+    assert "Install s3fs to access S3" in one_line_error(r), r
