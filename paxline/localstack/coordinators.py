@@ -182,6 +182,13 @@ class LocalCluster:
                     n.proc.kill()
                     n.proc.wait(10)
 
+    def discard(self) -> None:
+        """End every node with SIGKILL, no graceful stop: for a cluster whose data goes away
+        with it (a test's temp dir). A SIGTERMed node waits up to ~2-3 s for its keep-alive
+        connections to close (coordinator/server/main.py, timeout_graceful_shutdown)."""
+        for node_id in list(self.nodes):
+            self.kill(node_id, signal.SIGKILL)
+
     def status(self, node_id: int, timeout: float = 1.0) -> dict[str, object] | None:
         n = self.nodes[node_id]
         # A node's API is checked against the CA it was given, as its own clients would.

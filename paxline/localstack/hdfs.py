@@ -196,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             h = start(args.data_dir, args.port)
             print(f"HDFS minicluster on {h.url} (pid {h.pid}, {h.startup_seconds:.1f}s)")
         elif args.command == "stop":
-            print("stopped" if stop(args.data_dir) else "not running")
+            print("hdfs stopped" if stop(args.data_dir) else "hdfs was not running")
         else:
             running = status(args.data_dir)
-            print(f"running on {running.url} (pid {running.pid})" if running else "not running")
-            return 0 if running else 1
+            if running is None:
+                print("hdfs is not running")
+                return 3  # like scripts/kafka, redis and rabbitmq: 1 is kept for errors
+            print(f"hdfs running on {running.url} (pid {running.pid})")
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,19 +16,10 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     try:
         yield c
     finally:
-        _discard(c)
+        c.discard()
 
 
 @pytest.fixture
 def client(cluster: LocalCluster) -> Iterator[CoordinatorClient]:
     with CoordinatorClient(cluster.endpoints, token=cluster.token, timeout=20) as c:
         yield c
-
-
-def _discard(cluster: LocalCluster) -> None:
-    """Ends a test cluster whose data goes with the test's temp dir: SIGKILL, no graceful
-    stop. A SIGTERMed node waits up to ~2-3 s for its keep-alive connections to close
-    (coordinator/server/main.py, timeout_graceful_shutdown); nothing here reads what a clean
-    stop would leave on disk. Tests that check stopping do so themselves."""
-    for node_id in list(cluster.nodes):
-        cluster.kill(node_id, signal.SIGKILL)

@@ -56,3 +56,16 @@ def test_metadata_probe_says_zero_for_a_port_nobody_serves() -> None:
     from paxline.localstack.common import free_port
 
     assert kafka.metadata_brokers("127.0.0.1", free_port()) == 0
+
+
+@pytest.mark.parametrize("service", ["kafka", "redis", "rabbitmq", "hdfs"])
+def test_status_of_a_stopped_service_exits_3_and_says_so(
+    service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every `scripts/<service> status` answers "not running" the same way (exit 3; 1 is an
+    error), so scripts can tell a stopped service from a broken launcher (hdfs said 1)."""
+    import importlib
+
+    launcher = importlib.import_module(f"paxline.localstack.{service}")
+    assert launcher.main(["status", "--data-dir", str(tmp_path / service)]) == 3
+    assert f"{service} is not running" in capsys.readouterr().out

@@ -3,7 +3,6 @@ coordinator cluster, and worker processes the tests start, kill and restart."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import pytest
@@ -31,7 +30,7 @@ def stack(
         yield s
     finally:
         s.stop_workers()
-        _discard(cluster)
+        cluster.discard()
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +55,3 @@ def healthy_kafka(chaos_kafka: ChaosKafka) -> ChaosKafka:
         node.proxy.heal()
     chaos_kafka.start()
     return chaos_kafka
-
-
-def _discard(cluster: LocalCluster) -> None:
-    """Ends a test cluster whose data goes with the test's temp dir: SIGKILL, no graceful
-    stop. A SIGTERMed node waits up to ~2-3 s for its keep-alive connections to close
-    (coordinator/server/main.py, timeout_graceful_shutdown); nothing here reads what a clean
-    stop would leave on disk. Tests that check stopping do so themselves."""
-    for node_id in list(cluster.nodes):
-        cluster.kill(node_id, signal.SIGKILL)

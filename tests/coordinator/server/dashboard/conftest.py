@@ -4,7 +4,6 @@ and fully assigned. Plus a headless Chromium page with every page error collecte
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def dash_stack(
         yield stack
     finally:
         stack.stop_workers()
-        _discard(cluster)
+        cluster.discard()
 
 
 @pytest.fixture
@@ -61,12 +60,3 @@ def browser_page() -> Iterator[BrowserPage]:
             yield BrowserPage(page, errors)
         finally:
             browser.close()
-
-
-def _discard(cluster: LocalCluster) -> None:
-    """Ends a test cluster whose data goes with the test's temp dir: SIGKILL, no graceful
-    stop. A SIGTERMed node waits up to ~2-3 s for its keep-alive connections to close
-    (coordinator/server/main.py, timeout_graceful_shutdown); nothing here reads what a clean
-    stop would leave on disk. Tests that check stopping do so themselves."""
-    for node_id in list(cluster.nodes):
-        cluster.kill(node_id, signal.SIGKILL)
