@@ -8,6 +8,11 @@ it the Kafka consumer, or a `RoutedSource` that sends the anchor topic's partiti
 `StreamReader` and everything else (repartition and joined topics) to the Kafka consumer.
 Offsets, checkpoints, transactions and takeovers stay Kafka's and the coordinators' business,
 as they are for a Kafka source.
+
+A RabbitMQ queue source (at-least-once) is routed the same way to a `QueueReader`, which also
+needs two things from the worker: its faults (`faults`: the partitions to stall and retake)
+and the agreed checkpoints (`agreed`: what it may acknowledge). For a Kafka source both are
+no-ops.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from pipeline.executor.records import InRecord
-from pipeline.job import Job, Source
+from pipeline.job import Job, RabbitQueue, Source
 from pipeline.kafka.clients import TP
 from pipeline.kafka.clients import Source as KafkaSource
 
-__all__ = ["RecordSource", "RoutedSource", "kafka_of", "open_source"]
+__all__ = ["RecordSource", "RoutedSource", "agreed", "faults", "kafka_of", "open_source"]
 
 
 class RecordSource(Protocol):
@@ -108,6 +113,23 @@ class RoutedSource:
         self.kafka.close()
 
 
+def faults(source: KafkaSource | RoutedSource) -> dict[TP, Exception]:
+    """Partitions whose RabbitMQ queue subscription failed since the last call, with the
+    (transient) fault to stall them with; {} for every other source."""
+    reader = source.reader if isinstance(source, RoutedSource) else None
+    report = getattr(reader, "faults", None)
+    return report() if report is not None else {}
+
+
+def agreed(source: KafkaSource | RoutedSource, tp: TP, offset: int) -> None:
+    """A checkpoint of ``tp`` at ``offset`` was agreed: a queue source acknowledges the
+    messages it covers; nothing to do for any other source."""
+    reader = source.reader if isinstance(source, RoutedSource) else None
+    ack = getattr(reader, "agreed", None)
+    if ack is not None:
+        ack(tp, offset)
+
+
 def kafka_of(source: KafkaSource | RoutedSource) -> KafkaSource:
     """The Kafka consumer of a job's source (committed offsets, group metadata)."""
     return source.kafka if isinstance(source, RoutedSource) else source
@@ -132,11 +154,18 @@ def open_source(
     if not isinstance(first, Source) or first.rabbitmq is None:
         return consumer
     try:
-        from pipeline.rabbitmq.streams import StreamReader
-
         origin = first.rabbitmq
-        streams = {p: origin.stream_of(p, first.partitions) for p in range(first.partitions)}
-        reader = StreamReader(first.topic, streams, origin.url)
+        reader: RecordSource
+        if isinstance(origin, RabbitQueue):
+            from pipeline.rabbitmq.queues import QueueReader
+
+            queues = {p: origin.queue_of(p, first.partitions) for p in range(first.partitions)}
+            reader = QueueReader(first.topic, queues, origin.url, origin.prefetch)
+        else:
+            from pipeline.rabbitmq.streams import StreamReader
+
+            streams = {p: origin.stream_of(p, first.partitions) for p in range(first.partitions)}
+            reader = StreamReader(first.topic, streams, origin.url)
     except BaseException:
         consumer.close()
         raise

@@ -44,6 +44,7 @@ __all__ = [
     "KeyBy",
     "Map",
     "Operator",
+    "RabbitQueue",
     "RabbitStream",
     "Reduce",
     "SessionSpec",
@@ -53,6 +54,7 @@ __all__ = [
     "SpecError",
     "ToFiles",
     "ToKafka",
+    "ToRabbitMQ",
     "ToRedis",
     "Window",
     "WindowSpec",
@@ -206,16 +208,34 @@ class RabbitStream:
 
 
 @dataclass(frozen=True, slots=True)
+class RabbitQueue:
+    """Issue 19: a source read from RabbitMQ classic or quorum queues, at-least-once. Partition
+    p reads the queue ``queue`` (one partition) or ``{queue}-{p}``. A queue has no offsets: the
+    reader numbers the messages it delivers from the partition's resume offset on (a *virtual*
+    offset, valid for one subscription) and acknowledges them once the checkpoint covering them
+    is agreed (docs/architecture.md, "RabbitMQ queues"). ``url``: ``amqp://user:pw@host/vhost``;
+    ``prefetch``: unacknowledged messages in flight per partition (messages stay unacknowledged
+    until their checkpoint, so it bounds what one checkpoint interval can carry)."""
+
+    queue: str
+    url: str
+    prefetch: int = 5000
+
+    def queue_of(self, partition: int, partitions: int) -> str:
+        return self.queue if partitions == 1 else f"{self.queue}-{partition}"
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
-    """The job's input. ``topic`` is the Kafka topic stage 0 is keyed by; for a RabbitMQ stream
-    source (``rabbitmq`` set) it is an empty *anchor* topic named after the job, under which
-    the stream offsets are agreed through Paxos and committed in Kafka transactions exactly
-    like a Kafka source's offsets (docs/architecture.md, "RabbitMQ sources")."""
+    """The job's input. ``topic`` is the Kafka topic stage 0 is keyed by; for a RabbitMQ source
+    (``rabbitmq`` set) it is an empty *anchor* topic named after the job, under which the
+    stream offsets (or a queue's virtual offsets) are agreed through Paxos like a Kafka
+    source's offsets (docs/architecture.md, "RabbitMQ sources")."""
 
     topic: str
     partitions: int
     value: Any = "bytes"
-    rabbitmq: RabbitStream | None = None
+    rabbitmq: RabbitStream | RabbitQueue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +344,21 @@ class ToRedis:
     view: str
 
 
+@dataclass(frozen=True, slots=True)
+class ToRabbitMQ:
+    """Issue 19: publish each output to the RabbitMQ queue ``queue`` (the default exchange,
+    routing key = queue name) of the node at ``url`` (``amqp://`` or ``amqps://``), persistent,
+    with publisher confirms: a checkpoint is agreed only after RabbitMQ confirmed every message
+    of the inputs it covers. At-least-once only (a replay publishes again). ``declare``: the
+    queue type created if the queue is missing ("classic" or "quorum"), None to require an
+    existing queue (a missing one stalls the partition, "RabbitMQ queue missing")."""
+
+    queue: str
+    url: str
+    value: SinkValue = "json"
+    declare: Literal["classic", "quorum"] | None = "classic"
+
+
 FileFormat = Literal["parquet", "jsonl"]
 FileRoll = Literal["minute", "hour", "day"]
 
@@ -357,6 +392,7 @@ Operator = (
     | ToKafka
     | ToRedis
     | ToFiles
+    | ToRabbitMQ
 )
 
 _OP_NAMES: dict[type, str] = {
@@ -374,6 +410,7 @@ _OP_NAMES: dict[type, str] = {
     ToKafka: "to_kafka",
     ToRedis: "to_redis",
     ToFiles: "to_files",
+    ToRabbitMQ: "to_rabbitmq",
 }
 
 
@@ -403,6 +440,32 @@ def stream_url_problem(url: object) -> str | None:
         return f"has a bad port: {url!r}"
     if not parts.hostname or (port is not None and not 0 < port < 65536):
         return f"must name a host (rabbitmq-stream://user:password@host:5552/), got {url!r}"
+    return None
+
+
+def amqp_url_problem(url: object) -> str | None:
+    """Why ``url`` is not an AMQP URL (``amqp://user:password@host:5672/vhost``), or None."""
+    if not isinstance(url, str):
+        return f"must be a string, got {url!r}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        return f"must start with amqp:// or amqps://, got {url!r}"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"has a bad port: {url!r}"
+    if not parts.hostname or (port is not None and not 0 < port < 65536):
+        return f"must name a host (amqp://user:password@host:5672/), got {url!r}"
+    return None
+
+
+def queue_problem(queue: object) -> str | None:
+    """Why ``queue`` cannot name a RabbitMQ queue of a job, or None. The name also ends the
+    Kafka anchor topic of a queue source, hence Kafka's character set."""
+    if not isinstance(queue, str) or not _STREAM_NAME.fullmatch(queue):
+        return f"must match [A-Za-z0-9._-]{{1,200}}, got {queue!r}"
+    if queue.startswith("amq."):
+        return f"must not start with 'amq.' (reserved by RabbitMQ), got {queue!r}"
     return None
 
 
@@ -481,6 +544,41 @@ class Job:
             raise SpecError(f"{where}: url {problem}")
         anchor = f"paxline.{self.name}.rabbitmq.{stream}"
         return self._then(Source(anchor, partitions, value, RabbitStream(stream, url)))
+
+    def source_rabbitmq_queue(
+        self,
+        queue: str,
+        *,
+        url: str,
+        partitions: int = 1,
+        value: Any = "bytes",
+        prefetch: int = 5000,
+    ) -> Job:
+        """Consume a RabbitMQ classic or quorum queue, at-least-once (issue 19): a message is
+        acknowledged only after the checkpoint covering it is agreed by the coordinators, so a
+        crash redelivers it and it is processed again (duplicates, never losses). Exactly-once
+        is refused (a queue cannot be replayed from an offset; read a stream for that).
+        ``partitions=1`` reads ``queue``, more read ``{queue}-0`` .. ``{queue}-{n-1}``. A
+        message's value is its body, its key the header ``key`` if any, its time the message
+        timestamp (else the time it was read). ``url``: ``amqp://user:password@host:5672/vhost``.
+        """
+        _positive_int("source_rabbitmq_queue", "partitions", partitions)
+        _positive_int("source_rabbitmq_queue", "prefetch", prefetch)
+        where = f"source_rabbitmq_queue({queue!r})"
+        problem = queue_problem(queue)
+        if problem:
+            raise SpecError(f"{where}: queue {problem}")
+        from pipeline.codecs import CodecError, value_decoder
+
+        try:
+            value_decoder(value)
+        except CodecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        problem = amqp_url_problem(url)
+        if problem:
+            raise SpecError(f"{where}: url {problem}")
+        anchor = f"paxline.{self.name}.rabbitmq-queue.{queue}"
+        return self._then(Source(anchor, partitions, value, RabbitQueue(queue, url, prefetch)))
 
     def map(self, fn: Callable[[Any], Any]) -> Job:
         _callable("map", fn)
@@ -635,6 +733,36 @@ class Job:
         if value not in ("json", "str", "bytes"):
             raise SpecError(f"to_kafka(): value must be 'json', 'str' or 'bytes', got {value!r}")
         return self._then(ToKafka(topic, value))
+
+    def to_rabbitmq(
+        self,
+        queue: str,
+        *,
+        url: str,
+        value: SinkValue = "json",
+        declare: Literal["classic", "quorum"] | None = "classic",
+    ) -> Job:
+        """Publish the stream to the RabbitMQ queue ``queue`` at ``url`` (``amqp://`` or
+        ``amqps://``; default exchange, routing key = queue) with publisher confirms,
+        at-least-once: the checkpoint covering an input is agreed only after RabbitMQ
+        confirmed its messages, so a crash may publish some twice, never lose one. A record's
+        key travels as the header ``key``. ``declare`` creates a missing queue durable of that
+        type ("classic" or "quorum"); None requires the queue to exist. Exactly-once jobs
+        are refused at submit."""
+        where = f"to_rabbitmq({queue!r})"
+        problem = queue_problem(queue)
+        if problem:
+            raise SpecError(f"{where}: queue {problem}")
+        problem = amqp_url_problem(url)
+        if problem:
+            raise SpecError(f"{where}: url {problem}")
+        if value not in ("json", "str", "bytes"):
+            raise SpecError(f"{where}: value must be 'json', 'str' or 'bytes', got {value!r}")
+        if declare not in ("classic", "quorum", None):
+            raise SpecError(
+                f"{where}: declare must be 'classic', 'quorum' or None, got {declare!r}"
+            )
+        return self._then(ToRabbitMQ(queue, url, value, declare))
 
     def to_redis(self, view: str) -> Job:
         return self._then(ToRedis(view))

@@ -29,6 +29,8 @@ from pipeline.job import (
     KeyBy,
     Map,
     Operator,
+    RabbitQueue,
+    RabbitStream,
     Reduce,
     SessionSpec,
     SlidingSpec,
@@ -36,10 +38,13 @@ from pipeline.job import (
     SpecError,
     ToFiles,
     ToKafka,
+    ToRabbitMQ,
     ToRedis,
     Window,
     WindowSpec,
+    amqp_url_problem,
     op_name,
+    queue_problem,
 )
 
 __all__ = [
@@ -60,7 +65,7 @@ _VIEW = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _ENTRYPOINT = re.compile(r"[^\s:]+:[A-Za-z_][A-Za-z0-9_]*")
 _STATEFUL = (Count, Reduce, Aggregate)
 _KEEPS_STATE = (Count, Reduce, Aggregate, JoinTable, JoinStream)
-_SINKS = (ToKafka, ToRedis, ToFiles)
+_SINKS = (ToKafka, ToRedis, ToFiles, ToRabbitMQ)
 #: URL schemes of the file sink (fsspec protocols); a plain path is a local directory. An object
 #: store needs its fsspec package (s3fs, gcsfs, adlfs) installed on the workers.
 FILE_SCHEMES = ("file", "webhdfs", "s3", "s3a", "gs", "gcs", "abfs", "az", "memory")
@@ -86,7 +91,7 @@ class StagePlan:
     partitions: int
     operators: tuple[tuple[int, Operator], ...]
     key_by: tuple[int, KeyBy] | None
-    sink: tuple[int, ToKafka | ToRedis | ToFiles] | None
+    sink: tuple[int, ToKafka | ToRedis | ToFiles | ToRabbitMQ] | None
     #: decoder hint for values arriving in this stage: a source `value=` for stage 0, a class
     #: (or None for plain builtins) for repartitioned stages.
     value: Any
@@ -185,6 +190,50 @@ def _check_files(where: str, sink: ToFiles) -> None:
         raise SpecError(f"{where}: max_records must be a positive integer, got {n!r}")
 
 
+def _check_rabbitmq(where: str, sink: ToRabbitMQ, job: Job) -> None:
+    """The RabbitMQ sink's arguments (issue 19), again for a sink built by hand, and its
+    guarantee: publisher confirms make it at-least-once, and an exactly-once job would promise
+    what a replay after a crash cannot keep (it publishes again)."""
+    for what, problem in (("queue", queue_problem(sink.queue)),
+                          ("url", amqp_url_problem(sink.url))):  # fmt: skip
+        if problem:
+            raise SpecError(f"{where}: {what} {problem}")
+    if sink.value not in ("json", "str", "bytes"):
+        raise SpecError(f"{where}: value must be 'json', 'str' or 'bytes', got {sink.value!r}")
+    if sink.declare not in ("classic", "quorum", None):
+        raise SpecError(
+            f"{where}: declare must be 'classic', 'quorum' or None, got {sink.declare!r}"
+        )
+    if job.guarantee == "exactly-once":
+        raise SpecError(
+            f"{where}: a RabbitMQ sink is at-least-once (publisher confirms; a replay after a "
+            "crash publishes again), so it cannot end an exactly-once job: use "
+            "guarantee='at-least-once', or to_kafka()/to_redis()/to_files() for exactly-once"
+        )
+
+
+def _check_queue_source(job: Job, source: Source) -> None:
+    """A RabbitMQ queue source (issue 19) is at-least-once only: a queue cannot be re-read from
+    an offset, so there is nothing a transaction could commit atomically with the outputs."""
+    origin = source.rabbitmq
+    if not isinstance(origin, RabbitQueue):
+        return
+    where = label(0, source)
+    for what, problem in (("queue", queue_problem(origin.queue)),
+                          ("url", amqp_url_problem(origin.url))):  # fmt: skip
+        if problem:
+            raise SpecError(f"{where}: {what} {problem}")
+    p = origin.prefetch
+    if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+        raise SpecError(f"{where}: prefetch must be an integer >= 1, got {p!r}")
+    if job.guarantee == "exactly-once":
+        raise SpecError(
+            f"{where}: a RabbitMQ queue source is at-least-once only (messages are "
+            "acknowledged after their checkpoint; a crash redelivers them): use "
+            "guarantee='at-least-once', or source_rabbitmq_stream() for exactly-once"
+        )
+
+
 def _check_settings(job: Job) -> None:
     s = {**DEFAULT_SETTINGS, **job.extra_settings}
     for name in ("batch_size", "commit_interval_ms", "max_buffered_batches", "poll_timeout_ms"):
@@ -227,7 +276,8 @@ def stages_of(job: Job) -> list[StagePlan]:
     sinks = [(i, op) for i, op in enumerate(ops) if isinstance(op, _SINKS)]
     if not sinks:
         raise SpecError(
-            f"{where} has no sink: end with .to_kafka(topic), .to_redis(view) or .to_files(url)"
+            f"{where} has no sink: end with .to_kafka(topic), .to_redis(view), .to_files(url) "
+            "or .to_rabbitmq(queue, url=...)"
         )
     if len(sinks) > 1:
         names = " and ".join(label(i, op) for i, op in sinks)
@@ -250,6 +300,8 @@ def stages_of(job: Job) -> list[StagePlan]:
             )
     elif isinstance(sink, ToFiles):
         _check_files(label(sink_index, sink), sink)
+    elif isinstance(sink, ToRabbitMQ):
+        _check_rabbitmq(label(sink_index, sink), sink, job)
     else:
         if not isinstance(sink.view, str) or not _VIEW.fullmatch(sink.view):
             raise SpecError(
@@ -316,9 +368,9 @@ def stages_of(job: Job) -> list[StagePlan]:
             stateful = (i, op)
             typed = False
             pending_window = (i, op) if isinstance(op, Window) else None
-        if isinstance(op, KeyBy | ToKafka | ToRedis | ToFiles):
+        if isinstance(op, KeyBy | ToKafka | ToRedis | ToFiles | ToRabbitMQ):
             key_by = (i, op) if isinstance(op, KeyBy) else None
-            end = (i, op) if isinstance(op, ToKafka | ToRedis | ToFiles) else None
+            end = (i, op) if isinstance(op, ToKafka | ToRedis | ToFiles | ToRabbitMQ) else None
             stages.append(
                 StagePlan(len(stages), topic, partitions, tuple(stage_ops), key_by, end, value)
             )
@@ -346,6 +398,7 @@ def stages_of(job: Job) -> list[StagePlan]:
                               feeds=st.index, join=(i, op))
                 )  # fmt: skip
     _check_settings(job)
+    _check_queue_source(job, source)
     if job.guarantee == "exactly-once":
         backend = {**DEFAULT_SETTINGS, **job.extra_settings}["state_backend"]
         if backend == "memory" and any(
@@ -361,6 +414,14 @@ def stages_of(job: Job) -> list[StagePlan]:
 def validate(job: Job) -> None:
     """Raise :class:`SpecError` naming the first problem with ``job``; return if it is fine."""
     stages_of(job)
+
+
+def _server(url: str, default_port: int) -> str:
+    """``host:port`` of a RabbitMQ URL, without its credentials."""
+    parts = urlsplit(url)
+    if parts.scheme == "amqps":
+        default_port = 5671
+    return f"{parts.hostname}:{parts.port or default_port}"
 
 
 def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
@@ -388,6 +449,11 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
     elif isinstance(sink_op, ToFiles):
         sink = {"kind": "files", "url": sink_op.url, "format": sink_op.format,
                 "roll": sink_op.roll, "max_records": sink_op.max_records}  # fmt: skip
+    elif isinstance(sink_op, ToRabbitMQ):
+        # issue 19: the server without the URL's credentials (the spec is readable through
+        # the API); workers take the URL from the job they import
+        sink = {"kind": "rabbitmq", "queue": sink_op.queue, "server": _server(sink_op.url, 5672),
+                "value": sink_op.value}  # fmt: skip
     else:
         sink = {"kind": "redis", "view": sink_op.view}
     sink["dead_letter"] = job.dlq_topic
@@ -426,14 +492,20 @@ def build_spec(job: Job, entrypoint: str) -> dict[str, Any]:
             }
         )
     first = job.operators[0]
-    if isinstance(first, Source) and first.rabbitmq is not None:
+    if isinstance(first, Source) and isinstance(first.rabbitmq, RabbitQueue):
+        # issue 19: what stage 0 really reads, for the dashboard graph and `paxline jobs`
+        stage_meta[0]["source"] = {
+            "kind": "rabbitmq-queue",
+            "queue": first.rabbitmq.queue,
+            "server": _server(first.rabbitmq.url, 5672),
+        }
+    elif isinstance(first, Source) and isinstance(first.rabbitmq, RabbitStream):
         # issue 19: what stage 0 really reads, for the dashboard graph and `paxline jobs`;
         # the URL without its credentials (the spec is readable through the API)
-        url = urlsplit(first.rabbitmq.url)
         stage_meta[0]["source"] = {
             "kind": "rabbitmq-stream",
             "stream": first.rabbitmq.stream,
-            "server": f"{url.hostname}:{url.port or 5552}",
+            "server": _server(first.rabbitmq.url, 5552),
         }
     settings: dict[str, Any] = {
         **{k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_SETTINGS.items()},

@@ -53,6 +53,7 @@ from pipeline.kafka.clients import TP, ProducerFenced, Sink, Source, Transaction
 from pipeline.lag import readable_end
 from pipeline.loading import load_job
 from pipeline.metrics import WorkerMetrics
+from pipeline.rabbitmq.runner import QueuePublisher, publisher_for  # issue 19
 from pipeline.state import MemoryStore, PartitionStore, RedisStore, RedisStores, StateKey
 from pipeline.state.redis import StaleEpoch
 
@@ -109,6 +110,8 @@ class JobRuntime:
     # (seen in the issue-13 Redis test), so they ask a second consumer of the same group
     # that is never assigned and never polled.
     offsets: Source | None = None
+    # issue 19: opens a partition's RabbitMQ publisher (pipeline/rabbitmq/runner.py)
+    publisher: Callable[[], QueuePublisher] | None = None
 
     @property
     def exactly_once(self) -> bool:
@@ -144,6 +147,8 @@ class Owned:
     fault: Exception | None = None
     # issue 18: the stage ends in to_files(); its two-phase commit (pipeline/files/runner.py)
     files: PartitionFiles | None = None
+    # issue 19: the stage ends in to_rabbitmq(): confirmed inside Produce (rabbitmq/runner.py)
+    queue: QueuePublisher | None = None
 
     @property
     def tp(self) -> TP:
@@ -313,6 +318,7 @@ class Worker:
             offsets = Source(self.cfg.kafka, group_id=f"paxline.{name}", isolation=isolation)
             rt = JobRuntime(name, plan, spec, source, offsets=offsets)
             rt.changelogs = {n: changelog_topic(name, n) for n in inputs}
+            rt.publisher = publisher_for(job)
             self.jobs[name] = rt
             # Read once on this thread; commit threads only pass it to their producer.
             rt.group_metadata = source.group_metadata()
@@ -389,6 +395,8 @@ class Worker:
             if current is None or current.epoch != a.epoch or key in self.owned:
                 if o.txn is not None:  # moved while we took it: the next owner fences us
                     o.txn.close()
+                if o.queue is not None:
+                    o.queue.close()
                 continue
             self._install(o)
             st = self._stalls.pop(key, None)
@@ -472,7 +480,10 @@ class Worker:
     def _effect(self, o: Owned, e: cp.Effect) -> cp.Event | None:
         """One foreground effect; its outcome as an event (None: reported later or none)."""
         if isinstance(e, cp.Produce):
-            self.sink.send_all(e.result.outputs)
+            outputs = e.result.outputs
+            if o.queue is not None:  # issue 19: confirmed by RabbitMQ before Flush returns
+                outputs = o.queue.send(outputs)
+            self.sink.send_all(outputs)
             for dl in e.result.dead_letters:
                 self.sink.send_dead_letter(o.job.dead_letter_topic, dl)
         elif isinstance(e, cp.Flush):
@@ -577,8 +588,12 @@ class Worker:
         rec = reconcile(cp.Guarantee.AT_LEAST_ONCE, durable, stateful=stateful)
         proto = cp.PartitionCommit(cp.Guarantee.AT_LEAST_ONCE, stateful=stateful,
                                    position=rec.start, committed=agreed)  # fmt: skip
+        # issue 19: RabbitMQ down stalls the partition here, named, before anything is read
+        queue = None
+        if rt.publisher is not None and rt.plan.stages[stage].output == "rabbitmq":
+            queue = rt.publisher()
         return Owned(rt, key.topic, key.partition, a.epoch, stage, store, proto,
-                     files=self._files(rt, stage, a, rec.start))  # fmt: skip
+                     files=self._files(rt, stage, a, rec.start), queue=queue)  # fmt: skip
 
     @staticmethod
     def _files(
@@ -645,6 +660,8 @@ class Worker:
         self.owned.pop((o.job.name, o.topic, o.partition), None)
         if o.txn is not None:
             o.txn.close()
+        if o.queue is not None:
+            o.queue.close()
 
     def _settle(self, o: Owned, wait: bool = True) -> bool:
         """Feed the outcome of a partition's in-flight exactly-once chain to its protocol
@@ -732,6 +749,10 @@ class Worker:
                         self._process(o, fresh)
                     except TransientError as exc:  # state read failed: retake, reconcile
                         self._fault(o, exc, cp.Step.PROCESS)
+            for (topic, partition), fault in ingest.faults(rt.source).items():
+                o = self.owned.get((rt.name, topic, partition))  # issue 19: a queue's fault
+                if o is not None:
+                    self._fault(o, fault)
         if self._to_flush:
             flushed, self._to_flush = self._to_flush, []
             try:
@@ -843,6 +864,8 @@ class Worker:
                 self._feed(o, event(p.offset))
                 if event is cp.CheckpointAccepted and o.files is not None:
                     o.files.agreed(p.offset)  # issue 18: publish the files it covers
+                if event is cp.CheckpointAccepted:  # issue 19: a queue source acks up to it
+                    ingest.agreed(o.job.source, o.tp, p.offset)
         if out.committed:
             eos.crash_point("after_c")
 

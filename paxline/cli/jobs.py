@@ -121,11 +121,13 @@ def partition_problems(spec: dict[str, Any], existing: dict[str, int]) -> list[s
 
 
 def _rabbitmq_source(settings: Any) -> str:
-    """ "rabbitmq stream NAME on HOST:PORT" for a RabbitMQ stream source (issue 19), else ""."""
+    """ "rabbitmq stream|queue NAME on HOST:PORT" for a RabbitMQ source (issue 19), else ""."""
     stages = settings.get("stages") if isinstance(settings, dict) else None
     src = stages[0].get("source") if isinstance(stages, list) and stages else None
     if isinstance(src, dict) and src.get("kind") == "rabbitmq-stream":
         return f"rabbitmq stream {src.get('stream')} on {src.get('server')}"
+    if isinstance(src, dict) and src.get("kind") == "rabbitmq-queue":
+        return f"rabbitmq queue {src.get('queue')} on {src.get('server')}"
     return ""
 
 
@@ -299,7 +301,7 @@ def register(app: typer.Typer) -> None:
             origin = _rabbitmq_source(s.settings)
             if origin:  # issue 19: what stage 0 really reads
                 reads = f"{origin}\n{reads}"
-            sink = s.sink.get("topic") or s.sink.get("view") or "-"
+            sink = s.sink.get("topic") or s.sink.get("view") or s.sink.get("queue") or "-"
             guarantee: str = s.guarantee
             if s.settings.get("changelog", True) is False:  # issue 16: Job(changelog=False)
                 guarantee += "\n(no changelog)"

@@ -4,8 +4,9 @@ The byte formats themselves are in :mod:`pipeline.codecs`; this module applies t
 batch. It owns the one format the executor defines, the repartition record: the key as UTF-8
 (the next stage's partition and aggregation key) and the value as MessagePack
 ``(event time ms, value)``, because the next stage's windows need the original event time.
-A stage ends in one of three ways (its ``Output``): a ``key_by`` that repartitions, a Kafka
-sink, or a Redis view.
+A stage ends in one of five ways (its ``Output``): a ``key_by`` that repartitions, a Kafka
+sink, a Redis view, files or a RabbitMQ queue (the last two leave the batch as outputs under a
+marker topic the worker takes them by).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from pipeline.codecs import (
 )
 from pipeline.executor.batch import BatchRun, prune
 from pipeline.executor.columns import FAILED, col_map
-from pipeline.executor.provenance import stamp
-from pipeline.executor.records import FILES_TOPIC, InRecord, OutRecord
-from pipeline.job import Job, ToFiles, ToKafka, ToRedis
+from pipeline.executor.provenance import stamp, stamp_origin
+from pipeline.executor.records import FILES_TOPIC, RABBITMQ_TOPIC, InRecord, OutRecord
+from pipeline.job import Job, RabbitQueue, Source, ToFiles, ToKafka, ToRabbitMQ, ToRedis
 from pipeline.spec import StagePlan, label, repartition_topic
 
 __all__ = ["Input", "Output", "key_str"]
@@ -99,26 +100,34 @@ _JSON = sink_encoder("json")  # Redis view values are JSON
 
 @dataclass(slots=True)
 class Output:
-    """How a stage ends: ``kind`` is "repartition", "kafka", "redis" or "files"."""
+    """How a stage ends: ``kind`` is "repartition", "kafka", "redis", "files" or "rabbitmq"."""
 
     kind: str
     label: str
     topic: str | None  # the repartition or Kafka sink topic; None for a Redis view
     key_fn: Callable[[Any], Any] | None = None  # key_by's function, when repartitioning
     encode: Callable[[Any], bytes] = _JSON
+    #: provenance of repartitioned records; without a position for a RabbitMQ queue source
+    stamp: Callable[[InRecord, int], tuple[tuple[str, bytes], ...]] = stamp
 
     @classmethod
     def of(cls, job: Job, plan: StagePlan) -> Output:
         if plan.key_by is not None:
             ki, kop = plan.key_by
             topic = repartition_topic(job.name, plan.index + 1)
-            return cls("repartition", label(ki, kop), topic, key_fn=kop.fn)
+            first = job.operators[0]
+            queue = (plan.index == 0 and isinstance(first, Source)
+                     and isinstance(first.rabbitmq, RabbitQueue))  # fmt: skip
+            return cls("repartition", label(ki, kop), topic, key_fn=kop.fn,
+                       stamp=stamp_origin if queue else stamp)  # fmt: skip
         assert plan.sink is not None
         si, sop = plan.sink
         if isinstance(sop, ToKafka):
             return cls("kafka", label(si, sop), sop.topic, encode=sink_encoder(sop.value))
         if isinstance(sop, ToFiles):  # JSON values for the worker's file writer (issue 18)
             return cls("files", label(si, sop), FILES_TOPIC)
+        if isinstance(sop, ToRabbitMQ):  # encoded values for the worker's publisher (issue 19)
+            return cls("rabbitmq", label(si, sop), RABBITMQ_TOPIC, encode=sink_encoder(sop.value))
         assert isinstance(sop, ToRedis)
         return cls("redis", label(si, sop), None)
 
@@ -141,6 +150,7 @@ class Output:
             topic = self.topic
             assert topic is not None
             failed = run.failed
+            stamp = self.stamp
             # Provenance lets a stateful downstream stage drop records this stage produces
             # twice under at-least-once (see pipeline.executor.provenance).
             seen: dict[int, int] = {}

@@ -26,7 +26,7 @@ class Stage:
     topics: tuple[str, ...]
     partitions: int
     operators: tuple[str, ...]
-    output: str  # "repartition" | "kafka" | "redis" | "files"
+    output: str  # "repartition" | "kafka" | "redis" | "files" | "rabbitmq"
     output_topic: str | None  # repartition or Kafka sink topic; None for Redis
     stateful: bool
     #: a window's idle timeout in ms (executor/ticks.py); None: no idle timer
@@ -42,7 +42,7 @@ def _describe(plan: StagePlan, runner: StageRunner | TableFeeder) -> Stage:
         plan.partitions,
         tuple(label(i, op) for i, op in plan.operators),
         runner.output.kind,
-        None if runner.output.kind == "files" else runner.output.topic,
+        None if runner.output.kind in ("files", "rabbitmq") else runner.output.topic,
         runner.update is not None,
         next(
             (op.idle_timeout_ms for _, op in plan.operators if isinstance(op, Window)),

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from pipeline.executor.records import InRecord, StateAccess
 
-__all__ = ["ORIGIN_HEADER", "SRC_HEADER", "dedup", "origin", "stamp"]
+__all__ = ["ORIGIN_HEADER", "SRC_HEADER", "dedup", "origin", "stamp", "stamp_origin"]
 
 SRC_HEADER = "paxline.src"
 ORIGIN_HEADER = "paxline.origin"
@@ -46,6 +46,14 @@ def stamp(record: InRecord, n: int) -> tuple[tuple[str, bytes], ...]:
         (SRC_HEADER, b"%d:%d:%d" % (record.partition, record.offset, n)),
         (ORIGIN_HEADER, _origin_bytes(record)),
     )
+
+
+def stamp_origin(record: InRecord, n: int) -> tuple[tuple[str, bytes], ...]:
+    """The origin only, no position: for records read from a RabbitMQ queue (issue 19), whose
+    virtual offsets number one subscription's deliveries and restart at the resume offset on
+    the next, so the same position may name another message after a redelivery. Without a
+    position nothing is dropped as a duplicate (at-least-once: counted again, never lost)."""
+    return ((ORIGIN_HEADER, _origin_bytes(record)),)
 
 
 def origin(record: InRecord) -> tuple[str, int, int]:

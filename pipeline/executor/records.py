@@ -14,6 +14,7 @@ from pipeline.errors import PipelineError, StateUnavailable
 
 __all__ = [
     "FILES_TOPIC",
+    "RABBITMQ_TOPIC",
     "BatchResult",
     "DeadLetter",
     "InRecord",
@@ -29,6 +30,10 @@ __all__ = [
 #: writer (pipeline/files/) instead of Kafka; not a valid Kafka topic name, so a stray one
 #: fails loudly at the producer.
 FILES_TOPIC = "\x00files"
+
+#: The "topic" of a RabbitMQ sink's outputs (issue 19): encoded values the worker publishes to
+#: the job's queue (pipeline/rabbitmq/runner.py) instead of producing them to Kafka.
+RABBITMQ_TOPIC = "\x00rabbitmq"
 
 
 # InRecord and OutRecord are made once per record on the hot path: slotted but not frozen,

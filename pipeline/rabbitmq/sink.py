@@ -7,11 +7,11 @@ worker may agree a checkpoint covering the inputs once it returns, exactly as it
 Kafka producer's ``flush``. A connection or channel that fails mid-batch is dropped and the
 batch is resent on a fresh one: messages confirmed before the failure arrive again
 (duplicates, never losses: at-least-once). A nack or an unroutable message raises
-`RabbitSinkError` after the resend fails too, since retrying the same answer forever would
-stall without saying why.
+`RabbitSinkError` after the resend fails too, and a node that does not answer raises
+`RabbitUnavailable`: both transient (pipeline/rabbitmq/errors.py), so the worker stalls the
+partition saying why instead of retrying the same answer forever or exiting.
 
-Not done yet: the job API (``to_rabbitmq``), the worker's use of this class and the queue
-source; this is the delivery part, tested against a real RabbitMQ node.
+The worker's use of it, per owned partition, is pipeline/rabbitmq/runner.py.
 """
 
 from __future__ import annotations
@@ -24,17 +24,33 @@ from dataclasses import dataclass
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPError, NackError, UnroutableError
+from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError, UnroutableError
 
-from pipeline.errors import PipelineError
+from pipeline.rabbitmq.errors import RabbitQueueMissing, RabbitRefused, RabbitUnavailable
 
-__all__ = ["Outgoing", "QueueSink", "RabbitSinkError"]
+__all__ = ["Outgoing", "QueueSink", "RabbitSinkError", "parameters"]
 
 log = logging.getLogger(__name__)
 
+#: seconds a connect, a blocked connection (a resource alarm) or a silent socket may take
+#: before it counts as a fault: the worker's main thread waits on the sink's confirms.
+TIMEOUT = 5.0
 
-class RabbitSinkError(PipelineError):
+
+class RabbitSinkError(RabbitRefused):
     """The broker refused messages (nack, or no queue bound for the routing key)."""
+
+
+def parameters(url: str, timeout: float = TIMEOUT) -> pika.URLParameters:
+    """Connection parameters of ``url`` with bounded waits: one connection attempt, socket
+    and handshake timeouts, and a blocked connection (memory or disk alarm) dropped after
+    ``timeout`` instead of holding its publisher for ever."""
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = timeout
+    params.stack_timeout = timeout * 2
+    params.blocked_connection_timeout = timeout
+    return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +68,19 @@ class QueueSink:
     node at ``url`` (``amqp://user:password@host:port/vhost``) with publisher confirms."""
 
     def __init__(self, url: str, exchange: str = "", attempts: int = 3) -> None:
-        self._params = pika.URLParameters(url)
+        self._params = parameters(url)
         self._exchange = exchange
         self._attempts = attempts
         self._conn: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
+
+    def open(self) -> None:
+        """Connect now (a fault raises `RabbitUnavailable`) rather than at the first batch."""
+        try:
+            self._open()
+        except AMQPError as exc:
+            self._drop()
+            raise RabbitUnavailable(f"RabbitMQ at {self._where()}: {exc!r}") from exc
 
     def _open(self) -> BlockingChannel:
         if self._channel is None or not self._channel.is_open:
@@ -66,6 +90,38 @@ class QueueSink:
             channel.confirm_delivery()  # every basic_publish now waits for the broker's ack
             self._channel = channel
         return self._channel
+
+    def ensure_queue(self, queue: str, declare: str | None) -> None:
+        """Check that ``queue`` exists; if not, declare it durable of type ``declare``
+        ("classic", "quorum") or, with None, raise `RabbitQueueMissing`. A fault of the node
+        raises `RabbitUnavailable`."""
+        try:
+            conn = pika.BlockingConnection(self._params)
+        except AMQPError as exc:
+            raise RabbitUnavailable(f"RabbitMQ at {self._where()}: {exc!r}") from exc
+        try:
+            try:
+                conn.channel().queue_declare(queue, passive=True)
+                return
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+            if declare is None:
+                raise RabbitQueueMissing(
+                    f"RabbitMQ queue {queue!r} does not exist at {self._where()} "
+                    "(the job has declare=None: declare the queue)"
+                )
+            conn.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": declare})
+            log.info("declared %s queue %r", declare, queue)
+        except AMQPError as exc:
+            raise RabbitUnavailable(f"RabbitMQ at {self._where()}: {exc!r}") from exc
+        finally:
+            with contextlib.suppress(AMQPError):
+                if conn.is_open:
+                    conn.close()
+
+    def _where(self) -> str:
+        return f"{self._params.host}:{self._params.port}"
 
     def _drop(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
@@ -95,10 +151,11 @@ class QueueSink:
             except (NackError, UnroutableError) as exc:
                 last = RabbitSinkError(f"RabbitMQ refused {len(exc.messages)} message(s): {exc}")
             except AMQPError as exc:
-                last = exc
+                last = RabbitUnavailable(f"RabbitMQ at {self._where()}: {exc!r}")
                 log.warning("RabbitMQ sink: %r; resending the batch on a new connection", exc)
             self._drop()
-            time.sleep(min(0.2 * 2**attempt, 2.0))
+            if attempt + 1 < self._attempts:
+                time.sleep(min(0.2 * 2**attempt, 2.0))
         assert last is not None
         raise last
 

@@ -77,7 +77,8 @@ BAD: list[tuple[str, Callable[[], Any], str]] = [
     (
         "no sink",
         lambda: src().map(ident),
-        "has no sink: end with .to_kafka(topic), .to_redis(view) or .to_files(url)",
+        "has no sink: end with .to_kafka(topic), .to_redis(view), .to_files(url) "
+        "or .to_rabbitmq(queue, url=...)",
     ),
     (
         "two sinks",

@@ -416,6 +416,15 @@
         h("span", { class: "chip-topic", dataset: { stream: src.stream } }, src.stream),
         h("span", { class: "chip-parts" }, `×${partitions}`),
       );
+    // issue 19: a RabbitMQ queue source (at-least-once; one virtual partition per queue)
+    const queueChip = (src, partitions) =>
+      h(
+        "span",
+        { class: "chip chip-source", title: `RabbitMQ queue ${src.queue} on ${src.server}, ${partitions} partition${partitions === 1 ? "" : "s"}` },
+        h("span", { class: "chip-kind" }, "rabbitmq queue"),
+        h("span", { class: "chip-topic", dataset: { queue: src.queue } }, src.queue),
+        h("span", { class: "chip-parts" }, `×${partitions}`),
+      );
     const opChip = (op) => h("span", { class: "chip chip-op", title: op }, opName(op));
     const sinkChip = (out) => {
       let label = out.kind;
@@ -423,6 +432,7 @@
       if (out.kind === "redis") target = `view ${out.view}`;
       else if (out.kind === "kafka") target = `topic ${out.topic}`;
       else if (out.kind === "files") target = `${out.format} ${out.url} (by ${out.roll})`;
+      else if (out.kind === "rabbitmq") target = `queue ${out.queue} on ${out.server}`; // issue 19
       else if (out.view || out.topic) target = out.view || out.topic;
       return h("span", { class: "chip chip-sink" }, h("span", { class: "chip-kind" }, label), target);
     };
@@ -433,6 +443,7 @@
         if (i > 0) flow.append(arrow());
         // issue 19: a RabbitMQ stream source shows the stream, not its Kafka anchor topic
         if (i === 0 && st.source && st.source.kind === "rabbitmq-stream") flow.append(streamChip(st.source, st.partitions));
+        else if (i === 0 && st.source && st.source.kind === "rabbitmq-queue") flow.append(queueChip(st.source, st.partitions));
         else flow.append(topicChip(st.topic, st.partitions, i === 0 ? "source" : "repartition"));
         // issue 18: a window chip names its kind, e.g. "session(gap=30s)" (spec.py describe_window)
         const windows = st.windows || {};
