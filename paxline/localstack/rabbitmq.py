@@ -75,16 +75,19 @@ def _read_ports(data_dir: Path) -> dict[str, int]:
         return {}
 
 
-def _ports(data_dir: Path, stream_port: int | None) -> dict[str, int]:
+def _ports(data_dir: Path, stream_port: int | None, amqp_port: int | None = None) -> dict[str, int]:
     """The last run's ports when they are all free (clients keep their URLs), else new ones."""
     old = _read_ports(data_dir)
     reuse = set(old) == set(PORT_NAMES) and not any(port_open(p) for p in old.values())
-    if reuse and (stream_port is None or old["stream"] == stream_port):
+    if (reuse and (stream_port is None or old["stream"] == stream_port)
+            and (amqp_port is None or old["amqp"] == amqp_port)):  # fmt: skip
         return old
     ports_file = data_dir / "ports"
     ports = {name: free_port() for name in PORT_NAMES}
     if stream_port is not None:
         ports["stream"] = stream_port
+    if amqp_port is not None:
+        ports["amqp"] = amqp_port
     ports_file.write_text("".join(f"{k}={v}\n" for k, v in ports.items()))
     return ports
 
@@ -138,7 +141,12 @@ def _version(bin_dir: Path) -> str:
     return "unknown"
 
 
-def start(data_dir: Path, stream_port: int | None = None, timeout: float = 90.0) -> RabbitNode:
+def start(
+    data_dir: Path,
+    stream_port: int | None = None,
+    timeout: float = 90.0,
+    amqp_port: int | None = None,
+) -> RabbitNode:
     """Start the node in the background on `data_dir` and wait until its AMQP and stream
     listeners answer; idempotent for a node already running from the same directory."""
     data_dir = data_dir.resolve()
@@ -148,7 +156,7 @@ def start(data_dir: Path, stream_port: int | None = None, timeout: float = 90.0)
         return existing
     bin_dir = ensure_installed()
     t0 = time.monotonic()
-    ports = _ports(data_dir, stream_port)
+    ports = _ports(data_dir, stream_port, amqp_port)
     _configure(data_dir, ports)
     env = _env(data_dir, ports)
     log_file = data_dir / "rabbitmq.out"
@@ -207,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["which", "start", "stop", "status"])
     parser.add_argument("--data-dir", type=Path, default=Path(".paxline/rabbitmq"))
     parser.add_argument("--stream-port", type=int, default=None, help="(default: free)")
+    parser.add_argument("--amqp-port", type=int, default=None, help="(default: free)")
     args = parser.parse_args(argv)
     try:
         if args.command == "which":
             print(f"rabbitmq-server scripts in {ensure_installed()}")
         elif args.command == "start":
-            n = start(args.data_dir, args.stream_port)
+            n = start(args.data_dir, args.stream_port, amqp_port=args.amqp_port)
             how = f"ready in {n.startup_seconds:.1f}s" if n.startup_seconds else "already running"
             print(f"rabbitmq {n.version} {how}: {n.amqp_url} (AMQP), {n.stream_url} (streams); "
                   f"data {n.data_dir}")  # fmt: skip

@@ -149,3 +149,20 @@ def test_rabbitmq_wordcount_view_equals_counter() -> None:
     assert topic == "paxline.rabbitmq_wordcount.rabbitmq.text"
     out = run_pipeline(plan, {0: records(topic, [line.encode() for line in LINES])})
     assert {k: orjson.loads(v) for k, v in out.view.items()} == rabbitmq_wordcount.expected(LINES)
+
+
+def test_rabbitmq_queue_example_latest_totals_equal_the_plain_sums() -> None:
+    """Issue 19: the queue example's last total per customer (what `totals` prints) equals a
+    plain-Python sum of the positive orders (queues end to end:
+    tests/pipeline/worker/test_rabbitmq_queue_e2e.py)."""
+    from examples import rabbitmq_queue
+
+    plan = compile_job(rabbitmq_queue.job)
+    topic = plan.stages[0].topics[0]
+    assert topic == "paxline.rabbitmq_orders.rabbitmq-queue.orders"
+    items = rabbitmq_queue.orders(500)
+    out = run_pipeline(plan, {0: json_records(topic, items)}, batch_size=64)
+    latest = {(r.key or b"").decode(): orjson.loads(r.value or b"") for r in out.sink}
+    assert latest == rabbitmq_queue.expected(items)
+    spec = build_spec(rabbitmq_queue.job, "examples/rabbitmq_queue.py:job")
+    assert validate_spec(msgspec.convert(spec, JobSpec)) is None
