@@ -160,8 +160,9 @@ class QueueReader:
         return {(t, p): subs[p] for t, p in partitions if p in subs}
 
     def positions(self, partitions: list[TP]) -> dict[TP, int]:
+        """The virtual offset `poll_batch` returns next (buffered records are still lag)."""
         with self._cond:
-            subs = {p: s.next for p, s in self._subs.items()}
+            subs = {p: s.buf[0].offset if s.buf else s.next for p, s in self._subs.items()}
         return {(t, p): subs[p] for t, p in partitions if p in subs}
 
     def faults(self) -> dict[TP, Exception]:
@@ -306,7 +307,13 @@ class QueueReader:
     def _read_ready(self, p: int, sub: _Sub, now: float) -> None:
         sub.ready_at = now + READY_EVERY
         assert sub.channel is not None
-        frame = sub.channel.queue_declare(sub.queue, passive=True)
+        try:
+            frame = sub.channel.queue_declare(sub.queue, passive=True)
+        except ChannelClosedByBroker as exc:  # this partition's channel only
+            gone = exc.reply_code == 404
+            fault = RabbitQueueMissing if gone else RabbitUnavailable
+            self._fail(p, sub, fault(f"RabbitMQ queue {sub.queue!r}: {exc.reply_text}"))
+            return
         with self._cond:
             if self._subs.get(p) is sub:
                 sub.ready = frame.method.message_count

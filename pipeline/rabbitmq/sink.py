@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 #: seconds a connect, a blocked connection (a resource alarm) or a silent socket may take
 #: before it counts as a fault: the worker's main thread waits on the sink's confirms.
 TIMEOUT = 5.0
+#: AMQP heartbeat: a node that stops answering (no RST: a partition, a frozen VM) is noticed
+#: within about two of these, also while a publisher waits for a confirm. An idle
+#: publisher's connection, whose heartbeats nobody sends, is closed by the broker meanwhile
+#: and replaced at its next batch (`send_all`'s second attempt).
+HEARTBEAT = 20
 
 
 class RabbitSinkError(RabbitRefused):
@@ -50,6 +55,7 @@ def parameters(url: str, timeout: float = TIMEOUT) -> pika.URLParameters:
     params.socket_timeout = timeout
     params.stack_timeout = timeout * 2
     params.blocked_connection_timeout = timeout
+    params.heartbeat = HEARTBEAT
     return params
 
 
@@ -152,7 +158,8 @@ class QueueSink:
                 last = RabbitSinkError(f"RabbitMQ refused {len(exc.messages)} message(s): {exc}")
             except AMQPError as exc:
                 last = RabbitUnavailable(f"RabbitMQ at {self._where()}: {exc!r}")
-                log.warning("RabbitMQ sink: %r; resending the batch on a new connection", exc)
+                level = logging.INFO if attempt == 0 else logging.WARNING
+                log.log(level, "RabbitMQ sink: %r; sending the batch on a new connection", exc)
             self._drop()
             if attempt + 1 < self._attempts:
                 time.sleep(min(0.2 * 2**attempt, 2.0))

@@ -221,3 +221,26 @@ def test_a_file_sink_whose_fsspec_package_is_missing_is_refused_at_submit(
     r = cli.run("submit", f"{job}:job")
     assert r.code == 2 and r.clean, r
     assert "Install s3fs to access S3" in one_line_error(r), r
+
+
+@pytest.mark.parametrize(
+    ("job", "says"),
+    [
+        ("Job('rq').source('in', partitions=1).to_rabbitmq('out', url='amqp//h:5672/')",
+         "to_rabbitmq('out'): url must start with amqp:// or amqps://"),
+        ("Job('rq', guarantee='exactly-once').source_rabbitmq_queue('q', "
+         "url='amqp://h/').to_kafka('out')",
+         "a RabbitMQ queue source is at-least-once only"),
+    ],
+    ids=["bad url", "exactly-once queue"],
+)  # fmt: skip
+def test_a_bad_rabbitmq_job_is_refused_at_submit_in_one_line(
+    stopped: tuple[Cli, dict[str, object]], tmp_path: Path, job: str, says: str
+) -> None:
+    """Issue 19: refused before anything is created (the stack here is not even running)."""
+    cli, _ = stopped
+    path = tmp_path / "rabbit_job.py"
+    path.write_text(f"from pipeline.job import Job\njob = {job}\n")
+    r = cli.run("submit", f"{path}:job")
+    assert r.code == 2 and r.clean, r
+    assert says in one_line_error(r), r
