@@ -33,15 +33,17 @@ def drain(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str
         out.append(body)
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "per-message"])
 @pytest.mark.parametrize("kind", ["classic", "quorum"])
 def test_every_confirmed_message_is_in_the_queue(
     rabbitmq_node: RabbitNode,
     channel: pika.adapters.blocking_connection.BlockingChannel,
     kind: str,
+    pipelined: bool,
 ) -> None:
-    queue = f"sink-{kind}"
+    queue = f"sink-{kind}-{pipelined}"
     channel.queue_declare(queue, durable=True, arguments={"x-queue-type": kind})
-    sink = QueueSink(rabbitmq_node.amqp_url)
+    sink = QueueSink(rabbitmq_node.amqp_url, pipelined=pipelined)
     try:
         sent = sink.send_all(Outgoing(queue, f"m{i}".encode(), b"k") for i in range(200))
         sent += sink.send_all(Outgoing(queue, f"m{i}".encode()) for i in range(200, 300))
@@ -51,10 +53,19 @@ def test_every_confirmed_message_is_in_the_queue(
     assert drain(channel, queue) == [f"m{i}".encode() for i in range(300)]
 
 
-def test_a_message_no_queue_takes_is_an_error(rabbitmq_node: RabbitNode) -> None:
-    sink = QueueSink(rabbitmq_node.amqp_url, attempts=1)
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "per-message"])
+def test_a_message_no_queue_takes_is_an_error(
+    rabbitmq_node: RabbitNode,
+    channel: pika.adapters.blocking_connection.BlockingChannel,
+    pipelined: bool,
+) -> None:
+    channel.queue_declare("sink-mixed", durable=True)
+    sink = QueueSink(rabbitmq_node.amqp_url, attempts=1, pipelined=pipelined)
     try:
         with pytest.raises(RabbitSinkError, match="refused"):
             sink.send_all([Outgoing("no-such-queue", b"x")])
+        # in the middle of a batch too: the batch is not reported sent
+        with pytest.raises(RabbitSinkError, match="refused"):
+            sink.send_all([Outgoing("sink-mixed", b"ok"), Outgoing("no-such-queue", b"x")])
     finally:
         sink.close()

@@ -171,6 +171,7 @@ def test_a_queue_source_under_sigkill_loses_no_message(stack: Stack, amqp_url: s
     assert _depth(amqp_url, "rmqq-in") == 0, "messages left unacknowledged (requeued)"
 
 
+@pytest.mark.chaos
 @pytest.mark.skipif(not LONG, reason="long variant: PAXLINE_CHAOS_LONG=1 (make chaos)")
 def test_rabbitmq_going_away_stalls_the_partition_named_and_it_resumes(
     stack: Stack, amqp_url: str, rabbitmq_node: RabbitNode
