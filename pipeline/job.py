@@ -219,7 +219,7 @@ class RabbitQueue:
 
     queue: str
     url: str
-    prefetch: int = 5000
+    prefetch: int = 10_000
 
     def queue_of(self, partition: int, partitions: int) -> str:
         return self.queue if partitions == 1 else f"{self.queue}-{partition}"
@@ -552,7 +552,7 @@ class Job:
         url: str,
         partitions: int = 1,
         value: Any = "bytes",
-        prefetch: int = 5000,
+        prefetch: int = 10_000,
     ) -> Job:
         """Consume a RabbitMQ classic or quorum queue, at-least-once (issue 19): a message is
         acknowledged only after the checkpoint covering it is agreed by the coordinators, so a
