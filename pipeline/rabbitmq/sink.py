@@ -121,14 +121,19 @@ class _Confirms:
         self.returned += 1  # a mandatory message no queue took (its ack follows)
 
     def _wait(self, done: Callable[[], bool], what: str) -> None:
+        """Pump I/O until ``done()`` (pika's own wait, `BlockingChannel._flush_output`, which
+        `process_data_events` would not end early for callbacks of the underlying channel);
+        a timer wakes it at the deadline. A closed channel or connection raises."""
         deadline = time.monotonic() + CONFIRM_TIMEOUT
-        while not done():
-            if not self.channel.is_open:
-                raise ChannelWrongStateError(f"channel closed while waiting for {what}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AMQPConnectionError(f"no {what} within {CONFIRM_TIMEOUT:.0f}s")
-            self.conn.process_data_events(time_limit=min(left, 1.0))
+        timer = self.conn.call_later(CONFIRM_TIMEOUT, lambda: None)
+        try:
+            self.channel._flush_output(lambda: done() or time.monotonic() >= deadline)
+        finally:
+            self.conn.remove_timeout(timer)
+        if not self.channel.is_open:
+            raise ChannelWrongStateError(f"channel closed while waiting for {what}")
+        if not done():
+            raise AMQPConnectionError(f"no {what} within {CONFIRM_TIMEOUT:.0f}s")
 
     def publish(self, exchange: str, batch: list[Outgoing]) -> None:
         """Publish ``batch`` and return once every message is confirmed; a nack or a return
