@@ -25,7 +25,15 @@ from pipeline.job import Job, RabbitQueue, Source
 from pipeline.kafka.clients import TP
 from pipeline.kafka.clients import Source as KafkaSource
 
-__all__ = ["RecordSource", "RoutedSource", "agreed", "faults", "kafka_of", "open_source"]
+__all__ = [
+    "RecordSource",
+    "RoutedSource",
+    "agreed",
+    "check",
+    "faults",
+    "kafka_of",
+    "open_source",
+]
 
 
 class RecordSource(Protocol):
@@ -119,6 +127,16 @@ def faults(source: KafkaSource | RoutedSource) -> dict[TP, Exception]:
     reader = source.reader if isinstance(source, RoutedSource) else None
     report = getattr(reader, "faults", None)
     return report() if report is not None else {}
+
+
+def check(source: KafkaSource | RoutedSource, tp: TP) -> None:
+    """Before a takeover installs ``tp``: raise the transient fault a queue source has right
+    now (RabbitMQ down, queue missing), so the partition stays stalled; no-op otherwise."""
+    if not isinstance(source, RoutedSource) or tp[0] != source.topic:
+        return
+    probe = getattr(source.reader, "check", None)
+    if probe is not None:
+        probe(tp[1])
 
 
 def agreed(source: KafkaSource | RoutedSource, tp: TP, offset: int) -> None:

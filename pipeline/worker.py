@@ -564,6 +564,7 @@ class Worker:
             )  # fmt: skip
             return Owned(rt, key.topic, key.partition, a.epoch, stage, taken.store, proto,
                          taken.txn, files=files)  # fmt: skip
+        ingest.check(rt.source, (a.topic, a.partition))  # issue 19: RabbitMQ queue reachable
         store: PartitionStore = MemoryStore()
         if stateful:
             # The epoch fences a previous owner that has not noticed the move yet: its late

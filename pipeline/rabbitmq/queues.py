@@ -165,6 +165,32 @@ class QueueReader:
             subs = {p: s.buf[0].offset if s.buf else s.next for p, s in self._subs.items()}
         return {(t, p): subs[p] for t, p in partitions if p in subs}
 
+    def check(self, partition: int) -> None:
+        """Raise the fault that would stop partition ``partition`` now: RabbitMQ not answering
+        (`RabbitUnavailable`) or its queue missing (`RabbitQueueMissing`). The worker's takeover
+        calls it on its own thread (its own short connection), so a partition stays stalled,
+        named, while RabbitMQ is away instead of being installed only to fail again."""
+        queue = self._queues[partition]
+        try:
+            conn = pika.BlockingConnection(self._params)
+        except AMQPError as exc:
+            raise RabbitUnavailable(f"RabbitMQ at {self._where}: {exc!r}") from exc
+        try:
+            conn.channel().queue_declare(queue, passive=True)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise RabbitUnavailable(f"RabbitMQ queue {queue!r}: {exc.reply_text}") from exc
+            raise RabbitQueueMissing(
+                f"RabbitMQ queue {queue!r} does not exist at {self._where}: declare it "
+                "(classic or quorum, durable)"
+            ) from None
+        except AMQPError as exc:
+            raise RabbitUnavailable(f"RabbitMQ at {self._where}: {exc!r}") from exc
+        finally:
+            with contextlib.suppress(AMQPError):
+                if conn.is_open:
+                    conn.close()
+
     def faults(self) -> dict[TP, Exception]:
         """The faults of current subscriptions since the last call (each reported once)."""
         with self._cond:

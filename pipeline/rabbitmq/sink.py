@@ -40,6 +40,10 @@ from pipeline.rabbitmq.errors import RabbitQueueMissing, RabbitRefused, RabbitUn
 __all__ = ["Outgoing", "QueueSink", "RabbitSinkError", "parameters"]
 
 log = logging.getLogger(__name__)
+# pika logs every failed connection attempt as several ERROR lines with a traceback (once a
+# second per partition while RabbitMQ is down); the worker reports RabbitMQ faults itself, as
+# a stall reason and one warning per change, so only pika's CRITICAL lines are kept.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 #: seconds a connect, a blocked connection (a resource alarm) or a silent socket may take
 #: before it counts as a fault: the worker's main thread waits on the sink's confirms.
