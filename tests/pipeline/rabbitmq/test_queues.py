@@ -97,6 +97,9 @@ def test_a_missing_queue_and_a_node_that_is_down_are_reported_as_faults(
         assert isinstance(seen[(TOPIC, 0)], RabbitQueueMissing)
         assert "'no-such-queue' does not exist" in str(seen[(TOPIC, 0)])
         assert reader.faults() == {}  # reported once per subscription
+        # what the worker's takeover asks first, so the partition stays stalled meanwhile
+        with pytest.raises(RabbitQueueMissing, match="'no-such-queue' does not exist"):
+            reader.check(0)
     finally:
         reader.close()
     down = QueueReader(TOPIC, {0: "q"}, "amqp://guest:guest@127.0.0.1:9/", prefetch=10)
@@ -106,6 +109,8 @@ def test_a_missing_queue_and_a_node_that_is_down_are_reported_as_faults(
         wait_until(lambda: bool(seen.update(down.faults()) or seen), 30, "a fault")
         assert isinstance(seen[(TOPIC, 0)], RabbitUnavailable)
         assert seen[(TOPIC, 0)].reason == "RabbitMQ unavailable"  # type: ignore[attr-defined]
+        with pytest.raises(RabbitUnavailable):
+            down.check(0)
     finally:
         down.close()
 

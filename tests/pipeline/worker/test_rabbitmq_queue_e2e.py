@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -202,6 +203,16 @@ def test_rabbitmq_going_away_stalls_the_partition_named_and_it_resumes(
                 return any(p.stalled == "RabbitMQ unavailable" for p in client.offsets("rmqdown"))
 
         wait_until(stalled, 60, "the partition to stall saying RabbitMQ is unavailable")
+        # ... and it stays stalled (not installed again only to fail every second): for 3 s
+        # every report says so, with the same start
+        with stack.client() as client:
+            since = {p.stalled_since for p in client.offsets("rmqdown") if p.stalled}
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            with stack.client() as client:
+                now = {p.stalled_since for p in client.offsets("rmqdown") if p.stalled}
+            assert now and now <= since, (since, now)
+            time.sleep(0.3)  # polling the coordinators' reports, not synchronisation
         stack.assert_alive()
         proxy.heal()
         wait_until(lambda: arrived(400), 90, "every message after RabbitMQ came back")
