@@ -47,6 +47,9 @@ BASE_TS = 1_700_000_000_000
 KILL_ROUNDS = 5 if CHAOS_LONG else 2
 BROKER_DOWN_SECONDS = 30.0 if CHAOS_LONG else 8.0
 PROXY_FAULT_SECONDS = 20.0 if CHAOS_LONG else 6.0
+# Seconds to lag 0 after which `_lag0` leaves thread dumps (target: 5); lower it to see
+# what a recovery waits on (PAXLINE_CHAOS_DUMP_AFTER=2).
+SLOW_RECOVERY = float(os.environ.get("PAXLINE_CHAOS_DUMP_AFTER", "12"))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def stack(
     cluster.start()
     logs = base / "logs"
     logs.mkdir()
-    s = Stack(chaos_kafka.bootstrap, own_redis.url, cluster, logs)
+    s = Stack(chaos_kafka.bootstrap, own_redis.url, cluster, logs, batch_size=None)
     try:
         yield s
     finally:
@@ -164,11 +167,21 @@ def _lag0(stack: Stack, job: str, eos: bool = True, timeout: float = 120.0) -> N
     left: list[str] = []
     RESUMED.clear()
     agreed = _agreed_total(stack, job)
+    slow_at = time.monotonic() + SLOW_RECOVERY
 
     def idle() -> bool:
+        nonlocal slow_at
         stack.assert_alive()
         if not RESUMED and _agreed_total(stack, job) > agreed:
             RESUMED.append(time.monotonic())  # processing resumed: a checkpoint moved
+        if time.monotonic() > slow_at:
+            # Past the target by far: leave the evidence of what waits in the logs (each
+            # worker dumps its threads on SIGUSR1) and say what is still unread, once.
+            slow_at = float("inf")
+            print(f"\nSLOW RECOVERY of {job}: still to read after {SLOW_RECOVERY:.0f}s: "
+                  f"{left[:8]}; worker thread dumps in {stack.logs}", flush=True)  # fmt: skip
+            for proc in stack.workers.values():
+                proc.send_signal(signal.SIGUSR1)
         if eos:
             left[:] = uncommitted_left(stack, job)
         else:
