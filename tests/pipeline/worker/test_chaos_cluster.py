@@ -159,6 +159,12 @@ def _recovered(scenario: str, since: float) -> float:
     return took
 
 
+def _recovery_bound() -> float:
+    """Issue 13's 5 s to lag 0, where the machine is not overloaded; above a load average of
+    four per core (seen: 40-58 on 2 cores) the bound only catches a hang."""
+    return 30.0 if os.getloadavg()[0] > 4 * (os.cpu_count() or 1) else 5.0
+
+
 def _lag0(stack: Stack, job: str, eos: bool = True, timeout: float = 120.0) -> None:
     """Wait for lag 0, checking on every poll that no worker exited meanwhile (a worker
     that dies of the fault shows as "workers exited" with its last log lines, not as a
@@ -203,7 +209,10 @@ def test_leader_broker_sigkilled_and_restarted_repeatedly(
     stack: Stack, healthy_kafka: ChaosKafka
 ) -> None:
     """Each round SIGKILLs the broker that leads most of the job's partitions while records
-    arrive, and restarts it: leaders move twice, transactions in flight on it fail."""
+    arrive, and restarts it: leaders move twice, transactions in flight on it fail. Every
+    round reaches lag 0 within issue 13's 5 s of the broker's return (a third of the rounds
+    took 6.7-49 s while a transaction's offset commit waited on a dead group coordinator,
+    librdkafka#5511; see `TransactionalSink`)."""
     _start(stack, "lk")
     job = _submit(stack, "chaos_leader_kill")
     topics = _topics(job, stack)
@@ -219,8 +228,10 @@ def test_leader_broker_sigkilled_and_restarted_repeatedly(
         healthy_kafka.restart(victim)
         t0 = time.monotonic()
         _lag0(stack, job)
-        _recovered(f"leader broker {victim} SIGKILL+restart, round {r + 1}/{KILL_ROUNDS}", t0)
+        took = _recovered(f"leader broker {victim} SIGKILL+restart, round {r + 1}/{KILL_ROUNDS}",
+                          t0)  # fmt: skip
         stack.assert_alive()
+        assert took < _recovery_bound(), f"round {r + 1}: lag 0 only {took:.2f}s after restart"
     _check_eos(stack, "chaos_leader_kill")
     stack.stop_workers()
 
