@@ -75,6 +75,8 @@ from confluent_kafka import __version__ as _ck_version  # noqa: E402
 from coordinator.client import CoordinatorClient  # noqa: E402
 from paxline.localstack import kafka as kafka_stack  # noqa: E402
 from paxline.localstack import redis as redis_stack  # noqa: E402
+from paxline.localstack import redis_cluster  # noqa: E402
+from paxline.localstack.common import read_pid  # noqa: E402
 from paxline.localstack.coordinators import LocalCluster  # noqa: E402
 from pipeline.kafka import create_topics  # noqa: E402
 
@@ -95,11 +97,16 @@ OPTIONAL = (
     # issue 16: the count job with Job(changelog=False), to price the changelog
     "paxline-count-nochangelog",
     "paxline-eos-count-nochangelog",
+    # issue 16: the count job with its state on a 3-primary Redis Cluster instead of one
+    # Redis (run it with --workers 2 next to paxline-count: the scale-out ratio)
+    "paxline-count-cluster",
+    "paxline-eos-count-cluster",
 )
 TRANSACTIONAL = ("raw-eos", "paxline-eos", "paxline-eos-count", "quix-eos", "quix-eos-count",
-                 "paxline-eos-count-nochangelog")  # fmt: skip
+                 "paxline-eos-count-nochangelog", "paxline-eos-count-cluster")  # fmt: skip
 PAXLINE = ("paxline", "paxline-eos", "paxline-count", "paxline-eos-count",
-           "paxline-count-nochangelog", "paxline-eos-count-nochangelog")  # fmt: skip
+           "paxline-count-nochangelog", "paxline-eos-count-nochangelog",
+           "paxline-count-cluster", "paxline-eos-count-cluster")  # fmt: skip
 QUIX = ("quix", "quix-eos", "quix-count", "quix-eos-count")
 PY = sys.executable
 
@@ -123,11 +130,14 @@ def log(msg: str) -> None:
 class Stack:
     """Kafka, Redis and 3 coordinators under one work directory, stopped in reverse."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, redis_cluster: bool = False) -> None:
         self.workdir = workdir
         self.cluster: LocalCluster | None = None
         self.bootstrap = ""
         self.redis_url = ""
+        self.want_redis_cluster = redis_cluster
+        self.redis_cluster_url = ""
+        self.redis_cluster_pids: list[int] = []
         self.kafka_version = ""
         self.kafka_pid = 0
         self.redis_pid = 0
@@ -142,6 +152,13 @@ class Stack:
         r = redis_stack.start(self.workdir / "redis")
         self._stops.append(lambda: redis_stack.stop(self.workdir / "redis"))
         self.redis_url, self.redis_pid = r.url, r.pid
+        if self.want_redis_cluster:  # *-cluster systems: 3 primaries, no replicas (CPU)
+            g = redis_cluster.start(self.workdir / "redis-cluster", replicas=0)
+            self._stops.append(lambda: redis_cluster.stop(self.workdir / "redis-cluster"))
+            self.redis_cluster_url = g.url
+            pids = (read_pid(g.node_dir(i) / "redis.pid") for i in range(len(g.ports)))
+            self.redis_cluster_pids = [p for p in pids if p is not None]
+            log(f"redis cluster on {g.url}")
         self.cluster = LocalCluster(
             self.workdir / "coord", env={"PAXLINE_WORKER_SESSION_TIMEOUT": "30"}
         )
@@ -158,7 +175,10 @@ class Stack:
             for n in (self.cluster.nodes.values() if self.cluster else [])
             if n.proc is not None
         ]
-        return {"broker": [self.kafka_pid], "coordinators+redis": [*coords, self.redis_pid]}
+        return {
+            "broker": [self.kafka_pid],
+            "coordinators+redis": [*coords, self.redis_pid, *self.redis_cluster_pids],
+        }
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -327,6 +347,15 @@ def wait_quiet(max_wait: float, busy_below: float = 0.2) -> float:
             return busy
 
 
+def procs_stats(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    each = [proc_stats(p.pid) for p in procs]
+    return {
+        "peak_rss_mb": max(e["peak_rss_mb"] for e in each),
+        "rss_mb": sum(e["rss_mb"] for e in each),
+        "cpu_s": sum(e["cpu_s"] for e in each),
+    }
+
+
 def proc_stats(pid: int) -> dict[str, float]:
     """Peak RSS (VmHWM) and current RSS in MB, and CPU seconds (user+sys) of one process."""
     out: dict[str, float] = {}
@@ -347,7 +376,7 @@ def proc_stats(pid: int) -> dict[str, float]:
 
 def measure(
     name: str,
-    cmd: list[str],
+    cmds: list[list[str]],
     *,
     env: dict[str, str],
     cwd: Path,
@@ -362,8 +391,9 @@ def measure(
     others: dict[str, list[int]] | None = None,
     transactional: bool = False,
 ) -> dict[str, Any]:
-    """Spawn one system, time it until `goal` distinct expected ids are readable in
-    `out_topic`, verify, read its peak RSS, stop it."""
+    """Spawn one system (several worker processes for `--workers`), time it until `goal`
+    distinct expected ids are readable in `out_topic`, verify, read its peak RSS, stop it.
+    CPU is the processes' sum, peak RSS the largest one's."""
     hw = Watermarks(bootstrap, out_topic, partitions)
     if sum(hw.highs()) != 0:
         raise SystemExit(f"{out_topic} is not empty before {name} starts")
@@ -378,7 +408,7 @@ def measure(
         own0, (box0, tot0) = own_cpu(), box_cpu()
 
         def snapshot() -> tuple[dict[str, float], dict[str, Any]]:
-            stats = proc_stats(proc.pid)
+            stats = procs_stats(procs)
             box1, tot1 = box_cpu()
             cpu_other = {k: sum(map(cpu_seconds, v)) - other0[k] for k, v in others.items()}
             cpu_other["bench harness"] = own_cpu() - own0
@@ -392,15 +422,19 @@ def measure(
             }
 
         t0 = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdout=lf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        procs = [
+            subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            for cmd in cmds
+        ]
+        proc = procs[0]
         spy_proc = None
         if spy:  # sampling profile (py-spy attached, non-blocking): CPU only, idle excluded
             spy_proc = subprocess.Popen(
@@ -443,8 +477,9 @@ def measure(
                             snap = snapshot()
                         break
                     target = reader.read + (goal - got)  # duplicates or strays: wait for more
-                if proc.poll() is not None:
-                    raise SystemExit(f"{name} exited with {proc.returncode}; see {log_path}")
+                for p in procs:
+                    if p.poll() is not None:
+                        raise SystemExit(f"{name} exited with {p.returncode}; see {log_path}")
                 if now - t0 > timeout:
                     timed_out = True
                     elapsed = now - t0
@@ -452,15 +487,17 @@ def measure(
                     break
                 time.sleep(0.02)
             stats, box = snap
-            stats["peak_rss_mb"] = proc_stats(proc.pid)["peak_rss_mb"]  # the peak, at the end
+            stats["peak_rss_mb"] = procs_stats(procs)["peak_rss_mb"]  # the peak, at the end
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
                 try:
-                    proc.wait(30)
+                    p.wait(30)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(10)
             if spy_proc is not None:
                 try:
                     spy_proc.wait(60)
@@ -489,9 +526,12 @@ def measure(
         **stats,
         **box,
     }
+    # At-least-once with several workers: a partition that moves while the second worker
+    # joins replays from its checkpoint, so duplicates are allowed there (and reported).
+    dup_ok = len(cmds) > 1 and not transactional
     res["ok"] = (
         not timed_out
-        and res["duplicates"] == 0
+        and (res["duplicates"] == 0 or dup_ok)
         and res["unexpected_ids"] == 0
         and res["undecodable"] == 0
         and len(valid) >= goal
@@ -565,7 +605,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
-    stack = Stack(workdir)
+    stack = Stack(workdir, redis_cluster=any(s.endswith("-cluster") for s in systems))
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     configs: dict[str, Any] = {}
@@ -618,7 +658,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "PAXLINE_COORDINATORS": ",".join(stack.cluster.endpoints),
                         "PAXLINE_API_TOKEN": stack.cluster.token,
                         "PAXLINE_KAFKA": bootstrap,
-                        "PAXLINE_REDIS": stack.redis_url,
+                        "PAXLINE_REDIS": stack.redis_cluster_url
+                        if name.endswith("-cluster")
+                        else stack.redis_url,
                         "BENCH_PIPELINE_JOB": job,
                         "BENCH_PIPELINE_SOURCE": SOURCE,
                         "BENCH_PIPELINE_SINK": out_topic,
@@ -639,17 +681,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     if sub.returncode != 0:
                         raise SystemExit(f"submit failed: {sub.stdout}{sub.stderr}")
-                    cmd = [
-                        PY,
-                        "-m",
-                        "paxline.cli",
-                        "worker",
-                        "run",
-                        "--id",
-                        f"bench-{name}-{rnd}",
-                        "--batch-size",
-                        str(args.batch_size),
+                    cmds = [
+                        [
+                            PY,
+                            "-m",
+                            "paxline.cli",
+                            "worker",
+                            "run",
+                            "--id",
+                            f"bench-{name}-{rnd}" + (f"-w{w}" if args.workers > 1 else ""),
+                            "--batch-size",
+                            str(args.batch_size),
+                        ]
+                        for w in range(1, args.workers + 1)
                     ]
+                    cmd = cmds[0]
                     if args.profile_worker:  # figures of a profiled run are not comparable
                         prof = (
                             f"{args.profile_worker}.{rnd}"
@@ -681,7 +727,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"round {rnd}: {name} (machine {busy:.0%} busy just before) ...")
                 res = measure(
                     name,
-                    cmd,
+                    cmds if name in PAXLINE else [cmd],
                     env=penv,
                     cwd=_ROOT,
                     log_path=logs / f"{name}-{rnd}.log",
@@ -736,6 +782,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "records": args.records,
         "partitions": args.partitions,
         "batch_size": args.batch_size,
+        "workers": args.workers,
         "rounds": args.rounds,
         "expected_outputs": len(expected_all) if results else None,
         "avg_value_bytes": loaded["avg_value_bytes"] if results else None,
@@ -848,6 +895,19 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                  TARGET_CHANGELOG_RATIO, "paxline-count with changelog")  # fmt: skip
     ratio_target("eos_changelog_cost", "paxline-eos-count", "paxline-eos-count-nochangelog",
                  TARGET_CHANGELOG_RATIO, "paxline-eos-count with changelog")  # fmt: skip
+    # issue 16: the same job, state on a 3-primary Redis Cluster against one Redis (no
+    # target in the issue: the scale-out ratio is reported)
+    for mine, theirs in (("paxline-count-cluster", "paxline-count"),
+                         ("paxline-eos-count-cluster", "paxline-eos-count")):  # fmt: skip
+        if rate(mine) is not None and rate(theirs):
+            r = (rate(mine) or 0.0) / (rate(theirs) or 1.0)
+            workers = report.get("workers", 1)
+            verdict[f"scaleout_{mine}"] = {
+                "label": f"{mine} vs {theirs} ({workers} workers)",
+                "text": f"{r:.2f}x ({rate(mine):,.0f}/s vs {rate(theirs):,.0f}/s)",
+                "value": r,
+                "met": None,
+            }
     for mine, theirs in zip(PAXLINE[: len(QUIX)], QUIX, strict=True):
         if rate(mine) is not None and rate(theirs) is not None:
             r = (rate(mine) or 0.0) / (rate(theirs) or 1.0)
@@ -964,7 +1024,8 @@ def print_report(report: dict[str, Any], summary: dict[str, Any]) -> None:
     )
     print("\ntargets:")
     for v in summary["verdict"].values():
-        print(f"  [{'MET' if v['met'] else 'MISSED'}] {v['label']}: {v['text']}")
+        mark = "INFO" if v["met"] is None else "MET" if v["met"] else "MISSED"
+        print(f"  [{mark}] {v['label']}: {v['text']}")
     b = report.get("breakdown")
     if b and "error" not in b:
         print(
@@ -989,6 +1050,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=500_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="paxline worker processes per system (issue 16's scale-out: 2, with "
+        "paxline-count next to paxline-count-cluster)",
+    )
     ap.add_argument(
         "--systems",
         default=",".join(SYSTEMS),

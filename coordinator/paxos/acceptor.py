@@ -19,7 +19,15 @@ __all__ = ["Acceptor"]
 
 
 class Acceptor:
-    __slots__ = ("_dirty", "_dirty_promised", "_dirty_snapshot", "accepted", "promised", "snapshot")
+    __slots__ = (
+        "_dirty",
+        "_dirty_promised",
+        "_dirty_snapshot",
+        "_top",
+        "accepted",
+        "promised",
+        "snapshot",
+    )
 
     def __init__(self, durable: DurableState) -> None:
         self.promised: Ballot = durable.promised
@@ -28,6 +36,9 @@ class Acceptor:
         self.accepted: dict[int, AcceptedEntry] = {
             e.slot: e for e in durable.accepted if e.slot > floor
         }
+        # The highest ballot this acceptor has accepted (see `max_accepted_ballot`), kept as
+        # it goes so a floor learner's every Accept and Heartbeat need not scan its log.
+        self._top: Ballot | None = max((e.ballot for e in self.accepted.values()), default=None)
         self._dirty_promised = False
         self._dirty: dict[int, AcceptedEntry] = {}
         self._dirty_snapshot: Snapshot | None = None
@@ -59,6 +70,21 @@ class Acceptor:
             return False
         if ballot > self.promised:
             self._record_promise(ballot)
+        self._store(ballot, entries)
+        return True
+
+    def accept_unpromised(self, ballot: Ballot, entries: tuple[SlotValue, ...]) -> bool:
+        """A floor learner's vote (`Node._on_accept`): accept as `accept` does, but leave the
+        durable promise where it is, so that the node stays a learner (it promises and
+        campaigns only once admitted). Never below a ballot already accepted: for a node that
+        promises nothing, its accepted ballots are its promise."""
+        top = self._top
+        if ballot < self.promised or (top is not None and ballot < top):
+            return False
+        self._store(ballot, entries)
+        return True
+
+    def _store(self, ballot: Ballot, entries: tuple[SlotValue, ...]) -> None:
         floor = self.snap_index
         for sv in entries:
             if sv.slot <= floor:
@@ -67,28 +93,12 @@ class Acceptor:
             if cur is not None and cur.ballot == ballot and cur.value == sv.value:
                 continue  # retransmission; already durable
             self._record_accept(AcceptedEntry(sv.slot, ballot, sv.value))
-        return True
-
-    def accept_unpromised(self, ballot: Ballot, entries: tuple[SlotValue, ...]) -> bool:
-        """A floor learner's vote (`Node._on_accept`): accept as `accept` does, but leave the
-        durable promise where it is, so that the node stays a learner (it promises and
-        campaigns only once admitted). Never below a ballot already accepted: for a node that
-        promises nothing, its accepted ballots are its promise."""
-        top = self.max_accepted_ballot()
-        if ballot < self.promised or (top is not None and ballot < top):
-            return False
-        floor = self.snap_index
-        for sv in entries:
-            if sv.slot <= floor:
-                continue
-            cur = self.accepted.get(sv.slot)
-            if cur is not None and cur.ballot == ballot and cur.value == sv.value:
-                continue
-            self._record_accept(AcceptedEntry(sv.slot, ballot, sv.value))
-        return True
 
     def max_accepted_ballot(self) -> Ballot | None:
-        return max((e.ballot for e in self.accepted.values()), default=None)
+        """The highest ballot accepted since this acceptor was loaded: a floor learner's only
+        promise. It does not fall when a snapshot drops the entries that carried it (a voter's
+        promise does not either)."""
+        return self._top
 
     def install_snapshot(self, snap: Snapshot) -> None:
         if snap.index <= self.snap_index:
@@ -114,6 +124,8 @@ class Acceptor:
     def _record_accept(self, entry: AcceptedEntry) -> None:
         self.accepted[entry.slot] = entry
         self._dirty[entry.slot] = entry
+        if self._top is None or entry.ballot > self._top:
+            self._top = entry.ballot
 
     def take_persist(self) -> PersistUpdate | None:
         if not self._dirty_promised and not self._dirty and self._dirty_snapshot is None:

@@ -13,6 +13,20 @@ __all__ = ["openapi_document"]
 _MUTATION: dict[str, Any] = {"security": [{"bearer": []}]}
 
 
+def _fenced_offsets(named: str, offsets: dict[str, Any]) -> dict[str, Any]:
+    """Offsets fenced by an epoch: a single checkpoint names its worker, a batch's group its
+    job; the rest of the shape is the same, and must stay so (one fencing rule)."""
+    return {
+        "type": "object",
+        "required": [named, "epoch", "offsets"],
+        "properties": {
+            named: {"type": "string"},
+            "epoch": {"type": "integer", "minimum": 1},
+            "offsets": offsets,
+        },
+    }
+
+
 def _op(summary: str, mutation: bool = False, body: str | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {"200": {"description": "OK"}}}
     if mutation:
@@ -41,15 +55,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
-    components["Checkpoint"] = {
-        "type": "object",
-        "required": ["worker_id", "epoch", "offsets"],
-        "properties": {
-            "worker_id": {"type": "string"},
-            "epoch": {"type": "integer", "minimum": 1},
-            "offsets": offsets,
-        },
-    }
+    components["Checkpoint"] = _fenced_offsets("worker_id", offsets)
     components["CheckpointBatch"] = {
         "type": "object",
         "description": "All of one worker's (job, epoch) groups of one interval, in one Paxos "
@@ -65,15 +71,7 @@ def openapi_document() -> dict[str, Any]:
             "groups": {
                 "type": "array",
                 "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["job", "epoch", "offsets"],
-                    "properties": {
-                        "job": {"type": "string"},
-                        "epoch": {"type": "integer", "minimum": 1},
-                        "offsets": offsets,
-                    },
-                },
+                "items": _fenced_offsets("job", offsets),
             }
         },
     }

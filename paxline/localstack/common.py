@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 __all__ = [
     "ServiceError",
     "free_port",
+    "launcher_main",
     "port_open",
     "process_alive",
     "read_pid",
@@ -112,3 +115,41 @@ def stop_pid(pid_file: Path, timeout: float = 30.0) -> bool:
         wait_until(lambda: not process_alive(pid), 10, f"pid {pid} to die after SIGKILL")
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def launcher_main(
+    service: str,
+    doc: str | None,
+    argv: list[str] | None,
+    actions: Mapping[str, Callable[[argparse.Namespace], str]],
+    stop: Callable[[Path], bool],
+    status: Callable[[Path], str | None],
+    options: Callable[[argparse.ArgumentParser], object] = lambda parser: None,
+) -> int:
+    """`scripts/<service> <command>`, the same for every launcher: `actions` (start, fetch,
+    which) print what they return; `stop` says whether anything ran; `status` prints the
+    running service or exits 3 with "<service> is not running" (1 stays an error), so a
+    script can tell a stopped service from a broken launcher. A `ServiceError` is one
+    line on stderr and exit 1."""
+    parser = argparse.ArgumentParser(prog=f"scripts/{service}", description=doc)
+    parser.add_argument("command", choices=[*actions, "stop", "status"])
+    parser.add_argument("--data-dir", type=Path, default=Path(f".paxline/{service}"))
+    options(parser)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stop":
+            print(f"{service} stopped" if stop(args.data_dir) else f"{service} was not running")
+        elif args.command == "status":
+            running = status(args.data_dir)
+            if running is None:
+                print(f"{service} is not running")
+                return 3
+            print(running)
+        else:
+            print(actions[args.command](args))
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with contextlib.suppress(Exception):  # a closed stdout (`| head`) is not a failure
+        sys.stdout.flush()
+    return 0

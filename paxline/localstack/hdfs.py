@@ -24,6 +24,7 @@ from paxline.localstack import maven
 from paxline.localstack.common import (
     ServiceError,
     free_port,
+    launcher_main,
     process_alive,
     read_pid,
     stop_pid,
@@ -184,29 +185,21 @@ def stop(data_dir: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/hdfs", description=__doc__)
-    parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
-    parser.add_argument("--data-dir", type=Path, default=Path(".paxline/hdfs"))
-    parser.add_argument("--port", type=int, default=None, help="WebHDFS port (default: free)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "fetch":
-            print(f"hdfs minicluster {VERSION} jars in {fetch()}")
-        elif args.command == "start":
-            h = start(args.data_dir, args.port)
-            print(f"HDFS minicluster on {h.url} (pid {h.pid}, {h.startup_seconds:.1f}s)")
-        elif args.command == "stop":
-            print("hdfs stopped" if stop(args.data_dir) else "hdfs was not running")
-        else:
-            running = status(args.data_dir)
-            if running is None:
-                print("hdfs is not running")
-                return 3  # like scripts/kafka, redis and rabbitmq: 1 is kept for errors
-            print(f"hdfs running on {running.url} (pid {running.pid})")
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def started(args: argparse.Namespace) -> str:
+        h = start(args.data_dir, args.port)
+        return f"HDFS minicluster on {h.url} (pid {h.pid}, {h.startup_seconds:.1f}s)"
+
+    def running(data_dir: Path) -> str | None:
+        h = status(data_dir)
+        return None if h is None else f"hdfs running on {h.url} (pid {h.pid})"
+
+    return launcher_main(
+        "hdfs", __doc__, argv,
+        {"fetch": lambda args: f"hdfs minicluster {VERSION} jars in {fetch()}", "start": started},
+        stop, running,
+        lambda p: p.add_argument("--port", type=int, default=None,
+                                 help="WebHDFS port (default: free)"),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

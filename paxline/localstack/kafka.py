@@ -16,7 +16,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from paxline.localstack.common import (
     ServiceError,
     free_port,
+    launcher_main,
     port_open,
     process_alive,
     read_pid,
@@ -361,35 +361,27 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/kafka", description=__doc__)
-    parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
-    parser.add_argument("--data-dir", type=Path, default=Path(".paxline/kafka"))
-    parser.add_argument("--port", type=int, default=None, help="client port (default: free)")
-    parser.add_argument(
-        "--version", default=os.environ.get("PAXLINE_KAFKA_VERSION", DEFAULT_VERSION)
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "fetch":
-            print(f"kafka {args.version} jars in {fetch(args.version)}")
-        elif args.command == "start":
-            b = start(args.data_dir, args.port, args.version)
-            how = f"ready in {b.startup_seconds:.1f}s" if b.startup_seconds else "already running"
-            print(f"kafka {b.version} {how} on {b.bootstrap} (pid {b.pid}, data {b.data_dir})")
-        elif args.command == "stop":
-            print("kafka stopped" if stop(args.data_dir) else "kafka was not running")
-        else:
-            running = status(args.data_dir)
-            if running is None:
-                print("kafka is not running")
-                return 3
-            print(f"kafka {running.version} running on {running.bootstrap} (pid {running.pid})")
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    return 0
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--port", type=int, default=None, help="client port (default: free)")
+        parser.add_argument(
+            "--version", default=os.environ.get("PAXLINE_KAFKA_VERSION", DEFAULT_VERSION)
+        )
+
+    def started(args: argparse.Namespace) -> str:
+        b = start(args.data_dir, args.port, args.version)
+        how = f"ready in {b.startup_seconds:.1f}s" if b.startup_seconds else "already running"
+        return f"kafka {b.version} {how} on {b.bootstrap} (pid {b.pid}, data {b.data_dir})"
+
+    def running(data_dir: Path) -> str | None:
+        b = status(data_dir)
+        return None if b is None else f"kafka {b.version} running on {b.bootstrap} (pid {b.pid})"
+
+    return launcher_main(
+        "kafka", __doc__, argv,
+        {"fetch": lambda args: f"kafka {args.version} jars in {fetch(args.version)}",
+         "start": started},
+        stop, running, options,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

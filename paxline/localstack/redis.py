@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from paxline.localstack.common import (
     ServiceError,
     free_port,
+    launcher_main,
     port_open,
     process_alive,
     read_pid,
@@ -178,30 +178,21 @@ def stop(data_dir: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/redis", description=__doc__)
-    parser.add_argument("command", choices=["which", "start", "stop", "status"])
-    parser.add_argument("--data-dir", type=Path, default=Path(".paxline/redis"))
-    parser.add_argument("--port", type=int, default=None, help="port (default: free)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "which":
-            print(f"redis-server at {ensure_installed()}")
-        elif args.command == "start":
-            r = start(args.data_dir, args.port)
-            how = f"ready in {r.startup_seconds:.1f}s" if r.startup_seconds else "already running"
-            print(f"redis {r.version} {how} on 127.0.0.1:{r.port} with AOF (data {r.data_dir})")
-        elif args.command == "stop":
-            print("redis stopped" if stop(args.data_dir) else "redis was not running")
-        else:
-            running = status(args.data_dir)
-            if running is None:
-                print("redis is not running")
-                return 3
-            print(f"redis running on 127.0.0.1:{running.port} (pid {running.pid})")
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def started(args: argparse.Namespace) -> str:
+        r = start(args.data_dir, args.port)
+        how = f"ready in {r.startup_seconds:.1f}s" if r.startup_seconds else "already running"
+        return f"redis {r.version} {how} on 127.0.0.1:{r.port} with AOF (data {r.data_dir})"
+
+    def running(data_dir: Path) -> str | None:
+        r = status(data_dir)
+        return None if r is None else f"redis running on 127.0.0.1:{r.port} (pid {r.pid})"
+
+    return launcher_main(
+        "redis", __doc__, argv,
+        {"which": lambda args: f"redis-server at {ensure_installed()}", "start": started},
+        stop, running,
+        lambda p: p.add_argument("--port", type=int, default=None, help="port (default: free)"),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

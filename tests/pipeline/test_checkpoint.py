@@ -39,7 +39,7 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     try:
         yield c
     finally:
-        c.stop()
+        c.discard()
 
 
 def _job(name: str, partitions: int) -> dict[str, object]:

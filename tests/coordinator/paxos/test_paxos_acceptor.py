@@ -103,3 +103,20 @@ def test_snapshot_truncates_accepted_entries_it_covers() -> None:
     # slots covered by the snapshot are chosen: acknowledged, not stored
     assert a.accept(B1, (SlotValue(2, X),))
     assert 2 not in a.accepted
+
+
+def test_a_learners_promise_is_the_highest_ballot_it_ever_accepted() -> None:
+    """`accept_unpromised` (a floor learner's vote) refuses anything below what it accepted,
+    even once a snapshot has dropped the entry that carried that ballot, and a reloaded
+    acceptor starts from the highest ballot in its log."""
+    a = Acceptor(DurableState())
+    assert a.max_accepted_ballot() is None
+    assert a.accept_unpromised(B1, (SlotValue(1, X),))
+    assert a.accept_unpromised(B3, (SlotValue(2, Y),))
+    assert a.accept_unpromised(B2, (SlotValue(3, X),)) is False
+    assert a.promised == Ballot(0, 0)  # a learner's vote promises nothing
+    a.install_snapshot(Snapshot(2, b"s"))
+    assert a.max_accepted_ballot() == B3
+    assert a.accept_unpromised(B2, (SlotValue(3, X),)) is False
+    reloaded = Acceptor(DurableState(accepted=(AcceptedEntry(4, B2, X), AcceptedEntry(5, B1, Y))))
+    assert reloaded.max_accepted_ballot() == B2

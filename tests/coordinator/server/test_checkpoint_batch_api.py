@@ -50,12 +50,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         c.stop()
 
 
-@pytest.fixture
-def client(cluster: LocalCluster) -> Iterator[CoordinatorClient]:
-    with CoordinatorClient(cluster.endpoints, token=cluster.token, timeout=20) as c:
-        yield c
-
-
 def _epochs(client: CoordinatorClient) -> dict[str, int]:
     return {a.job: a.epoch for a in client.heartbeat("w1").assignment}
 

@@ -39,6 +39,10 @@ class Stack:
     cluster: LocalCluster
     logs: Path
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Small batches give the correctness scenarios many transaction boundaries to die in;
+    # the chaos stacks use the worker's own default (None), so that their recovery figures
+    # are what a user's worker shows (issue 13).
+    batch_size: int | None = 500
 
     def env(self) -> dict[str, str]:
         return {
@@ -68,7 +72,7 @@ class Stack:
         log = open(self.logs / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by the child
         self.workers[worker_id] = subprocess.Popen(
             [sys.executable, "-m", "paxline.cli", "worker", "run", "--id", worker_id,
-             "--batch-size", "500"],
+             *(["--batch-size", str(self.batch_size)] if self.batch_size else [])],
             cwd=ROOT, env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

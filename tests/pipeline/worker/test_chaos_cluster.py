@@ -47,6 +47,9 @@ BASE_TS = 1_700_000_000_000
 KILL_ROUNDS = 5 if CHAOS_LONG else 2
 BROKER_DOWN_SECONDS = 30.0 if CHAOS_LONG else 8.0
 PROXY_FAULT_SECONDS = 20.0 if CHAOS_LONG else 6.0
+# Seconds to lag 0 after which `_lag0` leaves thread dumps (target: 5); lower it to see
+# what a recovery waits on (PAXLINE_CHAOS_DUMP_AFTER=2).
+SLOW_RECOVERY = float(os.environ.get("PAXLINE_CHAOS_DUMP_AFTER", "12"))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def stack(
     cluster.start()
     logs = base / "logs"
     logs.mkdir()
-    s = Stack(chaos_kafka.bootstrap, own_redis.url, cluster, logs)
+    s = Stack(chaos_kafka.bootstrap, own_redis.url, cluster, logs, batch_size=None)
     try:
         yield s
     finally:
@@ -156,6 +159,12 @@ def _recovered(scenario: str, since: float) -> float:
     return took
 
 
+def _recovery_bound() -> float:
+    """Issue 13's 5 s to lag 0, where the machine is not overloaded; above a load average of
+    four per core (seen: 40-58 on 2 cores) the bound only catches a hang."""
+    return 30.0 if os.getloadavg()[0] > 4 * (os.cpu_count() or 1) else 5.0
+
+
 def _lag0(stack: Stack, job: str, eos: bool = True, timeout: float = 120.0) -> None:
     """Wait for lag 0, checking on every poll that no worker exited meanwhile (a worker
     that dies of the fault shows as "workers exited" with its last log lines, not as a
@@ -164,11 +173,21 @@ def _lag0(stack: Stack, job: str, eos: bool = True, timeout: float = 120.0) -> N
     left: list[str] = []
     RESUMED.clear()
     agreed = _agreed_total(stack, job)
+    slow_at = time.monotonic() + SLOW_RECOVERY
 
     def idle() -> bool:
+        nonlocal slow_at
         stack.assert_alive()
         if not RESUMED and _agreed_total(stack, job) > agreed:
             RESUMED.append(time.monotonic())  # processing resumed: a checkpoint moved
+        if time.monotonic() > slow_at:
+            # Past the target by far: leave the evidence of what waits in the logs (each
+            # worker dumps its threads on SIGUSR1) and say what is still unread, once.
+            slow_at = float("inf")
+            print(f"\nSLOW RECOVERY of {job}: still to read after {SLOW_RECOVERY:.0f}s: "
+                  f"{left[:8]}; worker thread dumps in {stack.logs}", flush=True)  # fmt: skip
+            for proc in stack.workers.values():
+                proc.send_signal(signal.SIGUSR1)
         if eos:
             left[:] = uncommitted_left(stack, job)
         else:
@@ -190,7 +209,10 @@ def test_leader_broker_sigkilled_and_restarted_repeatedly(
     stack: Stack, healthy_kafka: ChaosKafka
 ) -> None:
     """Each round SIGKILLs the broker that leads most of the job's partitions while records
-    arrive, and restarts it: leaders move twice, transactions in flight on it fail."""
+    arrive, and restarts it: leaders move twice, transactions in flight on it fail. Every
+    round reaches lag 0 within issue 13's 5 s of the broker's return (a third of the rounds
+    took 6.7-49 s while a transaction's offset commit waited on a dead group coordinator,
+    librdkafka#5511; see `TransactionalSink`)."""
     _start(stack, "lk")
     job = _submit(stack, "chaos_leader_kill")
     topics = _topics(job, stack)
@@ -206,8 +228,10 @@ def test_leader_broker_sigkilled_and_restarted_repeatedly(
         healthy_kafka.restart(victim)
         t0 = time.monotonic()
         _lag0(stack, job)
-        _recovered(f"leader broker {victim} SIGKILL+restart, round {r + 1}/{KILL_ROUNDS}", t0)
+        took = _recovered(f"leader broker {victim} SIGKILL+restart, round {r + 1}/{KILL_ROUNDS}",
+                          t0)  # fmt: skip
         stack.assert_alive()
+        assert took < _recovery_bound(), f"round {r + 1}: lag 0 only {took:.2f}s after restart"
     _check_eos(stack, "chaos_leader_kill")
     stack.stop_workers()
 

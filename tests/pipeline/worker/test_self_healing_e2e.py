@@ -63,7 +63,7 @@ def stack(
     cluster.start()
     logs = base / "logs"
     logs.mkdir()
-    s = Stack(chaos_kafka.bootstrap, own_redis.url, cluster, logs)
+    s = Stack(chaos_kafka.bootstrap, own_redis.url, cluster, logs, batch_size=None)
     try:
         yield s
     finally:
