@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from paxline.localstack.common import (
     ServiceError,
     free_port,
+    launcher_main,
     port_open,
     process_alive,
     read_pid,
@@ -211,32 +211,28 @@ def stop(data_dir: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/rabbitmq", description=__doc__)
-    parser.add_argument("command", choices=["which", "start", "stop", "status"])
-    parser.add_argument("--data-dir", type=Path, default=Path(".paxline/rabbitmq"))
-    parser.add_argument("--stream-port", type=int, default=None, help="(default: free)")
-    parser.add_argument("--amqp-port", type=int, default=None, help="(default: free)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "which":
-            print(f"rabbitmq-server scripts in {ensure_installed()}")
-        elif args.command == "start":
-            n = start(args.data_dir, args.stream_port, amqp_port=args.amqp_port)
-            how = f"ready in {n.startup_seconds:.1f}s" if n.startup_seconds else "already running"
-            print(f"rabbitmq {n.version} {how}: {n.amqp_url} (AMQP), {n.stream_url} (streams); "
-                  f"data {n.data_dir}")  # fmt: skip
-        elif args.command == "stop":
-            print("rabbitmq stopped" if stop(args.data_dir) else "rabbitmq was not running")
-        else:
-            running = status(args.data_dir)
-            if running is None:
-                print("rabbitmq is not running")
-                return 3
-            print(f"rabbitmq running (pid {running.pid}): {running.amqp_url}, {running.stream_url}")
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--stream-port", type=int, default=None, help="(default: free)")
+        parser.add_argument("--amqp-port", type=int, default=None, help="(default: free)")
+
+    def started(args: argparse.Namespace) -> str:
+        n = start(args.data_dir, args.stream_port, amqp_port=args.amqp_port)
+        how = f"ready in {n.startup_seconds:.1f}s" if n.startup_seconds else "already running"
+        return (f"rabbitmq {n.version} {how}: {n.amqp_url} (AMQP), {n.stream_url} (streams); "
+                f"data {n.data_dir}")  # fmt: skip
+
+    def running(data_dir: Path) -> str | None:
+        n = status(data_dir)
+        return (
+            None if n is None else f"rabbitmq running (pid {n.pid}): {n.amqp_url}, {n.stream_url}"
+        )
+
+    return launcher_main(
+        "rabbitmq", __doc__, argv,
+        {"which": lambda args: f"rabbitmq-server scripts in {ensure_installed()}",
+         "start": started},
+        stop, running, options,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
