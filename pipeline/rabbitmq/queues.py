@@ -40,6 +40,7 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from pipeline.errors import TransientError
 from pipeline.executor.records import InRecord
+from pipeline.rabbitmq.buffered import BufferedPartitions
 from pipeline.rabbitmq.errors import RabbitQueueMissing, RabbitUnavailable
 from pipeline.rabbitmq.sink import parameters
 
@@ -77,7 +78,7 @@ def _key(props: pika.BasicProperties) -> bytes | None:
     return k if isinstance(k, bytes) else str(k).encode()
 
 
-class QueueReader:
+class QueueReader(BufferedPartitions):
     """The records of `topic`'s partitions, read from RabbitMQ queues (see the module doc).
     Same surface as the Kafka `Source` for what the worker uses of a stage's input, plus
     `faults` and `agreed`."""
@@ -127,30 +128,6 @@ class QueueReader:
                     self._leaving.append(old)
             self._cond.notify_all()
         self._wake.set()
-
-    def pause(self, partitions: list[TP]) -> None:
-        self.paused.update(tp for tp in partitions if tp in self.assigned)
-
-    def resume(self, partitions: list[TP]) -> None:
-        self.paused.difference_update(partitions)
-
-    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]:
-        """Up to `max_records` buffered records per partition, in delivery order; waits up
-        to `timeout` for the first."""
-        out: dict[TP, list[InRecord]] = {}
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for p, sub in self._subs.items():
-                    if (self.topic, p) in self.paused or not sub.buf:
-                        continue
-                    n = min(max_records, len(sub.buf))
-                    out[(self.topic, p)] = [sub.buf.popleft() for _ in range(n)]
-                left = deadline - time.monotonic()
-                if out or left <= 0 or self._closing:
-                    break
-                self._cond.wait(left)
-        return out
 
     def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]:
         """The virtual offset after the last delivery plus the messages ready in the queue

@@ -42,6 +42,7 @@ from rstream import (
 )
 
 from pipeline.executor.records import InRecord
+from pipeline.rabbitmq.buffered import BufferedPartitions
 
 __all__ = ["StreamReader", "StreamTarget", "publish", "stream_target"]
 
@@ -99,7 +100,7 @@ def _body(msg: AMQPMessage) -> bytes | None:
     return str(body).encode()
 
 
-class StreamReader:
+class StreamReader(BufferedPartitions):
     """The records of `topic`'s partitions, read from RabbitMQ streams (see module doc).
     Same surface as the Kafka `Source` for the part the worker uses on a stage's input."""
 
@@ -148,32 +149,6 @@ class StreamReader:
                     self._drop_ids.append(old.sub_id)
             self._cond.notify_all()
         self._poke()
-
-    def pause(self, partitions: list[TP]) -> None:
-        self.paused.update(tp for tp in partitions if tp in self.assigned)
-
-    def resume(self, partitions: list[TP]) -> None:
-        self.paused.difference_update(partitions)
-
-    def poll_batch(self, max_records: int, timeout: float) -> dict[TP, list[InRecord]]:
-        """Up to `max_records` buffered records per partition, in offset order; waits up to
-        `timeout` for the first."""
-        out: dict[TP, list[InRecord]] = {}
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for p, sub in self._subs.items():
-                    if (self.topic, p) in self.paused or not sub.buf:
-                        continue
-                    n = min(max_records, len(sub.buf))
-                    out[(self.topic, p)] = [sub.buf.popleft() for _ in range(n)]
-                left = deadline - time.monotonic()
-                if out or left <= 0 or self._closing:
-                    break
-                self._cond.wait(left)
-            if out:
-                self._cond.notify_all()  # room in the buffers: held deliveries go on
-        return out
 
     def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]:
         """The offset after the last delivered record (RabbitMQ 3.10 has no stream-stats
