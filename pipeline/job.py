@@ -427,36 +427,39 @@ def _callable(method: str, fn: object, arg: str = "fn") -> None:
 _STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
-def stream_url_problem(url: object) -> str | None:
-    """Why ``url`` is not a RabbitMQ stream URL, or None."""
+def _shown(url: str) -> str:
+    """`url` as an error message may show it: the password masked (a submit error ends up in
+    terminals and CI logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return repr(url)
+    host = parts.netloc.rpartition("@")[2]
+    return repr(parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl())
+
+
+def _url_problem(url: object, schemes: tuple[str, ...], example: str) -> str | None:
     if not isinstance(url, str):
         return f"must be a string, got {url!r}"
     parts = urlsplit(url)
-    if parts.scheme != "rabbitmq-stream":
-        return f"must start with rabbitmq-stream://, got {url!r}"
+    if parts.scheme not in schemes:
+        return f"must start with {' or '.join(f'{x}://' for x in schemes)}, got {_shown(url)}"
     try:
         port = parts.port
     except ValueError:
-        return f"has a bad port: {url!r}"
+        return f"has a bad port: {_shown(url)}"
     if not parts.hostname or (port is not None and not 0 < port < 65536):
-        return f"must name a host (rabbitmq-stream://user:password@host:5552/), got {url!r}"
+        return f"must name a host ({example}), got {_shown(url)}"
     return None
+
+
+def stream_url_problem(url: object) -> str | None:
+    """Why ``url`` is not a RabbitMQ stream URL, or None."""
+    return _url_problem(url, ("rabbitmq-stream",), "rabbitmq-stream://user:password@host:5552/")
 
 
 def amqp_url_problem(url: object) -> str | None:
     """Why ``url`` is not an AMQP URL (``amqp://user:password@host:5672/vhost``), or None."""
-    if not isinstance(url, str):
-        return f"must be a string, got {url!r}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps"):
-        return f"must start with amqp:// or amqps://, got {url!r}"
-    try:
-        port = parts.port
-    except ValueError:
-        return f"has a bad port: {url!r}"
-    if not parts.hostname or (port is not None and not 0 < port < 65536):
-        return f"must name a host (amqp://user:password@host:5672/), got {url!r}"
-    return None
+    return _url_problem(url, ("amqp", "amqps"), "amqp://user:password@host:5672/")
 
 
 def queue_problem(queue: object) -> str | None:

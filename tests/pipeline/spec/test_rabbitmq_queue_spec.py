@@ -170,3 +170,24 @@ def test_records_of_a_queue_carry_their_origin_but_no_position_to_deduplicate_by
     kafka = compile_job(sink_job())
     res = kafka.process(0, records("in", [b"a"]), {})  # type: ignore[arg-type]
     assert SRC_HEADER in dict(res.outputs[0].headers)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:s3cret@rabbit.example/", "must start with amqp:// or amqps://"),
+        ("amqp://user:s3cret@rabbit.example:99999/", "has a bad port"),
+        ("amqp://user:s3cret@:5672/", "must name a host"),
+        ("rabbitmq-stream://user:s3cret@rabbit.example:x/", "has a bad port"),
+    ],
+)
+def test_a_bad_url_is_named_without_its_password(url: str, problem: str) -> None:
+    """The error names the URL (a submit error lands in terminals and CI logs) with the
+    password masked; user and host stay, so the user sees which URL is meant."""
+    from pipeline.job import amqp_url_problem, stream_url_problem
+
+    check = stream_url_problem if url.startswith("rabbitmq-stream") else amqp_url_problem
+    message = check(url)
+    assert message is not None and problem in message
+    assert "s3cret" not in message
+    assert "user:***@" in message
