@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from coordinator.protocol import GUARANTEES, JOB_NAME, Guarantee
 from pipeline.errors import PipelineError
+from pipeline.urls import shown
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -427,28 +428,18 @@ def _callable(method: str, fn: object, arg: str = "fn") -> None:
 _STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
-def _shown(url: str) -> str:
-    """`url` as an error message may show it: the password masked (a submit error ends up in
-    terminals and CI logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return repr(url)
-    host = parts.netloc.rpartition("@")[2]
-    return repr(parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl())
-
-
 def _url_problem(url: object, schemes: tuple[str, ...], example: str) -> str | None:
     if not isinstance(url, str):
         return f"must be a string, got {url!r}"
     parts = urlsplit(url)
     if parts.scheme not in schemes:
-        return f"must start with {' or '.join(f'{x}://' for x in schemes)}, got {_shown(url)}"
+        return f"must start with {' or '.join(f'{x}://' for x in schemes)}, got {shown(url)}"
     try:
         port = parts.port
     except ValueError:
-        return f"has a bad port: {_shown(url)}"
+        return f"has a bad port: {shown(url)}"
     if not parts.hostname or (port is not None and not 0 < port < 65536):
-        return f"must name a host ({example}), got {_shown(url)}"
+        return f"must name a host ({example}), got {shown(url)}"
     return None
 
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pipeline.urls import shown
+
 __all__ = ["MAX_WAIT_TIMEOUT_MS", "RedisTarget", "RedisUrlError", "parse_redis_url"]
 
 MAX_WAIT_TIMEOUT_MS = 4000
@@ -70,9 +72,9 @@ def _int_param(params: dict[str, str], name: str, default: int, url: str) -> int
     try:
         value = int(raw)
     except ValueError:
-        raise RedisUrlError(f"{name}={raw!r} in {url!r} is not a whole number") from None
+        raise RedisUrlError(f"{name}={raw!r} in {shown(url)} is not a whole number") from None
     if value < 0:
-        raise RedisUrlError(f"{name}={value} in {url!r} must not be negative")
+        raise RedisUrlError(f"{name}={value} in {shown(url)} must not be negative")
     return value
 
 
@@ -81,7 +83,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise RedisUrlError(f"malformed Redis URL {url!r}: {exc}") from None
+        raise RedisUrlError(f"malformed Redis URL {shown(url)}: {exc}") from None
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     params = {k: v for k, v in pairs if k in _OURS}
     rest = [(k, v) for k, v in pairs if k not in _OURS]
@@ -89,7 +91,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     timeout = _int_param(params, "wait_timeout_ms", 1000, url)
     if timeout > MAX_WAIT_TIMEOUT_MS or (replicas and timeout == 0):
         raise RedisUrlError(
-            f"wait_timeout_ms={timeout} in {url!r} must be 1..{MAX_WAIT_TIMEOUT_MS} "
+            f"wait_timeout_ms={timeout} in {shown(url)} must be 1..{MAX_WAIT_TIMEOUT_MS} "
             "(below the 5 s socket timeout; 0 would block forever)"
         )
     if parts.scheme in ("redis", "rediss", "unix"):
@@ -97,11 +99,11 @@ def parse_redis_url(url: str) -> RedisTarget:
         return RedisTarget(plain, wait_replicas=replicas, wait_timeout_ms=timeout)
     if parts.scheme not in ("redis+sentinel", "redis+cluster"):
         raise RedisUrlError(
-            f"Redis URL {url!r} must start with redis://, rediss://, unix://, "
+            f"Redis URL {shown(url)} must start with redis://, rediss://, unix://, "
             "redis+sentinel:// or redis+cluster://"
         )
     if rest:
-        raise RedisUrlError(f"unknown parameter {rest[0][0]!r} in {url!r}")
+        raise RedisUrlError(f"unknown parameter {rest[0][0]!r} in {shown(url)}")
     netloc = parts.netloc
     password: str | None = None
     if "@" in netloc:
@@ -111,23 +113,25 @@ def parse_redis_url(url: str) -> RedisTarget:
     for hostport in filter(None, netloc.split(",")):
         host, sep, port = hostport.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise RedisUrlError(f"sentinel {hostport!r} in {url!r} must be host:port")
+            raise RedisUrlError(f"sentinel {hostport!r} in {shown(url)} must be host:port")
         sentinels.append((host.strip("[]"), int(port)))
     path = [p for p in parts.path.split("/") if p]
     if parts.scheme == "redis+cluster":
         if not sentinels or path:
-            raise RedisUrlError(f"Redis URL {url!r} must look like redis+cluster://host:port[,...]")
+            raise RedisUrlError(
+                f"Redis URL {shown(url)} must look like redis+cluster://host:port[,...]"
+            )
         if replicas:
-            raise RedisUrlError(f"wait_replicas in {url!r}: not supported with Redis Cluster")
+            raise RedisUrlError(f"wait_replicas in {shown(url)}: not supported with Redis Cluster")
         return RedisTarget(url, cluster=tuple(sentinels), password=password or None)
     if not sentinels or not path or len(path) > 2:
         raise RedisUrlError(
-            f"Redis URL {url!r} must look like redis+sentinel://host:port[,host:port]/master[/db]"
+            f"Redis URL {shown(url)} must look like redis+sentinel://host:port[,host:port]/master[/db]"
         )
     db = 0
     if len(path) == 2:
         if not path[1].isdigit():
-            raise RedisUrlError(f"database {path[1]!r} in {url!r} is not a number")
+            raise RedisUrlError(f"database {path[1]!r} in {shown(url)} is not a number")
         db = int(path[1])
     return RedisTarget(url, tuple(sentinels), path[0], db=db, password=password or None,
                        wait_replicas=replicas, wait_timeout_ms=timeout)  # fmt: skip

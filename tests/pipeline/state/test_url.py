@@ -56,3 +56,21 @@ def test_a_cluster_url_names_its_nodes_and_refuses_replica_waits() -> None:
         parse_redis_url("redis+cluster://a:7000?wait_replicas=1")
     with pytest.raises(RedisUrlError, match="redis\\+cluster://host:port"):
         parse_redis_url("redis+cluster://a:7000/0")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://:s3cret@h:1/0",
+        "redis://:s3cret@h/0?wait_replicas=one",
+        "redis+sentinel://:s3cret@a:1",
+        "redis+cluster://user:s3cret@a:7000?wait_replicas=1",
+    ],
+)
+def test_a_refused_url_is_shown_without_its_password(url: str) -> None:
+    """The message ends up in a worker's one CRITICAL line and in the CLI's: the password
+    is masked, the rest of the URL stays so the reader sees which one is meant."""
+    with pytest.raises(RedisUrlError) as info:
+        parse_redis_url(url)
+    assert "s3cret" not in str(info.value)
+    assert ":***@" in str(info.value)
