@@ -25,6 +25,7 @@ from fault_proxy import FaultProxy
 
 from paxline.localstack.common import wait_until
 from paxline.localstack.rabbitmq import RabbitNode
+from pipeline.rabbitmq.tools import drain_queue
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 JOBS = "tests/pipeline/worker/jobs_rabbitmq_queue.py"
@@ -48,21 +49,6 @@ def _publish(url: str, queue: str, bodies: list[bytes]) -> None:
         ch.confirm_delivery()
         for b in bodies:
             ch.basic_publish("", queue, b, pika.BasicProperties(delivery_mode=2), mandatory=True)
-    finally:
-        ch.connection.close()
-
-
-def _drain(url: str, queue: str) -> list[tuple[str | None, bytes]]:
-    """Every message of the queue as (header ``key``, body), removed."""
-    ch = _channel(url)
-    out: list[tuple[str | None, bytes]] = []
-    try:
-        while True:
-            method, props, body = ch.basic_get(queue, auto_ack=True)
-            if method is None:
-                return out
-            key = (props.headers or {}).get("key")
-            out.append((None if key is None else str(key), body))
     finally:
         ch.connection.close()
 
@@ -126,7 +112,7 @@ def test_a_rabbitmq_sink_under_sigkill_delivers_every_count(stack: Stack, amqp_u
     stack.assert_alive()
     # a word's last count message carries its full count: none may be missing or short
     best: dict[str, int] = {}
-    for key, body in _drain(amqp_url, "rmqsink-counts"):
+    for key, body in drain_queue(amqp_url, "rmqsink-counts"):
         assert key is not None
         best[key] = max(best.get(key, 0), orjson.loads(body))
     short = {w: (best.get(w), n) for w, n in want.items() if best.get(w, 0) < n}
@@ -191,7 +177,7 @@ def test_rabbitmq_going_away_stalls_the_partition_named_and_it_resumes(
         got: list[bytes] = []
 
         def arrived(n: int) -> bool:
-            got.extend(b for _k, b in _drain(amqp_url, "rmqdown-out"))
+            got.extend(b for _k, b in drain_queue(amqp_url, "rmqdown-out"))
             return len({*got}) >= n
 
         wait_until(lambda: arrived(200), 60, "the first 200 messages")
