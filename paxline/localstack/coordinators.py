@@ -201,14 +201,16 @@ class LocalCluster:
             return None
 
     def leader(self) -> int | None:
-        """The node that says it leads, when every live node agrees and can forward to it.
+        """The node that says it leads, when every live member agrees and can forward to it.
 
         A node counts as live if this object started it and it runs, or if it answers (it
-        may have been started by an earlier `paxline up`)."""
+        may have been started by an earlier `paxline up`). A node whose own view says it is
+        no longer a member (removed, still running) takes no part: the leader stops talking
+        to it, so its idea of the leader may stay stale for good."""
         views: dict[int, dict[str, object] | None] = {}
         for i, n in self.nodes.items():
             view = self.status(i)
-            if view is not None or n.alive():
+            if (view is not None or n.alive()) and not _removed(i, view):
                 views[i] = view
         leaders = {i for i, v in views.items() if v and v.get("role") == "leader"}
         if len(leaders) != 1:
@@ -249,3 +251,10 @@ class LocalCluster:
             return len(commits) == 1 and commits == applied
 
         wait_until(caught_up, timeout, "all coordinators to apply the same index")
+
+
+def _removed(node_id: int, view: dict[str, object] | None) -> bool:
+    """Whether `view` (a node's `/v1/cluster`) says that node left the membership."""
+    membership = view.get("membership") if view else None
+    members = membership.get("members") if isinstance(membership, dict) else None
+    return isinstance(members, list) and node_id not in members
