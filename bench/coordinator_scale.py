@@ -379,19 +379,34 @@ def scenario(
         if first != "start":
             raise RuntimeError(f"load generator: {first}")
         c0 = {i: lg.cpu_seconds(p) for i, p in pids.items()}
-        s0 = cluster.status(leader) or {}
+        st0 = {i: cluster.status(i) or {} for i in pids}
         t0 = time.monotonic()
         rx.recv()
         dt = time.monotonic() - t0
         c1 = {i: lg.cpu_seconds(p) for i, p in pids.items()}
-        s1 = cluster.status(leader) or {}
+        st1 = {i: cluster.status(i) or {} for i in pids}
+        # The node that led when the window opened (the warm-up's registrations may have
+        # moved the lead from the node that took the jobs): its figures are the leader's,
+        # and they count only if it still led at the same ballot when the window closed.
+        leading = [i for i, st in st0.items() if st.get("role") == "leader"]
+        window_leader = leading[0] if leading else leader
+        s0, s1 = st0[window_leader], st1[window_leader]
+        out["leader_node"] = window_leader
+        out["leader_changed_before_window"] = window_leader != leader
         for i, p in pids.items():
-            role = "leader" if i == leader else f"follower{i}"
+            role = "leader" if i == window_leader else f"follower{i}"
             a, b = c0[i], c1[i]
             out[f"{role}_cores"] = None if a is None or b is None else (b - a) / dt
             out[f"{role}_rss_mb"] = rss_mb(p)
-        # A leader figure only counts if that node led throughout the window.
-        out["leader_kept"] = s1.get("role") == "leader" and s0.get("role") == "leader"
+            late = st1[i].get("loop_late")
+            if isinstance(late, dict):  # how late each node's loop woke (server/ticks.py)
+                out[f"{role}_ticks_dropped"] = late.get("ticks_dropped")
+                out[f"{role}_loop_late_max_s"] = late.get("max_seconds")
+        out["leader_kept"] = (
+            s0.get("role") == "leader"
+            and s1.get("role") == "leader"
+            and s0.get("ballot") == s1.get("ballot")
+        )
         slots = int(str(s1.get("commit_index", 0))) - int(str(s0.get("commit_index", 0)))
         out["slots_per_s"] = slots / dt
         res = rx.recv()
@@ -403,7 +418,7 @@ def scenario(
         # The node keeps its Paxos state in <data dir>/paxos (runtime.py). The first version
         # of this script opened DiskStorage on <data dir> itself, found no snapshot there
         # (and created an empty log beside the node's): read the file, never open the log.
-        snap = read_snapshot(cluster.nodes[leader].data_dir / "paxos")
+        snap = read_snapshot(cluster.nodes[window_leader].data_dir / "paxos")
         if snap is not None:
             # What the node writes: the session table and membership (JSON) around the
             # metadata machine's own msgpack snapshot (coordinator/paxos/application.py).
@@ -421,6 +436,8 @@ def scenario(
                 times.append(time.perf_counter() - t)
             out["snapshot_encode_ms"] = statistics.median(times) * 1e3
         # Catch-up from empty: a follower's data directory wiped, restarted with --join.
+        # Whoever leads now stays (wiping the leader would time a fail-over as well).
+        leader = cluster.wait_for_leader(30)
         follower = next(i for i in cluster.nodes if i != leader)
         cluster.kill(follower)
         shutil.rmtree(cluster.nodes[follower].data_dir)
@@ -516,6 +533,11 @@ def main() -> int:
         "group, as before issue 17's batching",
     )
     ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the clusters' data directories and coordinator.log files (path printed)",
+    )
+    ap.add_argument(
         "--machine-only",
         action="store_true",
         help="only the metadata machine's costs in this process (no cluster; seconds)",
@@ -539,7 +561,10 @@ def main() -> int:
             results[name].update(machine_costs(w, j, p))
             log(f"{name}: {results[name]}")
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            log(f"data directories and logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     load1 = os.getloadavg()
     keys = sorted({k for r in results.values() for k in r if k != "errors"})
     print(f"{'':24}" + "".join(f"{n:>14}" for n in results))

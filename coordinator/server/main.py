@@ -195,6 +195,10 @@ def run(cfg: ServerConfig) -> None:
         format=f"%(asctime)s node{cfg.node_id} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("uvicorn.error").addFilter(_IdleTlsShutdown())
+    # A follower forwards every request it gets to the leader through httpx, which logs each
+    # one at INFO: at 1,000 workers that was ~1,000 lines a second, burying elections.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         import uvloop  # a faster event loop where available
     except ImportError:

@@ -57,6 +57,11 @@ class _RuntimeCollector(Collector):
         for reason, count in sorted(rt.transport.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
+        yield CounterMetricFamily(
+            "paxline_coordinator_ticks_dropped",
+            "Paxos ticks not counted because the event loop woke late (starved or blocked)",
+            value=rt.ticks.dropped,
+        )
         samples = rt.fsync_seconds
         buckets = [(str(b), float(sum(1 for s in samples if s <= b))) for b in _BUCKETS]
         buckets.append(("+Inf", float(len(samples))))

@@ -42,6 +42,7 @@ from coordinator.server.identity import (
 )
 from coordinator.server.metadata_app import MetadataApp
 from coordinator.server.storage import DiskStorage
+from coordinator.server.ticks import TickClock, tick_forever
 from coordinator.server.tls import TlsConfig
 from coordinator.server.transport import PeerTransport
 from coordinator.server.wire import decode, encode
@@ -136,6 +137,7 @@ class NodeRuntime:
         self.on_leadership: list[Callable[[], None]] = []
         # Metrics the API exports.
         self.fsync_seconds: list[float] = []
+        self.ticks = TickClock(cfg.tick_ms / 1000, 0.0)
         self.proposals_total = 0
         self.reads_total = 0
         self.ready_total = 0
@@ -256,7 +258,9 @@ class NodeRuntime:
         self.failed = asyncio.get_running_loop().create_future()
         self._sync_peers()
         self._tasks.append(asyncio.create_task(self._loop(), name="paxos-loop"))
-        self._tasks.append(asyncio.create_task(self._ticker(), name="paxos-ticker"))
+        self._tasks.append(
+            asyncio.create_task(tick_forever(self.ticks, self._on_tick), name="paxos-ticker")
+        )
         self._tasks.append(asyncio.create_task(self._gossip(), name="api-gossip"))
         for task in [*self._tasks, *self.transport.tasks]:
             task.add_done_callback(self._supervise)
@@ -389,15 +393,9 @@ class NodeRuntime:
             )
             await asyncio.sleep(2.0 if known else 0.1)
 
-    async def _ticker(self) -> None:
-        interval = self.cfg.tick_ms / 1000
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self._pending_ticks += 1
-            self._wake.set()
+    def _on_tick(self) -> None:
+        self._pending_ticks += 1
+        self._wake.set()
 
     _pending_ticks = 0
 
@@ -548,6 +546,12 @@ class NodeRuntime:
             "voter": self.identity is not None and n.voter and n.member,
             "membership": self.membership_status(),
             "frames_dropped": dict(self.transport.dropped),
+            # Ticks not counted because this node's event loop woke late (starved of CPU or
+            # blocked): a rising count explains slow elections without any fault.
+            "loop_late": {
+                "ticks_dropped": self.ticks.dropped,
+                "max_seconds": round(self.ticks.late_max, 3),
+            },
             "tls": self.cfg.tls is not None,
             "uptime_seconds": round(time.monotonic() - self.started, 3),
         }

@@ -205,3 +205,15 @@ def test_a_follower_names_the_leader_and_the_client_goes_there_directly(
         assert c.preferred_endpoint == follower_url
         c.jobs()
         assert c.preferred_endpoint == leader_url
+
+
+def test_a_forwarding_follower_does_not_log_each_request(cluster: LocalCluster) -> None:
+    """httpx logs every request at INFO; a follower forwards every request it gets, so at
+    1,000 workers its log gained ~1,000 such lines a second and the elections were buried in
+    them (the issue 17 scale run)."""
+    leader = cluster.wait_for_leader()
+    follower = next(i for i in cluster.nodes if i != leader)
+    marker = "/v1/jobs/forwarded-log-probe"
+    resp = httpx.get(cluster.nodes[follower].url + marker, timeout=20)
+    assert resp.headers["paxline-leader"] == cluster.nodes[leader].url  # it was forwarded
+    assert marker not in cluster.nodes[follower].log_path.read_text()
