@@ -342,6 +342,13 @@ def run_load(spec: dict[str, Any], out: Any) -> None:
 
 
 # ------------------------------------------------------------------------ one scenario
+def _roles(statuses: dict[int, dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{i}: {st.get('role', 'down')} {st.get('ballot') or ''}".rstrip()
+        for i, st in sorted(statuses.items())
+    )
+
+
 def scenario(
     name: str, workers: int, jobs: int, parts: int, args: Any, base: Path
 ) -> dict[str, Any]:
@@ -381,10 +388,12 @@ def scenario(
         c0 = {i: lg.cpu_seconds(p) for i, p in pids.items()}
         st0 = {i: cluster.status(i) or {} for i in pids}
         t0 = time.monotonic()
+        log(f"{name}: window opens, statuses {_roles(st0)}")
         rx.recv()
         dt = time.monotonic() - t0
         c1 = {i: lg.cpu_seconds(p) for i, p in pids.items()}
         st1 = {i: cluster.status(i) or {} for i in pids}
+        log(f"{name}: window closes, statuses {_roles(st1)}")
         # The node that led when the window opened (the warm-up's registrations may have
         # moved the lead from the node that took the jobs): its figures are the leader's,
         # and they count only if it still led at the same ballot when the window closed.
@@ -398,10 +407,12 @@ def scenario(
             a, b = c0[i], c1[i]
             out[f"{role}_cores"] = None if a is None or b is None else (b - a) / dt
             out[f"{role}_rss_mb"] = rss_mb(p)
-            late = st1[i].get("loop_late")
-            if isinstance(late, dict):  # how late each node's loop woke (server/ticks.py)
-                out[f"{role}_ticks_dropped"] = late.get("ticks_dropped")
-                out[f"{role}_loop_late_max_s"] = late.get("max_seconds")
+            late0, late1 = st0[i].get("loop_late"), st1[i].get("loop_late")
+            if isinstance(late0, dict) and isinstance(late1, dict):
+                # How late each node's loop woke (server/ticks.py): ticks dropped in the
+                # window, and the longest lateness since the node started (warm-up included).
+                out[f"{role}_ticks_dropped"] = late1["ticks_dropped"] - late0["ticks_dropped"]
+                out[f"{role}_loop_late_max_s"] = late1.get("max_seconds")
         out["leader_kept"] = (
             s0.get("role") == "leader"
             and s1.get("role") == "leader"

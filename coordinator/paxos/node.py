@@ -98,6 +98,13 @@ class NodeConfig:
     # Pre-vote before raising the durable ballot (etcd-io/raft PreVote). Off only to measure
     # the old behaviour side by side (tests/coordinator/sim/test_sim_pre_vote.py).
     pre_vote: bool = True
+    # At most this many commands applied per `advance` (0 = every chosen slot at once); the
+    # rest wait for the next Ready. A driver on one event loop applies a Ready without a
+    # break, and one slot of 133 worker registrations at 10,000 partitions held the loop for
+    # 1.1 s: no heartbeat went out and the followers elected another leader. A few commands
+    # at a time let the driver send heartbeats and read frames in between
+    # (docs/architecture.md, 2, "Driver").
+    apply_budget: int = 0
 
     def validate(self, learner: bool = False) -> None:
         """`peers` is the founding configuration. Only a learner (a node added later, or one
@@ -138,6 +145,10 @@ class Node:
         self.applied = self.acceptor.snap_index
         self.first_unchosen = self.applied + 1
         self._handed = self.applied
+        # Commands of slot `applied + 1` already applied (`apply_budget` splits a slot). While
+        # non-zero the machine is ahead of `applied`, so no snapshot is taken: it would claim
+        # `applied` and hold part of the next slot, which a restore would apply again.
+        self._cursor = 0
         self.log: dict[int, Batch] = {}
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
@@ -828,6 +839,7 @@ class Node:
     def _install_snapshot(self, snap: Snapshot) -> None:
         self.machine.restore(snap.data)
         self.applied = snap.index
+        self._cursor = 0  # the restored state replaces any part of a slot applied so far
         self._handed = max(self._handed, snap.index)
         self.acceptor.install_snapshot(snap)
         for slot in [s for s in self.log if s <= snap.index]:
@@ -841,7 +853,7 @@ class Node:
     def has_ready(self) -> bool:
         if self._outbox or self._results or self._reads or self.acceptor.has_persist():
             return True
-        if self.commit_index > self._handed:
+        if self.commit_index > self._handed or self.applied < self._handed:
             return True
         lead = self.lead
         if self.role is Role.LEADER and lead is not None:
@@ -874,10 +886,7 @@ class Node:
             if lead.hb_wanted:
                 self._broadcast_heartbeat(lead)
             self._serve_reads(lead)
-        committed = tuple(
-            SlotValue(s, self.log[s]) for s in range(self._handed + 1, self.first_unchosen)
-        )
-        self._handed = max(self._handed, self.commit_index)
+        committed = self._take_committed()
         rd = Ready(
             persist=self.acceptor.take_persist(),
             messages=tuple(self._outbox),
@@ -890,11 +899,44 @@ class Node:
         self._reads = []
         return rd
 
+    def _take_committed(self) -> tuple[SlotValue, ...]:
+        """The chosen slots not yet handed to the driver, in order (to record; `advance`
+        applies them, `apply_budget` commands at a time)."""
+        out = tuple(SlotValue(s, self.log[s]) for s in range(self._handed + 1, self.first_unchosen))
+        self._handed = max(self._handed, self.commit_index)
+        return out
+
+    @property
+    def apply_pending(self) -> bool:
+        """Handed slots wait to be applied (`apply_budget`): the driver should serve its other
+        work (frames, ticks, heartbeats) before asking for the next Ready."""
+        return self.applied < self._handed
+
+    def _apply_chosen(self) -> None:
+        """Apply handed slots in order, at most `apply_budget` commands (all if 0)."""
+        budget = self.config.apply_budget
+        done = 0
+        while self.applied < self._handed and (not budget or done < budget):
+            slot = self.applied + 1
+            commands = self.log[slot].commands
+            end = len(commands) if not budget else min(len(commands), self._cursor + budget - done)
+            self._apply(slot, commands[self._cursor : end])
+            done += end - self._cursor
+            if end == len(commands):
+                self.applied, self._cursor = slot, 0
+            else:
+                self._cursor = end
+
     def advance(self, rd: Ready) -> None:
-        for sv in rd.committed:
-            if sv.slot == self.applied + 1:
-                self._apply(sv.slot, sv.value)
-                self.applied = sv.slot
+        self._apply_chosen()
+        if self._cursor:
+            # Mid-slot: the machine is ahead of `applied`. Membership pruning and snapshots
+            # wait for the slot's end; the leader's sending and reads need nothing of it.
+            lead = self.lead
+            if self.role is Role.LEADER and lead is not None:
+                self._send_due_accepts(lead)
+                self._serve_reads(lead)
+            return
         before = self.membership.configs[0]
         known = self.membership.known()
         self.membership.prune(self.applied)
@@ -929,8 +971,8 @@ class Node:
             self._step_down()
             self.leader_id = None
 
-    def _apply(self, slot: int, batch: Batch) -> None:
-        for cmd in batch.commands:
+    def _apply(self, slot: int, commands: tuple[Command, ...]) -> None:
+        for cmd in commands:
             out = self.machine.apply(cmd, slot)
             key = (cmd.client_id, cmd.seq)
             if key in self._waiting:

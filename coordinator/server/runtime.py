@@ -57,6 +57,10 @@ _PAXOS = b"P"
 _HELLO = b"H"
 
 
+# A Ready whose apply holds the loop longer than this is logged (see `_handle`).
+_SLOW_APPLY_SECONDS = 0.1
+
+
 class IdentityError(Exception):
     """The data directory cannot be used as configured; exit with one line."""
 
@@ -77,6 +81,9 @@ class ServerConfig:
     snapshot_every: int = 256
     max_batch: int = 256
     window: int = 32
+    # Commands applied per Ready before the loop serves frames and ticks again (a slot may
+    # be split). A worker registration costs up to ~10 ms at 10,000 partitions (NodeConfig).
+    apply_budget: int = 16
     worker_session_timeout: float = 10.0
     # Save a Ready on the event loop itself, not in a thread, while the last 64 saves each
     # took under this many ms (a fast disk): a thread round trip costs two wake-ups, which on
@@ -165,6 +172,7 @@ class NodeRuntime:
                 window=cfg.window,
                 max_batch=cfg.max_batch,
                 snapshot_every=cfg.snapshot_every,
+                apply_budget=cfg.apply_budget,
             ),
             self.storage.load(),
             self.app,
@@ -418,6 +426,13 @@ class NodeRuntime:
             was_leader = self.leader_since is not None
             while self.node.has_ready():
                 await self._handle(self.node.ready())
+                if self.node.apply_pending:
+                    # More chosen commands to apply (`apply_budget`): first let the transport
+                    # read frames and the ticker tick, then step them, so heartbeats keep
+                    # going out through a long apply.
+                    self._wake.set()
+                    await asyncio.sleep(0)
+                    break
             self._track_leadership(was_leader)
 
     def _save_inline(self, rd: Ready) -> bool:
@@ -442,13 +457,32 @@ class NodeRuntime:
                 self.storage.save(rd.persist)
             else:
                 await asyncio.to_thread(self.storage.save, rd.persist)
-            self.fsync_seconds.append(time.perf_counter() - t0)
+            saved = time.perf_counter() - t0
+            self.fsync_seconds.append(saved)
+            if saved > _SLOW_APPLY_SECONDS:
+                snap = rd.persist.snapshot
+                log.warning(
+                    "node %d: a durable write%s took %.0f ms (Paxos waits for it)",
+                    self.cfg.node_id,
+                    "" if snap is None else f" with a {len(snap.data) // 1024} KB snapshot",
+                    saved * 1e3,
+                )
             if len(self.fsync_seconds) > 4096:
                 del self.fsync_seconds[:2048]
         cid = (self.identity.cluster_id if self.identity else "").encode() + b"\0"
         for msg in rd.messages:
             self.transport.send(msg.dst, _PAXOS + cid + encode(msg))
+        t1 = time.perf_counter()
         self.node.advance(rd)
+        took = time.perf_counter() - t1
+        if took > _SLOW_APPLY_SECONDS:
+            # The loop does nothing else meanwhile: no heartbeats, no frames read, no HTTP.
+            # Longer than an election timeout and the followers elect another leader.
+            log.warning(
+                "node %d: applying %d slots (%d commands) held the event loop for %.0f ms",
+                self.cfg.node_id, len(rd.committed),
+                sum(len(sv.value.commands) for sv in rd.committed), took * 1e3,
+            )  # fmt: skip
         self._sync_peers()
         for res in rd.results:
             fut = self._proposals.pop((res.client_id, res.seq), None)

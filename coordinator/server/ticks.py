@@ -13,7 +13,7 @@ ticks for a slow receiver): election timeouts measure time the node was able to 
 time. Liveness only: no safety property depends on ticks (no leases; reads go through a quorum
 round). A node that really died is still noticed at once through its closed links
 (`Node.peer_lost`), and a silent one after an election timeout of loop time.
-docs/architecture.md, 2, "Pre-vote and check-quorum".
+docs/architecture.md, 2, "Driver: ticks of loop time, bounded applies".
 """
 
 from __future__ import annotations

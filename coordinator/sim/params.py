@@ -46,6 +46,8 @@ class SimParams:
     # A crashed node's peers are told its links closed (`Node.peer_lost`), each after one
     # message delay, unless the network between them is cut (no FIN crosses a partition).
     peer_lost: bool = True
+    # NodeConfig.apply_budget: chosen slots handed to the driver a few at a time.
+    apply_budget: int = 0
 
 
 def params_for_seed(seed: int, **overrides: Any) -> SimParams:
@@ -62,6 +64,8 @@ def params_for_seed(seed: int, **overrides: Any) -> SimParams:
         "drift": r.choice((0, 3, 8)),
         "n_clients": r.choice((2, 3, 4, 5)),
         "alpha": r.choice((4, 16, 32)),
+        # Drawn last: the draws above, and so every recorded seed's setup, stay as they were.
+        "apply_budget": r.choice((0, 0, 1, 3)),
     }
     base.update(overrides)
     return SimParams(**base)

@@ -175,6 +175,7 @@ class World:
             max_batch=self.p.max_batch,
             snapshot_every=self.p.snapshot_every,
             pre_vote=self.p.pre_vote,
+            apply_budget=self.p.apply_budget,
         )
         sn.inc += 1
         sn.flush_pending = False

@@ -13,6 +13,7 @@ from coordinator.paxos.types import (
     Accept,
     Accepted,
     Ballot,
+    Batch,
     Command,
     DurableState,
     Heartbeat,
@@ -24,6 +25,7 @@ from coordinator.paxos.types import (
     PreVote,
     PreVoteReply,
     Promise,
+    SlotValue,
     Snapshot,
 )
 from coordinator.sim.harness import LocalCluster
@@ -414,3 +416,67 @@ def test_messages_never_leave_before_their_state_is_durable() -> None:
                 assert slot <= floor or have.get(slot, Ballot(0, 0)) >= m.ballot
             checked += 1
     assert checked > 10
+
+
+# --------------------------------------------------------------------- apply budget
+# (slots' command counts, apply_budget, applied index after each advance)
+APPLY_BUDGET_CASES = [
+    ("no budget: every chosen slot at once", [1, 1, 1, 1, 1], 0, [5]),
+    ("two commands an advance", [1, 1, 1, 1, 1], 2, [2, 4, 5]),
+    ("a slot bigger than the budget is split", [1, 5, 1], 2, [1, 1, 2, 3]),
+    ("a split slot's end and the next slot share an advance", [3, 1, 1], 2, [0, 2, 3]),
+    ("no-ops before the budget is spent cost nothing", [0, 0, 2, 0, 1], 2, [3, 5]),
+]
+
+
+@pytest.mark.parametrize(("name", "sizes", "budget", "applied_after"), APPLY_BUDGET_CASES)
+def test_chosen_slots_are_applied_within_the_apply_budget(
+    name: str, sizes: list[int], budget: int, applied_after: list[int]
+) -> None:
+    """A driver on one event loop applies a whole Ready without a break; with a budget each
+    `advance` applies a few commands (NodeConfig.apply_budget), splitting a big slot, in
+    order, each command exactly once, and `apply_pending` tells the driver more wait."""
+    cfg = NodeConfig(node_id=2, peers=(1, 2, 3), apply_budget=budget)
+    n = Node(cfg, DurableState(), KVMachine(), random.Random(0))
+    b = Ballot(1, 1)
+    entries = tuple(
+        SlotValue(s, Batch(tuple(append(f"c{s}", i + 1, "k", f"{s}.{i},") for i in range(size))))
+        for s, size in enumerate(sizes, start=1)
+    )
+    n.step(Accept(1, 2, b, entries, 0))
+    n.ready()
+    n.step(Heartbeat(1, 2, b, len(sizes), 1))
+    seen: list[int] = []
+    while n.has_ready():
+        rd = n.ready()
+        n.advance(rd)
+        if rd.committed or seen:
+            seen.append(n.applied)
+        assert n.apply_pending == (n.applied < len(sizes)), name
+    assert seen == applied_after, name
+    want = "".join(f"{s}.{i}," for s, size in enumerate(sizes, start=1) for i in range(size))
+    assert n.machine.app.data.get("k", "") == want, name  # every command once, in order
+
+
+def test_no_snapshot_is_taken_in_the_middle_of_a_slot() -> None:
+    """A snapshot claims `applied`; taken while part of the next slot is applied it would
+    hold those commands too, and a node restored from it would apply them again. Here the
+    first advance applies slot 1 and one command of slot 2, so `applied - snap_index` reaches
+    `snapshot_every` in the middle of slot 2."""
+    cfg = NodeConfig(node_id=2, peers=(1, 2, 3), apply_budget=2, snapshot_every=1)
+    n = Node(cfg, DurableState(), KVMachine(), random.Random(0))
+    b = Ballot(1, 1)
+    slot2 = Batch(tuple(append("c", i + 2, "k", f"2.{i},") for i in range(3)))
+    entries = (SlotValue(1, Batch((append("c", 1, "k", "1.0,"),))), SlotValue(2, slot2))
+    n.step(Accept(1, 2, b, entries, 0))
+    n.ready()
+    n.step(Heartbeat(1, 2, b, 2, 1))
+    states: dict[int, str] = {}
+    while n.has_ready():
+        n.advance(n.ready())
+        snap = n.acceptor.snapshot
+        if snap is not None:
+            restored = KVMachine()
+            Node(cfg, DurableState(), restored, random.Random(0)).machine.restore(snap.data)
+            states[snap.index] = restored.data.get("k", "")
+    assert states == {2: "1.0,2.0,2.1,2.2,"}
