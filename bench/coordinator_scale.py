@@ -155,6 +155,7 @@ async def _worker(
             seq += 1
             offset += 100
             t0 = time.perf_counter()
+            sent_in_window = stats.measuring  # a request counts if sent in the window
             try:
                 status, body = await conn.request(
                     _req("POST", f"/v1/workers/{wid}/heartbeat", {"capacity": 1024}, wid, seq)
@@ -165,7 +166,7 @@ async def _worker(
                 stats.error(type(exc).__name__)
                 await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
                 continue
-            if stats.measuring:
+            if sent_in_window:
                 stats.hb.append(time.perf_counter() - t0)
             eps.follow(conn.head)
             if status != 200:
@@ -191,6 +192,7 @@ async def _worker(
                     sent, todo = todo, []
                     payload: Any = {"groups": sent}
                     t0 = time.perf_counter()
+                    sent_in_window = stats.measuring  # a request counts if sent in the window
                     try:
                         status, body = await conn.request(
                             _req("POST", f"/v1/workers/{wid}/checkpoints", payload, wid, seq)
@@ -199,7 +201,7 @@ async def _worker(
                         conn.close()
                         stats.error(type(exc).__name__)
                         break
-                    if stats.measuring:
+                    if sent_in_window:
                         stats.commit.append(time.perf_counter() - t0)
                         stats.groups += len(sent)
                     if status != 200:
@@ -219,6 +221,7 @@ async def _worker(
                 seq += 1
                 payload = {"worker_id": wid, "epoch": epoch, "offsets": offsets}
                 t0 = time.perf_counter()
+                sent_in_window = stats.measuring  # a request counts if sent in the window
                 try:
                     status, body = await conn.request(
                         _req("POST", f"/v1/jobs/{job}/checkpoints", payload, wid, seq)
@@ -227,7 +230,7 @@ async def _worker(
                     conn.close()
                     stats.error(type(exc).__name__)
                     break
-                if stats.measuring:
+                if sent_in_window:
                     stats.commit.append(time.perf_counter() - t0)
                     stats.groups += 1
                 if status == 503:
@@ -386,12 +389,18 @@ def scenario(
         if first != "start":
             raise RuntimeError(f"load generator: {first}")
         c0 = {i: lg.cpu_seconds(p) for i, p in pids.items()}
+        g0, m0 = lg.cpu_seconds(proc.pid or 0), lg.machine_busy_seconds()
         st0 = {i: cluster.status(i) or {} for i in pids}
         t0 = time.monotonic()
         log(f"{name}: window opens, statuses {_roles(st0)}")
         rx.recv()
         dt = time.monotonic() - t0
         c1 = {i: lg.cpu_seconds(p) for i, p in pids.items()}
+        g1, m1 = lg.cpu_seconds(proc.pid or 0), lg.machine_busy_seconds()
+        # The load generator is one Python process playing every worker: when it nears a
+        # core, its own scheduling delay is part of every latency it measures.
+        out["loadgen_cores"] = None if g0 is None or g1 is None else (g1 - g0) / dt
+        out["machine_busy_cores"] = (m1 - m0) / dt
         st1 = {i: cluster.status(i) or {} for i in pids}
         log(f"{name}: window closes, statuses {_roles(st1)}")
         # The node that led when the window opened (the warm-up's registrations may have

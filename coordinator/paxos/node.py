@@ -29,6 +29,7 @@ Safety notes that the code relies on:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -912,23 +913,29 @@ class Node:
         work (frames, ticks, heartbeats) before asking for the next Ready."""
         return self.applied < self._handed
 
-    def _apply_chosen(self) -> None:
-        """Apply handed slots in order, at most `apply_budget` commands (all if 0)."""
+    def _apply_chosen(self, enough: Callable[[], bool] | None) -> None:
+        """Apply handed slots in order, one command at a time, until `apply_budget` commands
+        (if set) or until the driver's `enough()` says so (checked after each command, so at
+        least one is applied): a driver passes a clock there, the simulator a count."""
         budget = self.config.apply_budget
         done = 0
-        while self.applied < self._handed and (not budget or done < budget):
+        while self.applied < self._handed:
+            if (budget and done >= budget) or (done and enough is not None and enough()):
+                return
             slot = self.applied + 1
             commands = self.log[slot].commands
-            end = len(commands) if not budget else min(len(commands), self._cursor + budget - done)
-            self._apply(slot, commands[self._cursor : end])
-            done += end - self._cursor
-            if end == len(commands):
+            if self._cursor < len(commands):
+                self._apply(slot, commands[self._cursor : self._cursor + 1])
+                self._cursor += 1
+                done += 1
+            if self._cursor >= len(commands):
                 self.applied, self._cursor = slot, 0
-            else:
-                self._cursor = end
 
-    def advance(self, rd: Ready) -> None:
-        self._apply_chosen()
+    def advance(self, rd: Ready, enough: Callable[[], bool] | None = None) -> None:
+        """Obey `rd` (the driver persisted and sent it) and apply chosen commands: all of
+        them, or as many as `apply_budget` and `enough` allow; `apply_pending` then says more
+        wait (docs/architecture.md, 2, "Driver")."""
+        self._apply_chosen(enough)
         if self._cursor:
             # Mid-slot: the machine is ahead of `applied`. Membership pruning and snapshots
             # wait for the slot's end; the leader's sending and reads need nothing of it.

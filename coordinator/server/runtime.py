@@ -41,6 +41,7 @@ from coordinator.server.identity import (
     save_identity,
 )
 from coordinator.server.metadata_app import MetadataApp
+from coordinator.server.savepolicy import SavePolicy
 from coordinator.server.storage import DiskStorage
 from coordinator.server.ticks import TickClock, tick_forever
 from coordinator.server.tls import TlsConfig
@@ -81,13 +82,13 @@ class ServerConfig:
     snapshot_every: int = 256
     max_batch: int = 256
     window: int = 32
-    # Commands applied per Ready before the loop serves frames and ticks again (a slot may
-    # be split). A worker registration costs up to ~10 ms at 10,000 partitions (NodeConfig).
-    apply_budget: int = 16
+    # How long one Ready may apply chosen commands before the loop serves frames, ticks and
+    # HTTP again (a slot may be split; NodeConfig.apply_budget). A worker registration costs
+    # up to ~30 ms at 10,000 partitions while few workers share them.
+    apply_slice_ms: float = 20.0
     worker_session_timeout: float = 10.0
-    # Save a Ready on the event loop itself, not in a thread, while the last 64 saves each
-    # took under this many ms (a fast disk): a thread round trip costs two wake-ups, which on
-    # a busy machine is the larger part of a 1-client commit's tail. 0 = always a thread.
+    # Save a Ready on the event loop itself, not in a thread, while inline saves take under
+    # this many ms (a fast disk; server/savepolicy.py). 0 = always a thread.
     inline_save_ms: float = 1.0
     initial_cluster: str = "existing"  # "new": bootstrap from empty data directories
     join: bool = False  # an empty data directory replaces a lost disk (learn, then vote)
@@ -144,6 +145,7 @@ class NodeRuntime:
         self.on_leadership: list[Callable[[], None]] = []
         # Metrics the API exports.
         self.fsync_seconds: list[float] = []
+        self.saves = SavePolicy(cfg.inline_save_ms / 1000)
         self.ticks = TickClock(cfg.tick_ms / 1000, 0.0)
         self.proposals_total = 0
         self.reads_total = 0
@@ -172,7 +174,6 @@ class NodeRuntime:
                 window=cfg.window,
                 max_batch=cfg.max_batch,
                 snapshot_every=cfg.snapshot_every,
-                apply_budget=cfg.apply_budget,
             ),
             self.storage.load(),
             self.app,
@@ -427,7 +428,7 @@ class NodeRuntime:
             while self.node.has_ready():
                 await self._handle(self.node.ready())
                 if self.node.apply_pending:
-                    # More chosen commands to apply (`apply_budget`): first let the transport
+                    # More chosen commands to apply (`apply_slice_ms`): first let the transport
                     # read frames and the ticker tick, then step them, so heartbeats keep
                     # going out through a long apply.
                     self._wake.set()
@@ -435,29 +436,18 @@ class NodeRuntime:
                     break
             self._track_leadership(was_leader)
 
-    def _save_inline(self, rd: Ready) -> bool:
-        """Whether to save `rd` without leaving the loop: only small writes (no snapshot)
-        and only while the disk has proved fast; one slow save sends the next 64 to a thread
-        again, so a slow or stalling disk never blocks the loop for long twice."""
-        limit = self.cfg.inline_save_ms / 1000
-        recent = self.fsync_seconds[-64:]
-        return (
-            limit > 0
-            and rd.persist is not None
-            and rd.persist.snapshot is None
-            and len(recent) == 64
-            and max(recent) < limit
-        )
-
     async def _handle(self, rd: Ready) -> None:
         self.ready_total += 1
         if rd.persist is not None:
             t0 = time.perf_counter()
-            if self._save_inline(rd):
+            snapshot = rd.persist.snapshot is not None
+            inline = self.saves.inline(snapshot)
+            if inline:
                 self.storage.save(rd.persist)
             else:
                 await asyncio.to_thread(self.storage.save, rd.persist)
             saved = time.perf_counter() - t0
+            self.saves.record(inline, snapshot, saved)
             self.fsync_seconds.append(saved)
             if saved > _SLOW_APPLY_SECONDS:
                 snap = rd.persist.snapshot
@@ -473,15 +463,17 @@ class NodeRuntime:
         for msg in rd.messages:
             self.transport.send(msg.dst, _PAXOS + cid + encode(msg))
         t1 = time.perf_counter()
-        self.node.advance(rd)
+        deadline = t1 + self.cfg.apply_slice_ms / 1000
+        before = self.node.applied
+        self.node.advance(rd, lambda: time.perf_counter() > deadline)
         took = time.perf_counter() - t1
         if took > _SLOW_APPLY_SECONDS:
             # The loop does nothing else meanwhile: no heartbeats, no frames read, no HTTP.
-            # Longer than an election timeout and the followers elect another leader.
+            # Longer than an election timeout and the followers elect another leader. Only a
+            # single command this slow can get here (the slice stops after the first).
             log.warning(
-                "node %d: applying %d slots (%d commands) held the event loop for %.0f ms",
-                self.cfg.node_id, len(rd.committed),
-                sum(len(sv.value.commands) for sv in rd.committed), took * 1e3,
+                "node %d: applying slots %d..%d held the event loop for %.0f ms",
+                self.cfg.node_id, before + 1, self.node.applied, took * 1e3,
             )  # fmt: skip
         self._sync_peers()
         for res in rd.results:

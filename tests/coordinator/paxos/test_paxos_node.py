@@ -480,3 +480,30 @@ def test_no_snapshot_is_taken_in_the_middle_of_a_slot() -> None:
             Node(cfg, DurableState(), restored, random.Random(0)).machine.restore(snap.data)
             states[snap.index] = restored.data.get("k", "")
     assert states == {2: "1.0,2.0,2.1,2.2,"}
+
+
+@pytest.mark.parametrize(("stop_after", "want"), [(0, [1, 2, 3, 4]), (2, [2, 4]), (9, [4])])
+def test_the_driver_says_when_an_advance_has_applied_enough(
+    stop_after: int, want: list[int]
+) -> None:
+    """The runtime passes a clock (`enough()` after 20 ms); at least one command is applied
+    per advance, so a slow command never stops progress."""
+    n = Node(NodeConfig(node_id=2, peers=(1, 2, 3)), DurableState(), KVMachine(), random.Random(0))
+    b = Ballot(1, 1)
+    batch = Batch(tuple(append("c", i + 1, "k", f"{i},") for i in range(4)))
+    n.step(Accept(1, 2, b, (SlotValue(1, batch),), 0))
+    n.ready()
+    n.step(Heartbeat(1, 2, b, 1, 1))
+    seen = []
+    while n.has_ready():
+        calls = 0
+
+        def enough() -> bool:
+            nonlocal calls
+            calls += 1
+            return calls >= stop_after
+
+        n.advance(n.ready(), enough)
+        seen.append(len(n.machine.app.data.get("k", "").split(",")) - 1)
+    assert seen == want
+    assert n.applied == 1 and n.machine.app.data["k"] == "0,1,2,3,"
