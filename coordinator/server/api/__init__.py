@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from coordinator.server.api.cluster import cluster_routes
 from coordinator.server.api.common import Api
+from coordinator.server.api.hot import HotPaths
 from coordinator.server.api.jobs import job_routes
 from coordinator.server.api.workers import expiry, worker_routes
 from coordinator.server.runtime import NodeRuntime
@@ -22,16 +24,15 @@ _HOT = frozenset(
 )
 
 
-def build_app(rt: NodeRuntime) -> Starlette:
+def build_app(rt: NodeRuntime) -> HotPaths:
     api = Api.for_runtime(rt)
     routes = [*cluster_routes(api), *job_routes(api), *worker_routes(api)]
-    # Starlette tries routes in order, one regex each: the routes every worker calls every
-    # second go first (checkpoints was 15th of 18; 4.7% of the leader's CPU at 64
-    # clients was Route.matches, docs/benchmarks-coordinator.md). No other route matches
-    # their paths, so the order changes nothing else.
-    routes.sort(key=lambda r: getattr(r, "path", "") not in _HOT)
     app = Starlette(routes=routes)
     app.state.expire_lapsed = expiry(api)
     app.state.sessions = api.sessions
     app.state.forward_client = api.forward_client
-    return app
+    # The routes every worker calls every second skip Starlette's router and middleware
+    # (api/hot.py). The Starlette app keeps them too: a request the fast path does not match
+    # exactly (another method, a trailing slash) gets Starlette's answer, as before.
+    hot = [r for r in routes if isinstance(r, Route) and r.path in _HOT]
+    return HotPaths(app, hot, app.state)

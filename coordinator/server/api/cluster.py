@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -20,7 +20,7 @@ from coordinator.paxos.membership import (
     remove_node_command,
     replace_node_command,
 )
-from coordinator.server.api.common import Api, ApiError, decode_body, error
+from coordinator.server.api.common import Api, ApiError, JSONResponse, decode_body, error
 from coordinator.server.dashboard import index_html, static_dir
 from coordinator.server.metrics import render_metrics
 from coordinator.server.openapi import openapi_document

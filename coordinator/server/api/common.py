@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import Response
 
 from coordinator._httpx import httpx
 from coordinator.commands import (
@@ -40,7 +41,16 @@ from coordinator.server.metadata_app import encode_query
 from coordinator.server.runtime import NodeRuntime
 from coordinator.server.sessions import WorkerSessions
 
-__all__ = ["Api", "ApiError", "Handler", "decode_body", "error", "offsets_of", "result_response"]
+__all__ = [
+    "Api",
+    "ApiError",
+    "Handler",
+    "JSONResponse",
+    "decode_body",
+    "error",
+    "offsets_of",
+    "result_response",
+]
 
 Handler = Callable[[Request], Awaitable[Response]]
 _T = TypeVar("_T")
@@ -60,6 +70,15 @@ _STATUS: dict[type[Any], int] = {
     OffsetRegression: 409,
     InvalidCommand: 400,
 }
+
+
+class JSONResponse(_StarletteJSON):
+    """Encoded by msgspec, not `json.dumps`: every heartbeat and checkpoint answer is one, and
+    the stdlib encoder was 6.7% of the leader's CPU at 1,000 workers (py-spy, issue 17).
+    Same compact UTF-8 output; msgspec structs encode directly."""
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
 
 
 class ApiError(Exception):

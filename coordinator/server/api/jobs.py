@@ -6,7 +6,7 @@ import time
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from coordinator.commands import (
@@ -28,6 +28,7 @@ from coordinator.protocol import (
 from coordinator.server.api.common import (
     Api,
     ApiError,
+    JSONResponse,
     decode_body,
     error,
     offsets_of,

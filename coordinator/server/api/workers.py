@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from coordinator.commands import (
@@ -32,6 +32,7 @@ from coordinator.protocol import (
 from coordinator.server.api.common import (
     Api,
     ApiError,
+    JSONResponse,
     decode_body,
     offsets_of,
     result_response,
@@ -73,7 +74,7 @@ def worker_routes(api: Api) -> list[Route]:
                 p.end, p.position, worker_id, now, p.stalled, p.stalled_since
             )  # fmt: skip
         reply = HeartbeatReply(worker_id, api.sessions.timeout, assignment)
-        return JSONResponse(msgspec.to_builtins(reply))
+        return JSONResponse(reply)
 
     async def deregister(request: Request) -> Response:
         worker_id = request.path_params["worker_id"]
