@@ -122,6 +122,9 @@ async def serve(cfg: ServerConfig) -> None:
         uvicorn.Config(
             app, host=cfg.api[0], port=cfg.api[1], log_level="warning", access_log=False,
             lifespan="off",
+            # Nothing reads the client's address (no access log), so X-Forwarded-For need
+            # not be parsed on every request: 2.1% of the leader's CPU at 64 clients.
+            proxy_headers=False,
             # HTTPS only: clients authenticate with the bearer token, not a certificate.
             ssl_certfile=str(tls.cert) if tls else None,
             ssl_keyfile=str(tls.key) if tls else None,
