@@ -443,6 +443,18 @@ def _url_problem(url: object, schemes: tuple[str, ...], example: str) -> str | N
     return None
 
 
+def _check_rabbitmq_source(where: str, value: Any, url_problem: str | None) -> None:
+    """What the stream and queue sources check alike: the value codec, then the URL."""
+    from pipeline.codecs import CodecError, value_decoder
+
+    try:
+        value_decoder(value)
+    except CodecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    if url_problem:
+        raise SpecError(f"{where}: url {url_problem}")
+
+
 def stream_url_problem(url: object) -> str | None:
     """Why ``url`` is not a RabbitMQ stream URL, or None."""
     return _url_problem(url, ("rabbitmq-stream",), "rabbitmq-stream://user:password@host:5552/")
@@ -527,15 +539,7 @@ class Job:
         where = f"source_rabbitmq_stream({stream!r})"
         if not isinstance(stream, str) or not _STREAM_NAME.fullmatch(stream):
             raise SpecError(f"{where}: stream must match [A-Za-z0-9._-]{{1,200}}, got {stream!r}")
-        from pipeline.codecs import CodecError, value_decoder
-
-        try:
-            value_decoder(value)
-        except CodecError as exc:
-            raise SpecError(f"{where}: {exc}") from None
-        problem = stream_url_problem(url)
-        if problem:
-            raise SpecError(f"{where}: url {problem}")
+        _check_rabbitmq_source(where, value, stream_url_problem(url))
         anchor = f"paxline.{self.name}.rabbitmq.{stream}"
         return self._then(Source(anchor, partitions, value, RabbitStream(stream, url)))
 
@@ -562,15 +566,7 @@ class Job:
         problem = queue_problem(queue)
         if problem:
             raise SpecError(f"{where}: queue {problem}")
-        from pipeline.codecs import CodecError, value_decoder
-
-        try:
-            value_decoder(value)
-        except CodecError as exc:
-            raise SpecError(f"{where}: {exc}") from None
-        problem = amqp_url_problem(url)
-        if problem:
-            raise SpecError(f"{where}: url {problem}")
+        _check_rabbitmq_source(where, value, amqp_url_problem(url))
         anchor = f"paxline.{self.name}.rabbitmq-queue.{queue}"
         return self._then(Source(anchor, partitions, value, RabbitQueue(queue, url, prefetch)))
 
