@@ -340,7 +340,13 @@
           render: (td, n) => {
             setText(td, down(n) ? DASH : fmtUptime(n.uptime_seconds));
             const dropped = Object.entries(n.frames_dropped || {}).map(([k, v]) => `${k}: ${v}`);
-            td.title = dropped.length ? `frames dropped — ${dropped.join(", ")}` : "";
+            const notes = dropped.length ? [`frames dropped — ${dropped.join(", ")}`] : [];
+            const late = n.loop_late || {};
+            if (late.ticks_dropped) {
+              // the node's event loop woke late (starved of CPU or blocked): explains slow elections
+              notes.push(`event loop late: ${late.ticks_dropped} ticks dropped, longest ${late.max_seconds} s`);
+            }
+            td.title = notes.join("; ");
           },
         },
       ],
