@@ -24,9 +24,19 @@ def test_three_brokers_rf3_and_a_transaction_with_one_broker_killed(
     boot = kafka_cluster.bootstrap
     topic = f"rf3-{uuid.uuid4().hex[:8]}"
     create_topics(boot, {topic: 3})
-    meta = AdminClient({"bootstrap.servers": boot}).list_topics(topic, timeout=60)
+    # The broker that answers may not have the new topic's metadata yet (a fresh-clone CI run
+    # once got it with no partitions): ask until it shows all three, or fail at the deadline.
+    admin = AdminClient({"bootstrap.servers": boot})
+    deadline = time.monotonic() + 60
+    while True:
+        meta = admin.list_topics(topic, timeout=60)
+        parts = meta.topics[topic].partitions
+        if len(parts) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # poll interval of the wait above, not a synchronisation by itself
     assert len(meta.brokers) == 3
-    assert {len(p.replicas) for p in meta.topics[topic].partitions.values()} == {3}
+    assert len(parts) == 3
+    assert {len(p.replicas) for p in parts.values()} == {3}
     # Warm the transaction coordinator while all brokers run, then kill one broker.
     producer = Producer({"bootstrap.servers": boot, "transactional.id": f"t-{topic}"})
     producer.init_transactions(120)
