@@ -53,7 +53,8 @@ def check_convergence(world: World) -> list[str]:
             # Removed, and it knows: it applied its own removal, so it stays quiet and owes
             # nothing more; its state is checked against the log at its own index below.
             # (The world retires a node only when the operator's request was acknowledged;
-            # seed 21569 removed n3 by a replace whose answer a crash lost.)
+            # a sweep's seed 21569 removed n3 by a replace whose answer a crash lost;
+            # tests/coordinator/sim/test_sim_checkers.py builds that case.)
             departed[nid] = n.applied
             continue
         if n.applied != top:
