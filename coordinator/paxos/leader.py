@@ -73,9 +73,6 @@ class Leadership:
     learners: frozenset[int] = frozenset()
     # Each peer's first slot without a known chosen value, from its heartbeat acks.
     need: dict[int, int] = field(default_factory=dict)
-    # Open slot -> the tick its Accept last went out. A heartbeat re-sends only Accepts at
-    # least one heartbeat interval old (lost ones); see `Node._broadcast_heartbeat`.
-    sent_tick: dict[int, int] = field(default_factory=dict)
 
     def open_slot(self, value: Batch) -> int:
         slot = self.next_slot

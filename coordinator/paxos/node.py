@@ -690,7 +690,6 @@ class Node:
         members = self.membership.at(slot)  # known: Accepts for `slot` went out
         if sum(1 for p in members if p in votes) >= majority(members):
             del lead.votes[slot]
-            lead.sent_tick.pop(slot, None)
             self._chosen(slot, lead.proposals.pop(slot))
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
@@ -804,8 +803,6 @@ class Node:
         if not slots:
             return
         entries = tuple(SlotValue(s, lead.proposals[s]) for s in slots)
-        for s in slots:
-            lead.sent_tick[s] = self._ticks
         if self.acceptor.accept(lead.ballot, entries):
             for s in slots:
                 self._vote(lead, s, self.id)
@@ -819,38 +816,26 @@ class Node:
 
     def _broadcast_heartbeat(self, lead: Leadership) -> None:
         """Also retransmits open slots to peers that have not accepted them, which is how lost
-        Accepts (and followers that restarted) are repaired; only slots whose Accept went out
-        at least one heartbeat interval ago. A read asks for a heartbeat round at once, so at
-        1,000 heartbeat reads a second the old re-send of every unacknowledged slot on every
-        round sent each Accept (up to 256 commands) again and again while it was still in
-        flight, and each copy cost the follower another durable write."""
+        Accepts (and followers that restarted) are repaired."""
         lead.hb_round += 1
         lead.hb_wanted = False
         self._hb_elapsed = 0
         commit = self.commit_index
         membership = self.membership
-        stale = self._ticks - self.config.heartbeat_ticks
-        resent: set[int] = set()
         for p in self.others:
             missing = tuple(
                 SlotValue(s, v)
                 for s, v in lead.proposals.items()
-                if s <= lead.sent_upto
-                and p not in lead.votes[s]
-                and p in membership.at(s)
-                and lead.sent_tick.get(s, stale) <= stale
+                if s <= lead.sent_upto and p not in lead.votes[s] and p in membership.at(s)
             )
             if missing:
                 self._outbox.append(Accept(self.id, p, lead.ballot, missing, commit))
-                resent.update(sv.slot for sv in missing)
             self._outbox.append(
                 Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round, lead.recovery_target)
             )
         for p in self._departed:
             if p != self.id:
                 self._outbox.append(Heartbeat(self.id, p, lead.ballot, commit, lead.hb_round))
-        for s in resent:
-            lead.sent_tick[s] = self._ticks
 
     def _install_snapshot(self, snap: Snapshot) -> None:
         self.machine.restore(snap.data)

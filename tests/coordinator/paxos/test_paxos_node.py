@@ -507,33 +507,3 @@ def test_the_driver_says_when_an_advance_has_applied_enough(
         seen.append(len(n.machine.app.data.get("k", "").split(",")) - 1)
     assert seen == want
     assert n.applied == 1 and n.machine.app.data["k"] == "0,1,2,3,"
-
-
-# ------------------------------------------------------------- retransmission
-def test_a_heartbeat_resends_only_accepts_older_than_a_heartbeat_interval() -> None:
-    """Every read asks for a heartbeat round at once; the old round re-sent every slot a peer
-    had not yet accepted, so at 1,000 reads a second each Accept went out again and again
-    while still in flight, and each copy cost the follower another durable write. Now a slot
-    goes out again only once its last Accept is a heartbeat interval old (a lost one)."""
-    c = LocalCluster()
-    c.elect(1)
-    leader = c.nodes[1]
-    c.deliver_all()
-    leader.propose(put("c", 1, "k", "v"))
-    c.flush(1)  # the Accept for the new slot goes out
-    first = [m for m in c.inflight if isinstance(m, Accept)]
-    assert {m.dst for m in first} == {2, 3}
-    c.inflight.clear()  # ... and is lost
-    leader.read(1, read_query("k"))
-    c.flush(1)  # the read's heartbeat round: the Accept is still fresh, not re-sent
-    assert [m for m in c.inflight if isinstance(m, Accept)] == []
-    assert any(isinstance(m, Heartbeat) for m in c.inflight)
-    c.inflight.clear()
-    for _ in range(leader.config.heartbeat_ticks):
-        leader.tick()
-    c.flush(1)  # a heartbeat interval later the lost Accept is repaired
-    again = [m for m in c.inflight if isinstance(m, Accept)]
-    assert {m.dst for m in again} == {2, 3}
-    assert [sv.slot for sv in again[0].entries] == [sv.slot for sv in first[0].entries]
-    c.deliver_all()
-    assert any(r.ok for r in c.results)
