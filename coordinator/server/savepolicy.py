@@ -9,10 +9,10 @@ twice in a row. Snapshots always go to a thread.
 The policy before this one needed the last 64 saves *measured around the await* to be fast.
 A save in a thread measured that way includes the two wake-ups and the GIL waits, so under
 load it was never fast: one snapshot (always in a thread, and counted) latched every later save
-into a thread for good. In the 1,000-worker scale run that paced the leader at ~26 slots/s and
-held commit latency at 60-75 ms (p50) with the leader half idle (docs/benchmarks-coordinator.md,
-"Scale"). Now only inline saves are judged; after `probation` thread saves the next small one
-is tried inline again.
+into a thread for good. Found in the 1,000-worker scale runs (docs/benchmarks-coordinator.md,
+"Scale"), where the leader saved ~30 Readys a second in a thread at ~6 ms each; this fix alone
+did not measurably change those runs' latency. Now only inline saves are judged; after
+`probation` thread saves the next small one is tried inline again.
 """
 
 from __future__ import annotations

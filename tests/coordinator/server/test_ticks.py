@@ -51,10 +51,12 @@ def test_an_event_loop_blocked_for_600_ms_counts_one_tick_not_24() -> None:
         task = asyncio.create_task(tick_forever(clock, lambda: counted.append(1)))
         await asyncio.sleep(0)  # the ticker schedules its first tick
         time.sleep(0.6)  # blocks the loop itself: the stall under test, not synchronisation
-        await asyncio.sleep(0.03)  # one interval of running loop: the ticker wakes once
+        deadline = time.monotonic() + 5
+        while not counted and time.monotonic() < deadline:  # until the ticker has woken
+            await asyncio.sleep(0)
         task.cancel()
         return len(counted), clock.dropped
 
     counted, dropped = asyncio.run(scenario())
-    assert counted <= 2, counted
+    assert counted == 1, counted
     assert dropped >= 20, dropped
